@@ -1,0 +1,259 @@
+"""Architecture parameterisations: learnable logits -> alpha (the architecture weights of every edge).
+
+This file is the core of ITNAS (Ma et al., "Inter-layer Transition in Neural Architecture Search",
+arXiv 2011.14525). The paper's code was never released; the equations are this project's own formulation,
+fixed in DESIGN.md 2.3 and 2.5:
+
+- outer edge e: ``alpha_e = softmax(a_e)``;
+- inner edge e, in topological order: ``alpha_e = sum_{p in P(e)} w_e[p] * (alpha_p^T T_{p->e})`` with
+  ``T_{p->e} = row_softmax(Theta_{p->e})`` (K x K) and ``w_e = softmax(b_e)`` over the predecessors P(e).
+
+Methods (registry `METHODS`, `create_architecture`, `list_methods`):
+
+| method          | outer       | inner                                          | default base |
+| --------------- | ----------- | ---------------------------------------------- | ------------ |
+| `itnas`         | softmax     | learned transition + learned attention         | pcdarts      |
+| `itnas_noattn`  | softmax     | learned transition, uniform attention           | pcdarts      |
+| `itnas_notrans` | softmax     | fixed identity transition, learned attention    | pcdarts      |
+| `darts`         | softmax     | softmax (independent)                          | darts        |
+| `pcdarts`       | softmax     | softmax (independent)                          | pcdarts      |
+
+All architecture parameters are `nn.Parameter`s of `Architecture`, so `.to()`, `state_dict()` and optimizer
+groups just work. PC-DARTS edge-normalisation logits `beta` (Xu et al., ICLR 2020, section 3.3) live here too
+when the base is `pcdarts`, so that every architecture parameter is in one optimizer group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .spaces import SearchSpace
+
+__all__ = ["METHODS", "Architecture", "ArchState", "CellArchitecture", "MethodSpec", "create_architecture",
+           "get_method", "list_methods"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What a method learns.
+
+    Attributes:
+        name: registry name.
+        inner: "independent" (own softmax per inner edge) or "transition" (DESIGN.md 2.3).
+        learn_transition: Theta is learned (else T is the fixed op-identity matrix).
+        learn_attention: b_e is learned (else w_e is uniform over P(e)).
+        default_base: supernet base used when the params say `base: auto`.
+    """
+
+    name: str
+    inner: str
+    learn_transition: bool
+    learn_attention: bool
+    default_base: str
+
+
+METHODS: dict[str, MethodSpec] = {
+    "itnas": MethodSpec("itnas", "transition", True, True, "pcdarts"),
+    "itnas_noattn": MethodSpec("itnas_noattn", "transition", True, False, "pcdarts"),
+    "itnas_notrans": MethodSpec("itnas_notrans", "transition", False, True, "pcdarts"),
+    "darts": MethodSpec("darts", "independent", False, False, "darts"),
+    "pcdarts": MethodSpec("pcdarts", "independent", False, False, "pcdarts"),
+}
+
+BASES = ("darts", "pcdarts")
+
+
+def list_methods() -> list[str]:
+    """Names of the registered methods."""
+    return list(METHODS)
+
+
+def get_method(name: str) -> MethodSpec:
+    """Look up a method. Raises KeyError naming the valid methods."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; valid methods: {', '.join(list_methods())}") from None
+
+
+def op_identity(ops_src: tuple[str, ...], ops_dst: tuple[str, ...]) -> torch.Tensor:
+    """(K_src, K_dst) 0/1 matrix, 1 where the op names match. Rows of an op absent from `ops_dst` are zero."""
+    return torch.tensor([[1.0 if a == b else 0.0 for b in ops_dst] for a in ops_src])
+
+
+def _row_stochastic_identity(ops_src: tuple[str, ...], ops_dst: tuple[str, ...]) -> torch.Tensor:
+    """The fixed transition of `itnas_notrans`: op o on p -> the same op on e; uniform when e lacks op o."""
+    m = op_identity(ops_src, ops_dst)
+    empty = m.sum(1) == 0
+    m[empty] = 1.0 / m.shape[1]
+    return m
+
+
+class CellArchitecture(nn.Module):
+    """Architecture parameters of one cell type (normal or reduction) and the map logits -> alpha.
+
+    Args:
+        space: the search space (E edges, K ops per edge).
+        cell_type: "normal" or "reduce" (selects the op sets of the edges).
+        method: a `MethodSpec`.
+        alpha_init_scale: a_e ~ scale * N(0, 1) (DARTS code uses 1e-3).
+        transition_init: "uniform" (Theta = 0) or "identity" (Theta = gamma * op-identity).
+        transition_gamma: gamma of the identity initialisation.
+
+    Parameters (P = number of (predecessor, inner edge) pairs, 16 in the DARTS cell):
+        edge_logits: (E_indep, K) logits a_e of the edges with an own softmax (outer edges; all for `darts`).
+        transition_logits: (P, K, K) Theta, when learned.
+        attention_logits: (P,) b, segmented by inner edge, when learned.
+    """
+
+    def __init__(self, space: SearchSpace, cell_type: str, method: MethodSpec, alpha_init_scale: float = 1e-3,
+                 transition_init: str = "uniform", transition_gamma: float = 1.0):
+        super().__init__()
+        if transition_init not in ("uniform", "identity"):
+            raise ValueError(f"transition_init must be 'uniform' or 'identity', got {transition_init!r}")
+        self.space, self.cell_type, self.method = space, cell_type, method
+        ops = space.ops[cell_type]
+        E, K = space.n_edges, space.n_ops
+        transition = method.inner == "transition"
+        self.indep_edges = [e for e in range(E) if not (transition and not space.is_outer(e))]
+        self.inner_edges = [e for e in range(E) if e not in self.indep_edges]
+        self.edge_logits = nn.Parameter(alpha_init_scale * torch.randn(len(self.indep_edges), K))
+        # (pred p, inner edge e) pairs, contiguous per e: pair_slices[e] = (start, stop)
+        self.pairs: list[tuple[int, int]] = []
+        self.pair_slices: dict[int, tuple[int, int]] = {}
+        for e in self.inner_edges:
+            start = len(self.pairs)
+            self.pairs += [(p, e) for p in space.predecessors[e]]
+            self.pair_slices[e] = (start, len(self.pairs))
+        P = len(self.pairs)
+        self.transition_logits = None
+        self.attention_logits = None
+        if transition:
+            ident = torch.stack([op_identity(ops[p], ops[e]) for p, e in self.pairs]) if P else torch.zeros(0, K, K)
+            if method.learn_transition:
+                init = transition_gamma * ident if transition_init == "identity" else torch.zeros(P, K, K)
+                self.transition_logits = nn.Parameter(init)
+            else:
+                fixed = torch.stack([_row_stochastic_identity(ops[p], ops[e]) for p, e in self.pairs])
+                self.register_buffer("fixed_transition", fixed, persistent=False)
+            if method.learn_attention:
+                self.attention_logits = nn.Parameter(torch.zeros(P))
+
+    def transitions(self) -> torch.Tensor:
+        """T for every pair: (P, K, K), each row a probability vector."""
+        if self.transition_logits is not None:
+            return F.softmax(self.transition_logits, dim=-1)
+        return self.fixed_transition
+
+    def attention(self, e: int) -> torch.Tensor:
+        """w_e over P(e) for inner edge e: (|P(e)|,), sums to 1."""
+        start, stop = self.pair_slices[e]
+        if self.attention_logits is None:
+            return torch.full((stop - start,), 1.0 / (stop - start), device=self.edge_logits.device,
+                              dtype=self.edge_logits.dtype)
+        return F.softmax(self.attention_logits[start:stop], dim=0)
+
+    def forward(self) -> torch.Tensor:
+        """alpha of every edge: (E, K), each row a probability vector (DESIGN.md 2.3)."""
+        indep = F.softmax(self.edge_logits, dim=-1)  # (E_indep, K)
+        if not self.inner_edges:
+            return indep
+        alphas: list[torch.Tensor | None] = [None] * self.space.n_edges
+        for slot, e in enumerate(self.indep_edges):
+            alphas[e] = indep[slot]
+        T = self.transitions()  # (P, K, K)
+        for e in self.inner_edges:  # canonical order is topological: predecessors are already computed
+            start, stop = self.pair_slices[e]
+            preds = torch.stack([alphas[p] for p, _ in self.pairs[start:stop]])  # (|P(e)|, K)
+            moved = torch.bmm(preds.unsqueeze(1), T[start:stop]).squeeze(1)  # alpha_p^T T_{p->e}: (|P(e)|, K)
+            alphas[e] = self.attention(e) @ moved  # (K,)
+        return torch.stack(alphas)
+
+    def conditional(self, e: int, chosen: dict[int, int]) -> torch.Tensor:
+        """q_e of the `sequential` derivation (DESIGN.md 2.6): (K,).
+
+        q_e = sum_{p in P*(e)} w~_e[p] * T_{p->e}[o*_p, :], with P*(e) the kept predecessors (keys of `chosen`,
+        edge index -> chosen op index) and w~_e the attention renormalised over P*(e). For an edge with an own
+        softmax this is simply alpha_e.
+
+        Raises:
+            ValueError: inner edge e has no kept predecessor.
+        """
+        if e not in self.pair_slices:
+            return self.forward()[e]
+        start, stop = self.pair_slices[e]
+        w = self.attention(e)
+        T = self.transitions()[start:stop]
+        keep = [(k, p) for k, (p, _) in enumerate(self.pairs[start:stop]) if p in chosen]
+        if not keep:
+            raise ValueError(f"inner edge {self.space.edges[e]} has no kept predecessor edge")
+        w_kept = torch.stack([w[k] for k, _ in keep])
+        w_kept = w_kept / w_kept.sum()
+        rows = torch.stack([T[k, chosen[p]] for k, p in keep])  # (|P*(e)|, K)
+        return w_kept @ rows
+
+
+@dataclass
+class ArchState:
+    """What one supernet forward needs, computed once per step (not once per cell).
+
+    Attributes:
+        alphas: cell type -> (E, K) alpha.
+        edge_weights: cell type -> (E,) softmax(beta_j) weight of every edge within its node (pcdarts base),
+            or None (darts base: every edge weight 1).
+    """
+
+    alphas: dict[str, torch.Tensor]
+    edge_weights: dict[str, torch.Tensor] | None
+
+
+class Architecture(nn.Module):
+    """All architecture parameters of a search: one `CellArchitecture` per cell type, plus PC-DARTS betas.
+
+    Args:
+        space: search space.
+        method: method name (see `list_methods()`).
+        base: "darts" or "pcdarts"; "auto" takes the method's default.
+        alpha_init_scale, transition_init, transition_gamma: see `CellArchitecture`.
+
+    Raises:
+        KeyError: unknown method. ValueError: unknown base.
+    """
+
+    def __init__(self, space: SearchSpace, method: str, base: str = "auto", alpha_init_scale: float = 1e-3,
+                 transition_init: str = "uniform", transition_gamma: float = 1.0):
+        super().__init__()
+        self.spec = get_method(method)
+        base = self.spec.default_base if base == "auto" else base
+        if base not in BASES:
+            raise ValueError(f"unknown base {base!r}; valid bases: auto, {', '.join(BASES)}")
+        self.space, self.base = space, base
+        self.cells = nn.ModuleDict({
+            t: CellArchitecture(space, t, self.spec, alpha_init_scale, transition_init, transition_gamma)
+            for t in space.cell_types
+        })
+        self.beta_logits = None
+        if base == "pcdarts":
+            self.beta_logits = nn.ParameterDict({
+                t: nn.Parameter(alpha_init_scale * torch.randn(space.n_edges)) for t in space.cell_types})
+
+    def edge_weights(self, cell_type: str) -> torch.Tensor:
+        """(E,) softmax of beta over the incoming edges of each intermediate node (PC-DARTS edge normalisation)."""
+        beta = self.beta_logits[cell_type]
+        # incoming edges of a node are contiguous in canonical order, nodes ascending: a segmented softmax
+        return torch.cat([F.softmax(beta[edges[0]:edges[-1] + 1], dim=0) for edges in self.space.incoming.values()])
+
+    def forward(self) -> ArchState:
+        """Compute alphas (and edge weights) of every cell type."""
+        alphas = {t: cell() for t, cell in self.cells.items()}
+        weights = None if self.beta_logits is None else {t: self.edge_weights(t) for t in self.cells}
+        return ArchState(alphas, weights)
+
+
+def create_architecture(space: SearchSpace, method: str, **kwargs) -> Architecture:
+    """Factory for `Architecture` (timm-style `create_*`). Raises KeyError for an unknown method."""
+    return Architecture(space, method, **kwargs)

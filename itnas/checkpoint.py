@@ -1,0 +1,65 @@
+"""Checkpoints that resume exactly: atomic writes, RNG state, the resolved config stored in every file."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["CheckpointError", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read or does not belong to the current run."""
+
+
+def capture_rng() -> dict[str, Any]:
+    """The state of every RNG a run draws from (torch CPU/CUDA, numpy, random)."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["random"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write `payload` with torch.save to a temporary file, then rename: an interrupted write never corrupts."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, config: dict | None = None) -> dict[str, Any]:
+    """Load a checkpoint; with `config`, also check it was written by a run of the same config.
+
+    Raises:
+        FileNotFoundError: no file. CheckpointError: unreadable (corrupted, truncated) or of another config;
+        the message names the file and how to start over.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises several types for truncated / garbage files
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); delete it to start "
+                              f"this run over") from None
+    if not isinstance(payload, dict) or "config" not in payload:
+        raise CheckpointError(f"checkpoint {path} is not an itnas checkpoint (no stored config)")
+    if config is not None and payload["config"] != config:
+        diff = sorted(k for k in set(config) | set(payload["config"]) if config.get(k) != payload["config"].get(k))
+        raise CheckpointError(f"checkpoint {path} was written with a different config (keys differ: {diff})")
+    return payload

@@ -1,0 +1,115 @@
+"""alphas -> Genotype: the `marginal` and `sequential` derivations (DESIGN.md 2.6).
+
+- `marginal` (the DARTS rule, Liu et al. 2019, section 2.4): for each intermediate node keep the
+  `edges_per_node` incoming edges with the largest ``max_{o != none} alpha_e[o]`` (times softmax(beta_j)[e] on
+  the pcdarts base), and on each the argmax op other than `none`. NB201 keeps every edge and its argmax op
+  (`none` allowed). Ties break deterministically: lower edge index, then lower op index.
+- `sequential`: outer edges are scored as in `marginal`; inner edges, node by node in topological order, are
+  scored with the conditional ``q_e = sum_{p in P*(e)} w~_e[p] * T_{p->e}[o*_p, :]`` over the kept predecessor
+  edges P*(e) and their chosen ops o*_p (`CellArchitecture.conditional`). For methods whose inner edges have
+  their own softmax (darts, pcdarts), q_e = alpha_e and both modes agree.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .arch import Architecture
+from .genotype import Genotype
+from .spaces import SearchSpace
+
+__all__ = ["DERIVE_MODES", "derive_from_alphas", "derive_genotype"]
+
+DERIVE_MODES = ("marginal", "sequential")
+
+
+def _argmax_first(values: list[float]) -> int:
+    """Index of the largest value; the lowest index among ties."""
+    best = 0
+    for k, v in enumerate(values):
+        if v > values[best]:
+            best = k
+    return best
+
+
+def _select_node(space: SearchSpace, ops: tuple[tuple[str, ...], ...], scores: dict[int, list[float]],
+                 edge_weights: list[float] | None, node: int) -> dict[int, int]:
+    """Choose edges (and their ops) into `node` from per-edge op scores. Returns {edge: op index}."""
+    chosen_op, strength = {}, {}
+    for e in space.incoming[node]:
+        names, s = ops[e], scores[e]
+        if space.edges_per_node is None:  # NB201: every edge, `none` allowed
+            chosen_op[e] = _argmax_first(s)
+            continue
+        candidates = [k for k, name in enumerate(names) if name != "none"]
+        k_best = candidates[_argmax_first([s[k] for k in candidates])]
+        chosen_op[e] = k_best
+        strength[e] = s[k_best] * (edge_weights[e] if edge_weights is not None else 1.0)
+    if space.edges_per_node is None:
+        return chosen_op
+    ranked = sorted(strength, key=lambda e: (-strength[e], e))[: space.edges_per_node]
+    return {e: chosen_op[e] for e in sorted(ranked)}
+
+
+def _to_genotype(space: SearchSpace, picks: dict[str, dict[int, int]]) -> Genotype:
+    cells = {}
+    for t, chosen in picks.items():
+        cells[t] = tuple((space.ops[t][e][k], *space.edges[e]) for e, k in sorted(chosen.items()))
+    concat = tuple(space.intermediate_nodes) if space.output == "concat" else (space.n_nodes - 1,)
+    return Genotype(space.name, cells["normal"], concat, cells.get("reduce", ()),
+                    concat if "reduce" in cells else ()).validate(space)
+
+
+def derive_from_alphas(space: SearchSpace, alphas: dict[str, torch.Tensor],
+                       edge_weights: dict[str, torch.Tensor] | None = None) -> Genotype:
+    """`marginal` derivation from explicit alphas.
+
+    Args:
+        space: the search space. alphas: cell type -> (E, K) alpha. edge_weights: cell type -> (E,) or None.
+
+    Raises:
+        ValueError: an alpha tensor has the wrong shape.
+    """
+    picks = {}
+    for t in space.cell_types:
+        a = alphas[t]
+        if tuple(a.shape) != (space.n_edges, space.n_ops):
+            raise ValueError(f"{t} alphas must be (E={space.n_edges}, K={space.n_ops}), got {tuple(a.shape)}")
+        scores = {e: a[e].tolist() for e in range(space.n_edges)}
+        w = None if edge_weights is None else edge_weights[t].tolist()
+        picks[t] = {}
+        for j in space.intermediate_nodes:
+            picks[t].update(_select_node(space, space.ops[t], scores, w, j))
+    return _to_genotype(space, picks)
+
+
+@torch.no_grad()
+def derive_genotype(arch: Architecture, mode: str = "marginal") -> Genotype:
+    """Derive the genotype of a trained `Architecture` with `mode` ("marginal" or "sequential").
+
+    Raises:
+        ValueError: unknown mode (the message lists the valid ones).
+    """
+    if mode not in DERIVE_MODES:
+        raise ValueError(f"unknown derive mode {mode!r}; valid modes: {', '.join(DERIVE_MODES)}")
+    state = arch()
+    if mode == "marginal":
+        return derive_from_alphas(arch.space, state.alphas, state.edge_weights)
+    space = arch.space
+    picks = {}
+    for t in space.cell_types:
+        cell = arch.cells[t]
+        alpha = state.alphas[t]
+        w = None if state.edge_weights is None else state.edge_weights[t].tolist()
+        chosen: dict[int, int] = {}
+        for j in space.intermediate_nodes:  # node order is topological
+            scores = {}
+            for e in space.incoming[j]:
+                if space.is_outer(e) or e not in cell.pair_slices:
+                    scores[e] = alpha[e].tolist()
+                else:
+                    kept = {p: chosen[p] for p in space.predecessors[e] if p in chosen}
+                    scores[e] = cell.conditional(e, kept).tolist()
+            chosen.update(_select_node(space, space.ops[t], scores, w, j))
+        picks[t] = chosen
+    return _to_genotype(space, picks)

@@ -1,0 +1,192 @@
+"""The one genotype type: a discrete cell (or pair of cells), validated against its space, with a JSON round trip.
+
+Canonical form: per cell type, a list of edges ``(op, src, dst)`` sorted by (dst, src), plus the nodes whose
+outputs the cell concatenates. JSON: ``{"space": "darts", "normal": [["sep_conv_3x3", 0, 2], ...],
+"normal_concat": [2, 3, 4, 5], "reduce": [...], "reduce_concat": [...]}``; NB201 genotypes have no reduction cell.
+Later stages read a genotype by path (`Genotype.load`); nothing is pasted into code or parsed with `eval`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .ops import PARAMETER_FREE_OPS
+from .spaces import SearchSpace, create_space
+
+__all__ = ["Genotype", "GenotypeError", "PUBLISHED_GENOTYPES"]
+
+Edge = tuple[str, int, int]
+
+
+class GenotypeError(ValueError):
+    """A genotype that does not fit its search space, or a malformed genotype file."""
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """A derived architecture.
+
+    Attributes:
+        space: search space name.
+        normal / reduce: edges (op, src, dst) of the normal / reduction cell, sorted by (dst, src).
+        normal_concat / reduce_concat: node ids concatenated into the cell output.
+    """
+
+    space: str
+    normal: tuple[Edge, ...]
+    normal_concat: tuple[int, ...]
+    reduce: tuple[Edge, ...] = ()
+    reduce_concat: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        for name in ("normal", "reduce"):
+            edges = tuple(sorted(((str(o), int(s), int(d)) for o, s, d in getattr(self, name)), key=lambda t: (t[2], t[1])))
+            object.__setattr__(self, name, edges)
+        for name in ("normal_concat", "reduce_concat"):
+            object.__setattr__(self, name, tuple(int(n) for n in getattr(self, name)))
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, space: SearchSpace | None = None) -> "Genotype":
+        """Check the genotype fits its space; returns self.
+
+        Raises:
+            GenotypeError: unknown space, an edge absent from the space, an op not allowed on that edge,
+                a repeated edge, the wrong number of inputs per node, or a wrong concat list.
+        """
+        try:
+            space = space or create_space(self.space)
+        except KeyError as err:
+            raise GenotypeError(str(err.args[0])) from None
+        if space.name != self.space:
+            raise GenotypeError(f"genotype is for space {self.space!r}, not {space.name!r}")
+        for cell_type in ("normal", "reduce"):
+            edges, concat = getattr(self, cell_type), getattr(self, f"{cell_type}_concat")
+            if cell_type not in space.cell_types:
+                if edges or concat:
+                    raise GenotypeError(f"space {space.name} has no {cell_type} cell, but the genotype lists one")
+                continue
+            seen = set()
+            for op, src, dst in edges:
+                e = space.edges.index((src, dst)) if (src, dst) in space.edges else None
+                if e is None:
+                    raise GenotypeError(f"{cell_type} cell: edge ({src}, {dst}) is not in space {space.name}; "
+                                        f"valid edges: {list(space.edges)}")
+                if (src, dst) in seen:
+                    raise GenotypeError(f"{cell_type} cell: edge ({src}, {dst}) appears twice")
+                seen.add((src, dst))
+                allowed = space.ops[cell_type][e]
+                if op not in allowed:
+                    raise GenotypeError(f"{cell_type} cell: op {op!r} not allowed on edge ({src}, {dst}); "
+                                        f"valid ops: {', '.join(allowed)}")
+            for j in space.intermediate_nodes:
+                n_in = sum(1 for _, _, d in edges if d == j)
+                want = space.edges_per_node if space.edges_per_node is not None else len(space.incoming[j])
+                if n_in != want:
+                    raise GenotypeError(f"{cell_type} cell: node {j} has {n_in} input edges, space {space.name} "
+                                        f"needs {want}")
+            want_concat = tuple(space.intermediate_nodes) if space.output == "concat" else (space.n_nodes - 1,)
+            if concat != want_concat:
+                raise GenotypeError(f"{cell_type}_concat must be {list(want_concat)}, got {list(concat)}")
+        return self
+
+    # ------------------------------------------------------------------ views
+    @property
+    def collapse_count(self) -> int:
+        """Parameter-free ops (skip, pools, none, noise) in the normal cell: the collapse indicator (DESIGN.md 2.6)."""
+        return sum(1 for op, _, _ in self.normal if op in PARAMETER_FREE_OPS)
+
+    def to_dict(self) -> dict:
+        d = {"space": self.space, "normal": [list(e) for e in self.normal], "normal_concat": list(self.normal_concat)}
+        if self.reduce or self.reduce_concat:
+            d["reduce"] = [list(e) for e in self.reduce]
+            d["reduce_concat"] = list(self.reduce_concat)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Genotype":
+        """Build and validate. Raises GenotypeError on unknown keys, bad entries, or a misfit with the space."""
+        allowed = {"space", "normal", "normal_concat", "reduce", "reduce_concat"}
+        if not isinstance(d, dict) or set(d) - allowed or not {"space", "normal", "normal_concat"} <= set(d):
+            keys = sorted(d) if isinstance(d, dict) else type(d).__name__
+            raise GenotypeError(f"genotype needs keys space, normal, normal_concat (optional reduce, "
+                                f"reduce_concat); got {keys}")
+        try:
+            g = cls(space=d["space"], normal=tuple(tuple(e) for e in d["normal"]), normal_concat=tuple(d["normal_concat"]),
+                    reduce=tuple(tuple(e) for e in d.get("reduce", ())), reduce_concat=tuple(d.get("reduce_concat", ())))
+        except (TypeError, ValueError) as err:
+            raise GenotypeError(f"malformed genotype edges (want [op, src, dst] triples): {err}") from None
+        return g.validate()
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Genotype":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as err:
+            raise GenotypeError(f"genotype is not valid JSON: {err}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Genotype":
+        """Read and validate a genotype file. Raises FileNotFoundError, GenotypeError."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"genotype file {path} does not exist (run the derive stage first)")
+        try:
+            return cls.from_json(path.read_text())
+        except GenotypeError as err:
+            raise GenotypeError(f"{path}: {err}") from None
+
+    def cell_string(self, cell_type: str = "normal") -> str:
+        """Compact one-line form, e.g. ``sep_conv_3x3(0->2) skip_connect(1->2) ...``."""
+        return " ".join(f"{op}({s}->{d})" for op, s, d in getattr(self, cell_type))
+
+    def to_nb201_string(self) -> str:
+        """NAS-Bench-201 arch string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``. Raises GenotypeError if not nb201."""
+        if self.space != "nb201":
+            raise GenotypeError(f"only nb201 genotypes have an NB201 string, this one is {self.space!r}")
+        by_dst: dict[int, list[str]] = {}
+        for op, s, d in self.normal:
+            by_dst.setdefault(d, []).append(f"{op}~{s}")
+        return "+".join("|" + "|".join(by_dst[d]) + "|" for d in sorted(by_dst))
+
+    @classmethod
+    def from_nb201_string(cls, arch: str) -> "Genotype":
+        """Parse an NB201 arch string. Raises GenotypeError when malformed."""
+        edges = []
+        try:
+            for dst, seg in enumerate(arch.split("+"), start=1):
+                for item in filter(None, seg.split("|")):
+                    op, src = item.split("~")
+                    edges.append((op, int(src), dst))
+        except ValueError:
+            raise GenotypeError(f"malformed NB201 arch string {arch!r}") from None
+        return cls("nb201", tuple(edges), (3,)).validate()
+
+
+def _from_darts_tuples(normal, reduce) -> Genotype:
+    """Convert the DARTS repo's (op, input_index) pairs (two per node, nodes in order) to the canonical form."""
+    def conv(pairs):
+        return tuple((op, src, 2 + i // 2) for i, (op, src) in enumerate(pairs))
+    return Genotype("darts", conv(normal), (2, 3, 4, 5), conv(reduce), (2, 3, 4, 5))
+
+
+#: Published cells, for golden tests and as baselines (DARTS repo `genotypes.py`; PC-DARTS repo `genotypes.py`).
+PUBLISHED_GENOTYPES: dict[str, Genotype] = {
+    "darts_v2": _from_darts_tuples(
+        [("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 1),
+         ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
+        [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1), ("max_pool_3x3", 0),
+         ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)]),
+    "pcdarts_cifar": _from_darts_tuples(
+        [("sep_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 0), ("dil_conv_3x3", 1), ("sep_conv_5x5", 0),
+         ("sep_conv_3x3", 1), ("avg_pool_3x3", 0), ("dil_conv_3x3", 1)],
+        [("sep_conv_5x5", 1), ("max_pool_3x3", 0), ("sep_conv_5x5", 1), ("sep_conv_5x5", 2), ("sep_conv_3x3", 0),
+         ("sep_conv_3x3", 3), ("sep_conv_3x3", 1), ("sep_conv_3x3", 2)]),
+}

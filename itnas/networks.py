@@ -1,0 +1,138 @@
+"""Final networks built from a `Genotype`, trained from scratch (DARTS `model.py` NetworkCIFAR/NetworkImageNet).
+
+Recipe (DESIGN.md 3; Liu et al., DARTS, section 3.3): stem 3x3 conv to 3C, `layers` cells with reduction cells at
+layers//3 and 2*layers//3, auxiliary head at 2/3 depth, drop-path on every non-identity op.
+The auxiliary head pools adaptively to 2x2 (DARTS uses avgpool(5, stride 3), which assumes an 8x8 map): same
+parameters, and it also works on 28x28 inputs (7x7 maps).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .genotype import Genotype
+from .ops import FactorizedReduce, Identity, ReLUConvBN, create_op
+from .spaces import create_space
+
+__all__ = ["AuxiliaryHead", "FinalCell", "FinalNetwork", "count_multiply_adds", "count_parameters", "create_final_network",
+           "drop_path"]
+
+
+def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """Zero whole samples with probability drop_prob and rescale the rest (FractalNet; DARTS). (B, ...) -> (B, ...)."""
+    if drop_prob <= 0.0:
+        return x
+    keep = 1.0 - drop_prob
+    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
+    return x / keep * mask
+
+
+class FinalCell(nn.Module):
+    """A discrete DARTS-space cell. forward(s0, s1, drop_prob) -> (B, len(concat) * C, H/r, W/r)."""
+
+    def __init__(self, genotype: Genotype, cell_type: str, C_pp: int, C_p: int, C: int, reduction_prev: bool):
+        super().__init__()
+        self.reduction = cell_type == "reduce"
+        self.preprocess0 = FactorizedReduce(C_pp, C) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0)
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0)
+        self.edges = list(getattr(genotype, cell_type))  # (op, src, dst), sorted by dst
+        self.concat = list(getattr(genotype, f"{cell_type}_concat"))
+        self.ops = nn.ModuleList(create_op(op, C, 2 if self.reduction and src < 2 else 1, True)
+                                 for op, src, _ in self.edges)
+        self.multiplier = len(self.concat)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+        states = {0: self.preprocess0(s0), 1: self.preprocess1(s1)}
+        for (_, src, dst), op in zip(self.edges, self.ops):
+            h = op(states[src])
+            if self.training and drop_prob > 0 and not isinstance(op, Identity):
+                h = drop_path(h, drop_prob)
+            states[dst] = states[dst] + h if dst in states else h
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+class AuxiliaryHead(nn.Module):
+    """Auxiliary classifier at 2/3 depth (DARTS AuxiliaryHeadCIFAR). (B, C, h, w) -> (B, num_classes)."""
+
+    def __init__(self, C: int, num_classes: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(2),
+            nn.Conv2d(C, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False), nn.BatchNorm2d(768), nn.ReLU(inplace=True))
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+class FinalNetwork(nn.Module):
+    """The network of a DARTS-space genotype (CIFAR layout).
+
+    Args:
+        genotype: a validated DARTS-like genotype. C: initial channels. layers: cells. num_classes.
+        auxiliary: build the auxiliary head. in_channels: image channels.
+
+    forward(x (B, in_channels, H, W)) -> (logits (B, classes), aux_logits (B, classes) or None).
+    `drop_path_prob` is an attribute set by the training loop (DARTS schedule: linear in the epoch).
+    """
+
+    def __init__(self, genotype: Genotype, C: int, layers: int, num_classes: int, auxiliary: bool = True,
+                 in_channels: int = 3, stem_multiplier: int = 3):
+        super().__init__()
+        if create_space(genotype.space).n_inputs != 2:
+            raise ValueError(f"FinalNetwork builds DARTS-like genotypes, got space {genotype.space!r}")
+        genotype.validate()
+        self.layers, self.drop_path_prob = layers, 0.0
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        C_pp, C_p, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev, C_aux = False, None
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            cell = FinalCell(genotype, "reduce" if reduction else "normal", C_pp, C_p, C_curr, reduction_prev)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_pp, C_p = C_p, cell.multiplier * C_curr
+            if i == 2 * layers // 3:
+                C_aux = C_p
+        self.auxiliary_head = AuxiliaryHead(C_aux, num_classes) if auxiliary else None
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        aux = None
+        s0 = s1 = self.stem(x)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i == 2 * self.layers // 3 and self.auxiliary_head is not None and self.training:
+                aux = self.auxiliary_head(s1)
+        return self.classifier(self.global_pooling(s1).flatten(1)), aux
+
+
+def count_parameters(model: nn.Module, exclude_auxiliary: bool = True) -> int:
+    """Number of parameters; without the auxiliary head by default (as DARTS reports it)."""
+    return sum(p.numel() for n, p in model.named_parameters() if not (exclude_auxiliary and "auxiliary" in n))
+
+
+def count_multiply_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-adds of one inference forward on a (1, C, H, W) input, counted by torch's FlopCounterMode / 2."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    p = next(model.parameters())
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_shape, device=p.device, dtype=p.dtype))
+    model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def create_final_network(genotype: Genotype, C: int = 36, layers: int = 20, num_classes: int = 10,
+                         auxiliary: bool = True, in_channels: int = 3) -> FinalNetwork:
+    """Factory for the final network of a genotype (DARTS CIFAR recipe defaults: C=36, 20 cells)."""
+    return FinalNetwork(genotype, C, layers, num_classes, auxiliary, in_channels)

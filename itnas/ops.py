@@ -1,0 +1,173 @@
+"""Candidate ops (primitives) and their registry.
+
+Every op maps a (B, C, H, W) tensor to (B, C, H/stride, W/stride). Definitions follow the public DARTS
+code (Liu et al., "DARTS", ICLR 2019, `operations.py`) and NAS-Bench-201 (Dong & Yang, ICLR 2020) so that
+parameter counts match theirs exactly (see tests/test_golden.py).
+
+Use `create_op(name, C, stride, affine)`; `list_ops()` gives the registered names.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    "PARAMETER_FREE_OPS",
+    "DilConv",
+    "FactorizedReduce",
+    "Identity",
+    "NoiseOp",
+    "ReLUConvBN",
+    "SepConv",
+    "Zero",
+    "create_op",
+    "list_ops",
+]
+
+
+class ReLUConvBN(nn.Module):
+    """ReLU -> Conv(k, stride) -> BN. (B, C_in, H, W) -> (B, C_out, H', W')."""
+
+    def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, affine: bool = True,
+                 track_running_stats: bool = True):
+        super().__init__()
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine, track_running_stats=track_running_stats),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class DilConv(nn.Module):
+    """ReLU -> depthwise dilated conv -> pointwise conv -> BN (DARTS `DilConv`)."""
+
+    def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, dilation: int,
+                 affine: bool = True, track_running_stats: bool = True):
+        super().__init__()
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, kernel_size, stride, padding, dilation=dilation, groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_out, 1, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine, track_running_stats=track_running_stats),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class SepConv(nn.Module):
+    """Two stacked (ReLU, depthwise, pointwise, BN) blocks, the first strided (DARTS `SepConv`)."""
+
+    def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, affine: bool = True,
+                 track_running_stats: bool = True):
+        super().__init__()
+        self.op = nn.Sequential(
+            DilConv(C_in, C_in, kernel_size, stride, padding, 1, affine, track_running_stats),
+            DilConv(C_in, C_out, kernel_size, 1, padding, 1, affine, track_running_stats),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class Identity(nn.Module):
+    """skip_connect at stride 1."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Zero(nn.Module):
+    """The `none` op: zeros of shape (B, C, H/stride, W/stride)."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return x.mul(0.0)
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+class NoiseOp(nn.Module):
+    """RobustDARTS S4 `noise`: N(0, 1) noise of the (strided) input shape; no parameters."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ref = x if self.stride == 1 else x[:, :, :: self.stride, :: self.stride]
+        return torch.randn_like(ref)
+
+
+class FactorizedReduce(nn.Module):
+    """Stride-2 reduction by two offset 1x1 convs, concatenated (DARTS). (B, C_in, H, W) -> (B, C_out, H/2, W/2).
+
+    Raises:
+        ValueError: if C_out is odd.
+    """
+
+    def __init__(self, C_in: int, C_out: int, affine: bool = True, track_running_stats: bool = True):
+        super().__init__()
+        if C_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even C_out, got {C_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.bn = nn.BatchNorm2d(C_out, affine=affine, track_running_stats=track_running_stats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        a = self.conv_1(x)
+        b = self.conv_2(x[:, :, 1:, 1:])
+        if b.shape[-2:] != a.shape[-2:]:  # odd H or W: pad the shifted branch (same shape as DARTS on even sizes)
+            b = F.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
+        return self.bn(torch.cat([a, b], dim=1))
+
+
+OpFactory = Callable[[int, int, bool, bool], nn.Module]
+
+# name -> factory(C, stride, affine, track_running_stats). A registry, not a search space: spaces pick names.
+_OPS: dict[str, OpFactory] = {
+    "none": lambda C, s, affine, trs: Zero(s),
+    "avg_pool_3x3": lambda C, s, affine, trs: nn.AvgPool2d(3, stride=s, padding=1, count_include_pad=False),
+    "max_pool_3x3": lambda C, s, affine, trs: nn.MaxPool2d(3, stride=s, padding=1),
+    "skip_connect": lambda C, s, affine, trs: Identity() if s == 1 else FactorizedReduce(C, C, affine, trs),
+    "sep_conv_3x3": lambda C, s, affine, trs: SepConv(C, C, 3, s, 1, affine, trs),
+    "sep_conv_5x5": lambda C, s, affine, trs: SepConv(C, C, 5, s, 2, affine, trs),
+    "dil_conv_3x3": lambda C, s, affine, trs: DilConv(C, C, 3, s, 2, 2, affine, trs),
+    "dil_conv_5x5": lambda C, s, affine, trs: DilConv(C, C, 5, s, 4, 2, affine, trs),
+    "nor_conv_1x1": lambda C, s, affine, trs: ReLUConvBN(C, C, 1, s, 0, affine, trs),
+    "nor_conv_3x3": lambda C, s, affine, trs: ReLUConvBN(C, C, 3, s, 1, affine, trs),
+    "noise": lambda C, s, affine, trs: NoiseOp(s),
+}
+
+#: Ops without weights; their count in the normal cell is the collapse indicator (DESIGN.md 2.6).
+PARAMETER_FREE_OPS = frozenset({"none", "avg_pool_3x3", "max_pool_3x3", "skip_connect", "noise"})
+
+
+def list_ops() -> list[str]:
+    """Names of all registered ops, sorted."""
+    return sorted(_OPS)
+
+
+def create_op(name: str, C: int, stride: int, affine: bool = True, track_running_stats: bool = True) -> nn.Module:
+    """Build op `name` for C channels: (B, C, H, W) -> (B, C, H/stride, W/stride).
+
+    Raises:
+        KeyError: `name` is not registered; the message lists the valid names.
+    """
+    try:
+        factory = _OPS[name]
+    except KeyError:
+        raise KeyError(f"unknown op {name!r}; valid ops: {', '.join(list_ops())}") from None
+    return factory(C, stride, affine, track_running_stats)

@@ -1,0 +1,255 @@
+"""The bi-level search loop (DARTS, Liu et al. 2019, Algorithm 1; PC-DARTS warm-up, Xu et al. 2020, section 4).
+
+Per step: one architecture step on a search-val batch (first order: grad of L_val at w; second order: the
+unrolled gradient of `unrolled_arch_grads`), then one weight step on a search-train batch with the alphas held
+constant (computed once under no_grad: the weight step never back-propagates into the architecture).
+Architecture steps start after `warmup_epochs`. Every search-val sample is used once per epoch (one iterator per
+epoch). Weights: SGD with momentum, cosine to lr_min; architecture: Adam. A checkpoint after every epoch makes
+an interrupted search resume where it stopped; a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .config import SearchConfig
+from .derive import derive_genotype
+from .supernet import SearchModel, create_search_model
+from .spaces import create_space
+
+__all__ = ["SearchResult", "alpha_entropy", "build_search_model", "run_search", "unrolled_arch_grads"]
+
+log = logging.getLogger(__name__)
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def build_search_model(cfg: SearchConfig, num_classes: int, in_channels: int) -> SearchModel:
+    """The supernet + architecture of a search config (device: CPU; move it with `.to`)."""
+    return create_search_model(create_space(cfg.space), cfg.method, cfg.base, cfg.C, cfg.layers, num_classes,
+                               in_channels, cfg.partial_k, cfg.track_running_stats, cfg.alpha_init_scale,
+                               cfg.transition_init, cfg.transition_gamma)
+
+
+def alpha_entropy(alpha: torch.Tensor) -> list[float]:
+    """Entropy (nats) of every edge's alpha: (E, K) -> E floats. log(K) = uniform, 0 = one-hot."""
+    return (-(alpha * alpha.clamp_min(1e-12).log()).sum(-1)).tolist()
+
+
+def _grads_or_zeros(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def unrolled_arch_grads(model: SearchModel, train_batch: Batch, val_batch: Batch, xi: float,
+                        weight_decay: float = 0.0, momentum_buffers: list[torch.Tensor | None] | None = None,
+                        momentum: float = 0.0, eps_scale: float = 0.01) -> list[torch.Tensor]:
+    """Second-order architecture gradient (DARTS section 2.3, eq. 7-8), for every architecture parameter.
+
+        w' = w - xi * (momentum * buf + grad_w L_train(w, A) + weight_decay * w)       (the virtual step)
+        grad_A = grad_A L_val(w', A) - xi * [grad_A L_train(w+, A) - grad_A L_train(w-, A)] / (2 eps)
+        w+- = w +- eps * grad_w' L_val(w', A),  eps = eps_scale / ||grad_w' L_val(w', A)||
+
+    A = all architecture parameters (outer logits, transition and attention logits, betas). Weights without a
+    gradient (parameter-free paths, `none` edges) count as zero. Weights are restored on return.
+
+    Returns:
+        one gradient tensor per `model.arch_parameters()` entry.
+    """
+    weights, arch = model.weight_parameters(), model.arch_parameters()
+    (xt, yt), (xv, yv) = train_batch, val_batch
+    g_train = _grads_or_zeros(F.cross_entropy(model(xt), yt), weights)
+    backup = [w.detach().clone() for w in weights]
+    with torch.no_grad():
+        for k, (w, g) in enumerate(zip(weights, g_train)):
+            step = g + weight_decay * w
+            buf = momentum_buffers[k] if momentum_buffers is not None else None
+            if buf is not None and momentum:
+                step = step + momentum * buf
+            w.sub_(xi * step)
+    grads = _grads_or_zeros(F.cross_entropy(model(xv), yv), arch + weights)
+    d_arch, d_w = grads[: len(arch)], grads[len(arch):]
+    norm = torch.sqrt(sum((g * g).sum() for g in d_w))
+    eps = eps_scale / norm.clamp_min(1e-12)
+    hvp_terms = []
+    for sign in (1.0, -1.0):
+        with torch.no_grad():
+            for w, b, d in zip(weights, backup, d_w):
+                w.copy_(b + sign * eps * d)
+        hvp_terms.append(_grads_or_zeros(F.cross_entropy(model(xt), yt), arch))
+    with torch.no_grad():
+        for w, b in zip(weights, backup):
+            w.copy_(b)
+    return [da - xi * (gp - gm) / (2 * eps) for da, gp, gm in zip(d_arch, *hvp_terms)]
+
+
+@dataclass
+class SearchResult:
+    """model: the trained supernet (on the run's device). history: one record per epoch (see `run_search`).
+    search_time_s: wall seconds of all epochs (resumed runs add up their parts)."""
+
+    model: SearchModel
+    history: list[dict]
+    search_time_s: float
+
+
+def _cosine_lr(cfg: SearchConfig, epoch: int) -> float:
+    """DARTS CosineAnnealingLR(T_max=epochs, eta_min=lr_min), closed form."""
+    return cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
+
+
+@torch.no_grad()
+def _evaluate(model: SearchModel, loader, device) -> tuple[float, float]:
+    model.eval()
+    state = model.arch()
+    loss_sum, correct, n = 0.0, 0, 0
+    for x, y, _ in loader:
+        x, y = x.to(device), y.to(device)
+        logits = model(x, state)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        n += len(y)
+    model.train()
+    return loss_sum / max(n, 1), 100.0 * correct / max(n, 1)
+
+
+def _epoch_record(model: SearchModel, epoch: int, lr: float, stats: dict, last: bool) -> dict:
+    """History record: losses (nats), accuracies (%), alphas, entropies, genotype, collapse count."""
+    with torch.no_grad():
+        state = model.arch()
+        genotype = derive_genotype(model.arch, "marginal")
+    rec = {"epoch": epoch, "lr": lr, **stats,
+           "alphas": {t: a.cpu().tolist() for t, a in state.alphas.items()},
+           "alpha_entropy": {t: alpha_entropy(a) for t, a in state.alphas.items()},
+           "edge_weights": None if state.edge_weights is None else {t: w.cpu().tolist()
+                                                                     for t, w in state.edge_weights.items()},
+           "genotype": genotype.to_dict(), "collapse_count": genotype.collapse_count}
+    if last:
+        rec["transitions"], rec["attention"] = {}, {}
+        for t, cell in model.arch.cells.items():
+            if cell.inner_edges:
+                T = cell.transitions().cpu()
+                rec["transitions"][t] = {f"{cell.space.edges[p]}->{cell.space.edges[e]}": T[k].tolist()
+                                         for k, (p, e) in enumerate(cell.pairs)}
+                rec["attention"][t] = {str(cell.space.edges[e]): cell.attention(e).cpu().tolist()
+                                       for e in cell.inner_edges}
+    return rec
+
+
+def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_channels: int,
+               device: torch.device | str = "cpu", checkpoint_path: str | Path | None = None,
+               stop_after_epochs: int | None = None, make_loader=None,
+               on_step: Callable[[int, int, int, float], None] | None = None,
+               on_epoch: Callable[[dict], None] | None = None) -> SearchResult:
+    """Search an architecture.
+
+    Args:
+        cfg: search config (stored in the checkpoint; a checkpoint of another config is an error).
+        train_set / val_set: search-train / search-val datasets yielding (x (C, H, W), label, index).
+        num_classes, in_channels: of the data. device: where to run.
+        checkpoint_path: written after every epoch; if it exists, the search resumes from it.
+        stop_after_epochs: stop (as if interrupted) after this many epochs in total; for tests and budgets.
+        make_loader: `itnas.data.make_loader`-compatible factory (one fresh loader per epoch).
+        on_step(epoch, step, n_steps, train_loss) / on_epoch(record): progress callbacks.
+
+    Returns:
+        SearchResult. History records hold epoch, lr, train/val loss (nats) and accuracy (%), time_s, alphas,
+        alpha entropies, edge weights, the epoch's genotype and collapse count; the last also transition
+        matrices and attention weights.
+
+    Raises:
+        CheckpointError: the checkpoint is unreadable or from another config.
+    """
+    if make_loader is None:
+        from .data import make_loader
+    device = torch.device(device)
+    torch.manual_seed(cfg.seed)
+    model = build_search_model(cfg, num_classes, in_channels).to(device)
+    w_opt = torch.optim.SGD(model.weight_parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    a_opt = torch.optim.Adam(model.arch_parameters(), cfg.arch_lr, betas=cfg.arch_betas,
+                             weight_decay=cfg.arch_weight_decay)
+    history: list[dict] = []
+    start_epoch, elapsed = 0, 0.0
+    config = cfg.model_dump()
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        ck = load_checkpoint(checkpoint_path, config)
+        model.load_state_dict(ck["model"])
+        w_opt.load_state_dict(ck["w_opt"])
+        a_opt.load_state_dict(ck["a_opt"])
+        history, start_epoch, elapsed = ck["history"], ck["epoch"], ck["search_time_s"]
+        restore_rng(ck["rng"])
+        log.info("resumed search from %s at epoch %d", checkpoint_path, start_epoch)
+    end_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
+    weights = model.weight_parameters()
+    for epoch in range(start_epoch, end_epoch):
+        t0 = time.perf_counter()
+        lr = _cosine_lr(cfg, epoch)
+        for group in w_opt.param_groups:
+            group["lr"] = lr
+        train_loader = make_loader(train_set, cfg.batch_size, True, cfg.seed, epoch)
+        search_arch = epoch >= cfg.warmup_epochs
+        val_iter = iter(make_loader(val_set, cfg.batch_size, True, cfg.seed + 7919, epoch)) if search_arch else None
+        model.train()
+        loss_sum, correct, n, val_loss_sum, val_correct, val_n = 0.0, 0, 0, 0.0, 0, 0
+        n_steps = len(train_loader)
+        for step, (x, y, _) in enumerate(train_loader):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if search_arch:
+                vb = next(val_iter, None)
+                if vb is None:  # search-val has fewer batches than search-train: start its next pass
+                    val_iter = iter(make_loader(val_set, cfg.batch_size, True, cfg.seed + 7919, epoch + 10_000 * (step + 1)))
+                    vb = next(val_iter)
+                xv, yv = vb[0].to(device, non_blocking=True), vb[1].to(device, non_blocking=True)
+                a_opt.zero_grad(set_to_none=True)
+                if cfg.order == "second":
+                    bufs = [w_opt.state.get(w, {}).get("momentum_buffer") for w in weights]
+                    grads = unrolled_arch_grads(model, (x, y), (xv, yv), lr, cfg.weight_decay, bufs, cfg.momentum)
+                    for p, g in zip(model.arch_parameters(), grads):
+                        p.grad = g
+                else:
+                    logits_v = model(xv)
+                    loss_v = F.cross_entropy(logits_v, yv)
+                    loss_v.backward(inputs=model.arch_parameters())
+                    val_loss_sum += loss_v.item() * len(yv)
+                    val_correct += (logits_v.argmax(1) == yv).sum().item()
+                    val_n += len(yv)
+                a_opt.step()
+            with torch.no_grad():
+                state = model.arch()  # constant alphas for the weight step
+            w_opt.zero_grad(set_to_none=True)
+            logits = model(x, state)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            nn.utils.clip_grad_norm_(weights, cfg.grad_clip)
+            w_opt.step()
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            n += len(y)
+            if on_step is not None:
+                on_step(epoch, step + 1, n_steps, loss.item())
+        stats = {"train_loss": loss_sum / n, "train_acc": 100.0 * correct / n, "arch_updated": search_arch}
+        if val_n:
+            stats.update(arch_step_val_loss=val_loss_sum / val_n, arch_step_val_acc=100.0 * val_correct / val_n)
+        if cfg.val_every and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+            stats["val_loss"], stats["val_acc"] = _evaluate(
+                model, make_loader(val_set, max(cfg.batch_size, 256), False), device)
+        epoch_s = time.perf_counter() - t0
+        elapsed += epoch_s
+        rec = _epoch_record(model, epoch, lr, {**stats, "time_s": epoch_s}, last=epoch + 1 == cfg.epochs)
+        history.append(rec)
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, {"config": config, "epoch": epoch + 1, "model": model.state_dict(),
+                                              "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(),
+                                              "history": history, "search_time_s": elapsed, "rng": capture_rng()})
+        if on_epoch is not None:
+            on_epoch(rec)
+    return SearchResult(model, history, elapsed)
