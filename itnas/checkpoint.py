@@ -10,11 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CheckpointError", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
+__all__ = ["CheckpointError", "CheckpointMismatch", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be read or does not belong to the current run."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """A readable checkpoint written by a run of another config."""
 
 
 def capture_rng() -> dict[str, Any]:
@@ -61,5 +65,5 @@ def load_checkpoint(path: str | Path, config: dict | None = None) -> dict[str, A
         raise CheckpointError(f"checkpoint {path} is not an itnas checkpoint (no stored config)")
     if config is not None and payload["config"] != config:
         diff = sorted(k for k in set(config) | set(payload["config"]) if config.get(k) != payload["config"].get(k))
-        raise CheckpointError(f"checkpoint {path} was written with a different config (keys differ: {diff})")
+        raise CheckpointMismatch(f"checkpoint {path} was written with a different config (keys differ: {diff})")
     return payload

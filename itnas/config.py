@@ -38,7 +38,10 @@ class DataConfig(_Strict):
 
 
 class SearchConfig(_Strict):
-    """Supernet search (DESIGN.md 2-3). Defaults are the DARTS-base paper values except the sizes."""
+    """Supernet search (DESIGN.md 2-3). Defaults are the DARTS-base paper values.
+
+    image_size: resize search images to this side (px) to save time; 0 keeps the data's size.
+    """
 
     method: str = "itnas"
     space: str = "darts"
@@ -47,6 +50,7 @@ class SearchConfig(_Strict):
     C: int = Field(16, ge=1)
     layers: int = Field(8, ge=1)
     partial_k: int = Field(4, ge=1)
+    image_size: int = Field(0, ge=0)
     epochs: int = Field(50, ge=1)
     warmup_epochs: int = Field(0, ge=0)
     batch_size: int = Field(64, ge=1)

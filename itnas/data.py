@@ -200,21 +200,24 @@ def assert_search_excludes_test(data: PreparedData) -> None:
 class ImageDataset(Dataset):
     """(image, label, index) samples from an `ImageSplit`: float (C, H, W), normalised; optional augmentation.
 
-    Augmentation (DARTS CIFAR recipe): random crop with `crop_padding`, horizontal flip, cutout of `cutout` px
+    `image_size` > 0 resizes (antialiased) to that side. Augmentation (DARTS CIFAR recipe): random crop with
+    `crop_padding`, horizontal flip, cutout of `cutout` px
     (DeVries & Taylor 2017), from torchvision transforms v2 (cutout = a fixed-size `RandomErasing` square).
     """
 
     def __init__(self, split: ImageSplit, mean: list[float], std: list[float], augment: bool = False,
-                 crop_padding: int = 4, hflip: bool = True, cutout: int = 0):
+                 crop_padding: int = 4, hflip: bool = True, cutout: int = 0, image_size: int = 0):
         from torchvision.transforms import v2
 
         self.split = split
         self.mean = torch.tensor(mean).view(-1, 1, 1)
         self.std = torch.tensor(std).view(-1, 1, 1)
         self.transform = None
+        size = image_size or split.images.shape[-1]
+        steps = []
+        if image_size and image_size != split.images.shape[-1]:
+            steps.append(v2.Resize(image_size, antialias=True))
         if augment:
-            size = split.images.shape[-1]
-            steps = []
             if crop_padding:
                 steps.append(v2.RandomCrop(size, padding=crop_padding))
             if hflip:
@@ -222,7 +225,7 @@ class ImageDataset(Dataset):
             if cutout:
                 area = min(1.0, (cutout / size) ** 2)
                 steps.append(v2.RandomErasing(p=1.0, scale=(area, area), ratio=(1.0, 1.0), value=0))
-            self.transform = v2.Compose(steps) if steps else None
+        self.transform = v2.Compose(steps) if steps else None
 
     def __len__(self) -> int:
         return len(self.split)

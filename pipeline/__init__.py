@@ -1,0 +1,1 @@
+"""DVC stage commands: thin Typer commands that read params.yaml, call `itnas`, and write the stage outputs."""

@@ -1,0 +1,85 @@
+"""`itnas` command line: one subcommand per DVC stage, plus `bench`.
+
+    itnas prepare
+    itnas search METHOD SEED      itnas derive METHOD SEED
+    itnas train METHOD SEED       itnas evaluate METHOD SEED
+    itnas report                  itnas bench
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import typer
+
+from itnas.checkpoint import CheckpointError
+from itnas.config import ConfigError
+from itnas.data import DataError
+from itnas.genotype import GenotypeError
+
+from .common import console, setup_logging
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="ITNAS: differentiable NAS with inter-layer transitions, as a DVC pipeline.")
+
+PARAMS = typer.Option("params.yaml", "--params", help="params file (YAML)")
+METHOD = typer.Argument(..., help="method: itnas, itnas_noattn, itnas_notrans, darts, pcdarts")
+SEED = typer.Argument(..., help="search / training seed")
+
+
+def _run(fn: Callable, *args) -> None:
+    """Run a stage; known user errors end with a one-paragraph message and exit code 2, not a traceback."""
+    setup_logging()
+    try:
+        fn(*args)
+    except (ConfigError, DataError, GenotypeError, CheckpointError, FileNotFoundError, KeyError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        console.print(f"[red]error:[/red] {msg}")
+        sys.exit(2)
+
+
+@app.command()
+def prepare(params: str = PARAMS) -> None:
+    """Load the data set, split search-train / search-val / train / test, write data/prepared/."""
+    from .prepare import prepare as stage
+    _run(stage, params)
+
+
+@app.command()
+def search(method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
+    """Supernet search for one (method, seed): runs/<method>-s<seed>/search/."""
+    from .search import search as stage
+    _run(stage, method, seed, params)
+
+
+@app.command()
+def derive(method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
+    """Derive the genotype of a searched supernet: runs/<method>-s<seed>/genotype.json."""
+    from .derive import derive as stage
+    _run(stage, method, seed, params)
+
+
+@app.command()
+def train(method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
+    """Train the final network of a genotype from scratch: runs/<method>-s<seed>/train/."""
+    from .train import train as stage
+    _run(stage, method, seed, params)
+
+
+@app.command()
+def evaluate(method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
+    """Test accuracy of a trained network: runs/<method>-s<seed>/metrics.json."""
+    from .evaluate import evaluate as stage
+    _run(stage, method, seed, params)
+
+
+@app.command()
+def report(params: str = PARAMS) -> None:
+    """Ablation report over all runs: reports/report.md and reports/report.html."""
+    from .report import report as stage
+    _run(stage, params)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,58 @@
+"""Stage `train`: the final network of runs/<run>/genotype.json trained from scratch -> runs/<run>/train/."""
+
+from __future__ import annotations
+
+import torch
+
+from itnas.checkpoint import CheckpointMismatch, load_checkpoint
+from itnas.data import ImageDataset, PreparedData
+from itnas.genotype import Genotype
+from itnas.networks import create_final_network
+from itnas.train import train_final
+
+from .common import (CKPT_DIR, DATA_FILE, console, load_params, progress_bar, resolve_device, run_dir, run_name,
+                     train_config, write_csv, write_json)
+
+CURVE_COLUMNS = ["epoch", "lr", "drop_path_prob", "train_loss", "train_acc", "time_s"]
+
+
+def train(method: str, seed: int, params_file: str = "params.yaml") -> None:
+    params = load_params(params_file)
+    cfg = train_config(params)
+    device = resolve_device(params)
+    out = run_dir(method, seed)
+    genotype = Genotype.load(out / "genotype.json")
+    data = PreparedData.load(DATA_FILE)
+    train_set = ImageDataset(data.train, data.mean, data.std, augment=True, crop_padding=cfg.crop_padding,
+                             hflip=cfg.hflip, cutout=cfg.cutout)
+    config = {"train": cfg.model_dump(), "genotype": genotype.to_dict(), "seed": seed,
+              "num_classes": len(data.classes), "in_channels": data.in_channels, "image_size": data.image_size,
+              "mean": data.mean, "std": data.std}
+    torch.manual_seed(seed)
+    model = create_final_network(genotype, cfg.C, cfg.layers, len(data.classes), cfg.auxiliary,
+                                 data.in_channels).to(device)
+    ckpt = CKPT_DIR / run_name(method, seed) / "train.pt"
+    if ckpt.exists():
+        try:
+            load_checkpoint(ckpt, config)
+            console.print(f"resuming from {ckpt}")
+        except CheckpointMismatch:
+            console.print(f"[yellow]{ckpt} holds a run of other params; starting over")
+            ckpt.unlink()
+    console.print(f"train {out.name} on {device}: C={cfg.C}, {cfg.layers} cells, {cfg.epochs} epochs, "
+                  f"{len(train_set)} images")
+    with progress_bar(f"train {out.name}") as progress:
+        task = progress.add_task("train", total=cfg.epochs * -(-len(train_set) // cfg.batch_size), info="")
+
+        def on_step(epoch, step, n_steps, loss):
+            progress.update(task, completed=epoch * n_steps + step, info=f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.3f}")
+
+        def on_epoch(rec):
+            progress.console.print(f"epoch {rec['epoch'] + 1}: train {rec['train_acc']:.1f}% ({rec['time_s']:.0f} s)")
+
+        history = train_final(model, cfg, train_set, seed, device, ckpt, config, on_step=on_step, on_epoch=on_epoch)
+    (out / "train").mkdir(parents=True, exist_ok=True)
+    torch.save({"config": config, "model": model.state_dict(), "history": history}, out / "train" / "model.pt")
+    write_csv(out / "train_curves.csv", history, CURVE_COLUMNS)
+    write_json(out / "train" / "history.json", history)
+    console.print(f"trained in {sum(r['time_s'] for r in history):.0f} s -> {out / 'train'}")
