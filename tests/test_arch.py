@@ -72,16 +72,16 @@ def test_alpha_rows_are_probability_vectors(method, space_name, scale):
     with torch.no_grad():
         state = arch()
     assert set(state.alphas) == set(space.cell_types)
-    for t, alpha in state.alphas.items():
+    for alpha in state.alphas.values():
         assert alpha.shape == (space.n_edges, space.n_ops)
         assert torch.isfinite(alpha).all()
         assert (alpha >= 0).all()
         torch.testing.assert_close(alpha.sum(-1), torch.ones(space.n_edges), rtol=0, atol=1e-6)
     if arch.base == "pcdarts":
         assert state.edge_weights is not None
-        for t, w in state.edge_weights.items():
+        for w in state.edge_weights.values():
             assert w.shape == (space.n_edges,) and (w >= 0).all()
-            for j, edges in space.incoming.items():
+            for edges in space.incoming.values():
                 assert abs(float(w[list(edges)].sum()) - 1.0) < 1e-6
     else:
         assert state.edge_weights is None
@@ -292,7 +292,7 @@ def test_uniform_transition_init_gives_uniform_rows(method, space_name):
     space = create_space(space_name)
     arch = Architecture(space, method, transition_init="uniform")
     K = space.n_ops
-    for t, cell in arch.cells.items():
+    for cell in arch.cells.values():
         assert torch.all(cell.transition_logits == 0)
         T = cell.transitions()
         assert T.shape == (len(cell.pairs), K, K)
@@ -418,7 +418,7 @@ def test_pcdarts_edge_weights_sum_to_one_per_node(space_name):
     for t in space.cell_types:
         w = arch.edge_weights(t).detach()
         beta = arch.beta_logits[t].detach()
-        for j, edges in space.incoming.items():
+        for edges in space.incoming.values():
             idx = list(edges)
             assert abs(float(w[idx].sum()) - 1.0) < 1e-6
             torch.testing.assert_close(w[idx].detach(), torch.softmax(beta[idx], 0))

@@ -106,7 +106,7 @@ def test_pcdarts_edge_weights_change_the_kept_edges():
     space = create_space("darts")
     a = _table_alphas(space, NONE_ARGMAX_TABLE)
     w = torch.zeros(14)
-    for j, edges in space.incoming.items():
+    for edges in space.incoming.values():
         w[list(edges)] = 1.0 / len(edges)  # uniform within a node: the ranking is that of the alphas
     g_uniform = derive_from_alphas(space, {"normal": a, "reduce": a}, {"normal": w, "reduce": w})
     assert g_uniform.normal == NONE_ARGMAX_EXPECTED

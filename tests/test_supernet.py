@@ -161,7 +161,7 @@ def test_tiny_supernet_forward_backward(method, space_name):
     F.cross_entropy(logits, y).backward()
     weights = model.weight_parameters()
     assert weights, "no weights"
-    names = dict((id(p), n) for n, p in model.net.named_parameters())
+    names = {id(p): n for n, p in model.net.named_parameters()}
     for p in weights:
         assert p.grad is not None, names[id(p)]
         assert torch.isfinite(p.grad).all(), names[id(p)]
@@ -175,15 +175,24 @@ def test_tiny_supernet_forward_backward(method, space_name):
     assert ids_w | ids_a == {id(p) for p in model.parameters()}
 
 
+@pytest.mark.parametrize("trs", [False, True])
 @pytest.mark.parametrize("space_name", ["darts", "nb201"])
-def test_search_bns_have_no_affine(space_name):
-    model = _tiny(space_name, "darts", track_running_stats=False)
-    net = model.net
-    cells = [m for m in net.cells if hasattr(m, "edges")]
-    for cell in cells:
-        for m in cell.edges.modules():
+def test_search_cell_bns_have_no_affine(space_name, trs):
+    model = _tiny(space_name, "darts", track_running_stats=trs)
+    cells = [m for m in model.net.cells if hasattr(m, "edges")]
+    assert len(cells) == 3
+    n_bn = 0
+    for cell in cells:  # mixed ops and (DARTS) preprocessing
+        for m in cell.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
-                assert m.weight is None and m.bias is None and m.running_mean is None
+                n_bn += 1
+                assert m.weight is None and m.bias is None
+                assert (m.running_mean is not None) == trs
+    assert n_bn > 0
+    # the only affine BN of the DARTS search network is the stem's (DARTS model_search.py)
+    if space_name == "darts":
+        affine = [n for n, m in model.net.named_modules() if isinstance(m, torch.nn.BatchNorm2d) and m.affine]
+        assert affine == ["stem.1"]
 
 
 def test_reduction_cells_halve_the_resolution():
