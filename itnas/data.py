@@ -76,6 +76,19 @@ class PreparedData:
     def image_size(self) -> int:
         return self.train.images.shape[-1]
 
+    def fingerprint(self) -> str:
+        """SHA-256 (hex, 16 chars) of the name and every split's provenance, labels and pixels: two prepared data
+        sets with the same fingerprint hold the same images in the same splits."""
+        import hashlib
+
+        h = hashlib.sha256(self.name.encode())
+        for k in ("search_train", "search_val", "train", "test"):
+            s = getattr(self, k)
+            for t in (s.source_index, s.labels, s.images):
+                h.update(t.contiguous().numpy().tobytes())
+            h.update(s.source.encode())
+        return h.hexdigest()[:16]
+
     def save(self, path: str | Path) -> None:
         payload = {k: getattr(self, k) for k in ("name", "classes", "mean", "std")}
         payload.update({k: getattr(self, k).to_dict() for k in ("search_train", "search_val", "train", "test")})
@@ -188,9 +201,11 @@ def assert_search_excludes_test(data: PreparedData) -> None:
     Raises:
         AssertionError: a search split has source "test", or search-train and search-val overlap.
     """
+    if data.test.source != "test":
+        raise AssertionError(f"the test split must have source 'test', got {data.test.source!r}")
     for name in ("search_train", "search_val"):
         s = getattr(data, name)
-        if s.source != "train" or data.test.source != "test":
+        if s.source != "train":
             raise AssertionError(f"{name} must come from the training images, got source {s.source!r}")
     overlap = set(data.search_train.source_index.tolist()) & set(data.search_val.source_index.tolist())
     if overlap:

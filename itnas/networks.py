@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from .genotype import Genotype
-from .ops import FactorizedReduce, Identity, ReLUConvBN, create_op
+from .ops import AvgPool3x3, FactorizedReduce, Identity, ReLUConvBN, create_op
 from .spaces import create_space
 
 __all__ = ["AuxiliaryHead", "FinalCell", "FinalNetwork", "count_multiply_adds", "count_parameters", "create_final_network",
@@ -120,15 +120,23 @@ def count_parameters(model: nn.Module, exclude_auxiliary: bool = True) -> int:
 
 
 def count_multiply_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-adds of one inference forward on a (1, C, H, W) input, counted by torch's FlopCounterMode / 2."""
+    """Multiply-adds of one inference forward on a (1, C, H, W) input: torch's FlopCounterMode / 2, convolutions
+    and linear layers only (pooling is free, as in the DARTS papers' counts, also for `AvgPool3x3`)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
+    pools = [m for m in model.modules() if isinstance(m, AvgPool3x3)]
+    for m in pools:
+        m.as_conv = False
     model.eval()
     p = next(model.parameters())
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_shape, device=p.device, dtype=p.dtype))
-    model.train(was_training)
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *input_shape, device=p.device, dtype=p.dtype))
+    finally:
+        model.train(was_training)
+        for m in pools:
+            m.as_conv = True
     return counter.get_total_flops() // 2
 
 

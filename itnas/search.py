@@ -4,7 +4,7 @@ Per step: one architecture step on a search-val batch (first order: grad of L_va
 unrolled gradient of `unrolled_arch_grads`), then one weight step on a search-train batch with the alphas held
 constant (computed once under no_grad: the weight step never back-propagates into the architecture).
 Architecture steps start after `warmup_epochs`. Every search-val sample is used once per epoch (one iterator per
-epoch). Weights: SGD with momentum, cosine to lr_min; architecture: Adam. A checkpoint after every epoch makes
+epoch over one permutation cut into as many batches as search-train has). Weights: SGD with momentum, cosine to lr_min; architecture: Adam. A checkpoint after every epoch makes
 an interrupted search resume where it stopped; a resumed run equals an uninterrupted one.
 """
 
@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import SearchConfig
@@ -27,7 +28,8 @@ from .derive import derive_genotype
 from .supernet import SearchModel, create_search_model
 from .spaces import create_space
 
-__all__ = ["SearchResult", "alpha_entropy", "build_search_model", "run_search", "unrolled_arch_grads"]
+__all__ = ["SearchResult", "alpha_entropy", "arch_step", "build_search_model", "even_batches", "run_search",
+           "unrolled_arch_grads", "weight_step"]
 
 log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -92,6 +94,59 @@ def unrolled_arch_grads(model: SearchModel, train_batch: Batch, val_batch: Batch
     return [da - xi * (gp - gm) / (2 * eps) for da, gp, gm in zip(d_arch, *hvp_terms)]
 
 
+def arch_step(model: SearchModel, a_opt: torch.optim.Optimizer, train_batch: Batch, val_batch: Batch,
+              order: str, xi: float, w_opt: torch.optim.Optimizer | None = None, weight_decay: float = 0.0,
+              momentum: float = 0.0) -> torch.Tensor | None:
+    """One architecture step (DARTS Algorithm 1, line 1) and its Adam step.
+
+    First order: grad_A L_val(w, A) (backward into the architecture parameters only: no weight gradients are
+    computed). Second order: `unrolled_arch_grads` with step size xi (the current weight lr, as DARTS), the
+    momentum buffers of `w_opt` and `weight_decay`. Batches: (x (B, C, H, W), y (B,)).
+
+    Returns:
+        the val logits (B, classes) of the first-order step (detached), None for second order.
+    """
+    a_opt.zero_grad(set_to_none=True)
+    logits = None
+    if order == "second":
+        weights = model.weight_parameters()
+        bufs = [w_opt.state.get(w, {}).get("momentum_buffer") for w in weights] if w_opt is not None else None
+        grads = unrolled_arch_grads(model, train_batch, val_batch, xi, weight_decay, bufs, momentum)
+        for p, g in zip(model.arch_parameters(), grads):
+            p.grad = g
+    else:
+        xv, yv = val_batch
+        logits = model(xv)
+        F.cross_entropy(logits, yv).backward(inputs=model.arch_parameters())
+        logits = logits.detach()
+    a_opt.step()
+    return logits
+
+
+def weight_step(model: SearchModel, w_opt: torch.optim.Optimizer, train_batch: Batch, grad_clip: float
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One weight step (DARTS Algorithm 1, line 2) with the alphas held constant (computed once, under no_grad,
+    so nothing back-propagates into the architecture). Returns (loss (), logits (B, classes)), detached."""
+    x, y = train_batch
+    with torch.no_grad():
+        state = model.arch()
+    w_opt.zero_grad(set_to_none=True)
+    logits = model(x, state)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.weight_parameters(), grad_clip)
+    w_opt.step()
+    return loss.detach(), logits.detach()
+
+
+def even_batches(n: int, n_batches: int, generator: torch.Generator) -> list[list[int]]:
+    """One random permutation of range(n) cut into `n_batches` batches of near-equal size: every index exactly
+    once. Used for search-val, so that each val sample is seen once per epoch whatever the split sizes."""
+    perm = torch.randperm(n, generator=generator).tolist()
+    bounds = [round(k * n / n_batches) for k in range(n_batches + 1)]
+    return [perm[bounds[k]:bounds[k + 1]] for k in range(n_batches)]
+
+
 @dataclass
 class SearchResult:
     """model: the trained supernet (on the run's device). history: one record per epoch (see `run_search`).
@@ -147,7 +202,7 @@ def _epoch_record(model: SearchModel, epoch: int, lr: float, stats: dict, last: 
 
 def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_channels: int,
                device: torch.device | str = "cpu", checkpoint_path: str | Path | None = None,
-               stop_after_epochs: int | None = None, make_loader=None,
+               stop_after_epochs: int | None = None, make_loader=None, identity: dict | None = None,
                on_step: Callable[[int, int, int, float], None] | None = None,
                on_epoch: Callable[[dict], None] | None = None) -> SearchResult:
     """Search an architecture.
@@ -159,6 +214,8 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
         checkpoint_path: written after every epoch; if it exists, the search resumes from it.
         stop_after_epochs: stop (as if interrupted) after this many epochs in total; for tests and budgets.
         make_loader: `itnas.data.make_loader`-compatible factory (one fresh loader per epoch).
+        identity: more of what makes the run (e.g. a data fingerprint), stored with the config in the checkpoint;
+            a checkpoint of another config or identity is refused.
         on_step(epoch, step, n_steps, train_loss) / on_epoch(record): progress callbacks.
 
     Returns:
@@ -179,7 +236,7 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
                              weight_decay=cfg.arch_weight_decay)
     history: list[dict] = []
     start_epoch, elapsed = 0, 0.0
-    config = cfg.model_dump()
+    config = {**cfg.model_dump(), **(identity or {})}
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         ck = load_checkpoint(checkpoint_path, config)
         model.load_state_dict(ck["model"])
@@ -189,48 +246,32 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
         restore_rng(ck["rng"])
         log.info("resumed search from %s at epoch %d", checkpoint_path, start_epoch)
     end_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
-    weights = model.weight_parameters()
     for epoch in range(start_epoch, end_epoch):
         t0 = time.perf_counter()
         lr = _cosine_lr(cfg, epoch)
         for group in w_opt.param_groups:
             group["lr"] = lr
         train_loader = make_loader(train_set, cfg.batch_size, True, cfg.seed, epoch)
+        n_steps = len(train_loader)
         search_arch = epoch >= cfg.warmup_epochs
-        val_iter = iter(make_loader(val_set, cfg.batch_size, True, cfg.seed + 7919, epoch)) if search_arch else None
+        val_iter = None
+        if search_arch:  # one iterator per epoch: every search-val sample exactly once
+            g = torch.Generator().manual_seed((cfg.seed + 7919) * 100_003 + epoch)
+            val_iter = iter(DataLoader(val_set, batch_sampler=even_batches(len(val_set), n_steps, g), num_workers=0))
         model.train()
         loss_sum, correct, n, val_loss_sum, val_correct, val_n = 0.0, 0, 0, 0.0, 0, 0
-        n_steps = len(train_loader)
         for step, (x, y, _) in enumerate(train_loader):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if search_arch:
-                vb = next(val_iter, None)
-                if vb is None:  # search-val has fewer batches than search-train: start its next pass
-                    val_iter = iter(make_loader(val_set, cfg.batch_size, True, cfg.seed + 7919, epoch + 10_000 * (step + 1)))
-                    vb = next(val_iter)
-                xv, yv = vb[0].to(device, non_blocking=True), vb[1].to(device, non_blocking=True)
-                a_opt.zero_grad(set_to_none=True)
-                if cfg.order == "second":
-                    bufs = [w_opt.state.get(w, {}).get("momentum_buffer") for w in weights]
-                    grads = unrolled_arch_grads(model, (x, y), (xv, yv), lr, cfg.weight_decay, bufs, cfg.momentum)
-                    for p, g in zip(model.arch_parameters(), grads):
-                        p.grad = g
-                else:
-                    logits_v = model(xv)
-                    loss_v = F.cross_entropy(logits_v, yv)
-                    loss_v.backward(inputs=model.arch_parameters())
-                    val_loss_sum += loss_v.item() * len(yv)
+                xv, yv, _ = next(val_iter)
+                xv, yv = xv.to(device, non_blocking=True), yv.to(device, non_blocking=True)
+                logits_v = arch_step(model, a_opt, (x, y), (xv, yv), cfg.order, lr, w_opt, cfg.weight_decay,
+                                     cfg.momentum)
+                if logits_v is not None:
+                    val_loss_sum += F.cross_entropy(logits_v, yv, reduction="sum").item()
                     val_correct += (logits_v.argmax(1) == yv).sum().item()
                     val_n += len(yv)
-                a_opt.step()
-            with torch.no_grad():
-                state = model.arch()  # constant alphas for the weight step
-            w_opt.zero_grad(set_to_none=True)
-            logits = model(x, state)
-            loss = F.cross_entropy(logits, y)
-            loss.backward()
-            nn.utils.clip_grad_norm_(weights, cfg.grad_clip)
-            w_opt.step()
+            loss, logits = weight_step(model, w_opt, (x, y), cfg.grad_clip)
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             n += len(y)

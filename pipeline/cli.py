@@ -81,5 +81,31 @@ def report(params: str = PARAMS) -> None:
     _run(stage, params)
 
 
+@app.command()
+def bench(
+    methods: list[str] = typer.Option(["itnas,itnas_noattn,itnas_notrans,darts,pcdarts"], "--methods", "-m",
+                                      help="comma-separated methods"),
+    bases: list[str] = typer.Option(["darts,pcdarts"], "--bases", "-b", help="comma-separated bases"),
+    C: int = typer.Option(16, "-C", help="search supernet channels"),
+    layers: int = typer.Option(8, help="search supernet cells"),
+    batch_size: int = typer.Option(32, help="batch size (B)"),
+    image_size: int = typer.Option(32, help="input side (px)"),
+    in_channels: int = typer.Option(3, help="input channels"),
+    rounds: int = typer.Option(5, help="timed rounds (median reported)"),
+    warmup: int = typer.Option(1, help="untimed warm-up steps per config"),
+    order: str = typer.Option("first", help="first | second"),
+    final_C: int = typer.Option(36, "--final-C", help="final network channels"),
+    final_layers: int = typer.Option(20, help="final network cells"),
+    genotype: str = typer.Option(None, help="genotype.json for the final network (default: DARTS_V2)"),
+    out: str = typer.Option("reports/bench.json", help="JSON output"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    threads: int = typer.Option(0, help="torch intra-op threads (0 = default)"),
+) -> None:
+    """Time the search step (weight and arch steps apart) of every method x base and the final train step."""
+    from .bench import bench as command
+    _run(command, methods, bases, C, layers, batch_size, image_size, in_channels, rounds, warmup, order, final_C,
+         final_layers, genotype, out, device, threads)
+
+
 if __name__ == "__main__":
     app()

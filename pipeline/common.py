@@ -60,7 +60,13 @@ def run_list(params: dict) -> list[tuple[str, int]]:
     bad = [m for m in methods if m not in list_methods()]
     if bad:
         raise ConfigError(f"runs.methods: unknown methods {bad}; valid methods: {', '.join(list_methods())}")
-    return [(m, int(s)) for m in methods for s in seeds]
+    bad_seeds = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool)]
+    if bad_seeds:
+        raise ConfigError(f"runs.seeds: {bad_seeds} are not integers")
+    unknown = sorted(set(params.get("methods") or {}) - set(list_methods()))
+    if unknown:
+        raise ConfigError(f"methods: unknown method blocks {unknown}; valid methods: {', '.join(list_methods())}")
+    return [(m, s) for m in methods for s in seeds]
 
 
 def search_config(params: dict, method: str, seed: int) -> SearchConfig:
@@ -76,7 +82,14 @@ def search_config(params: dict, method: str, seed: int) -> SearchConfig:
             raise ConfigError(f"search.{key} is set by the run (runs.methods / runs.seeds), not in search or methods")
     merged.update(overrides)
     merged.update(method=method, seed=seed)
-    return parse_config(SearchConfig, merged, f"search+methods.{method}")
+    cfg = parse_config(SearchConfig, merged, f"search+methods.{method}")
+    if cfg.space == "nb201":
+        raise ConfigError("search.space=nb201: the train stage builds DARTS-space networks; NB201 cells are looked up "
+                          "in the benchmark table, not trained (not in this pipeline yet). Valid here: darts, s1-s4")
+    if cfg.warmup_epochs >= cfg.epochs:
+        raise ConfigError(f"search.warmup_epochs={cfg.warmup_epochs} >= epochs={cfg.epochs} ({method}): the search "
+                          f"would never update the architecture")
+    return cfg
 
 
 def derive_config(params: dict) -> DeriveConfig:
@@ -104,11 +117,26 @@ def resolve_device(params: dict) -> torch.device:
     name = str(params.get("device", "auto"))
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu" or name.startswith("cuda"):
+    if name == "cpu" or name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
         if name.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device={name!r} but CUDA is not available; use auto or cpu")
         return torch.device(name)
     raise ConfigError(f"device={name!r}; valid values: auto, cpu, cuda, cuda:N")
+
+
+def checkpoint_for(path: Path, config: dict) -> None:
+    """Before a stage runs: keep a checkpoint of the same config (the run resumes from it), discard one of other
+    params or data, and stop with an error naming an unreadable one (CheckpointError)."""
+    from itnas.checkpoint import CheckpointMismatch, load_checkpoint
+
+    if not path.exists():
+        return
+    try:
+        ck = load_checkpoint(path, config)
+        console.print(f"resuming from {path} ({ck['epoch']} epochs done)")
+    except CheckpointMismatch:
+        console.print(f"[yellow]{path} holds a run of other params or data; starting over")
+        path.unlink()
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -6,26 +6,13 @@ from pathlib import Path
 
 import torch
 
-from itnas.checkpoint import CheckpointMismatch, load_checkpoint
 from itnas.data import ImageDataset, PreparedData, assert_search_excludes_test
 from itnas.search import run_search
 
-from .common import (CKPT_DIR, DATA_FILE, console, load_params, progress_bar, resolve_device, run_dir, run_name,
-                     search_config, write_csv, write_json)
+from .common import (CKPT_DIR, DATA_FILE, checkpoint_for, console, load_params, progress_bar, resolve_device, run_dir,
+                     run_name, search_config, write_csv, write_json)
 
 CURVE_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "collapse_count", "time_s"]
-
-
-def _fresh_or_resumable(path: Path, config: dict) -> None:
-    """Keep a checkpoint of the same config (resume); discard one of other params; an unreadable one is an error."""
-    if not path.exists():
-        return
-    try:
-        ck = load_checkpoint(path, config)
-        console.print(f"resuming from {path} (epoch {ck['epoch']} done)")
-    except CheckpointMismatch:
-        console.print(f"[yellow]{path} holds a run of other params; starting over")
-        path.unlink()
 
 
 def search(method: str, seed: int, params_file: str = "params.yaml") -> None:
@@ -37,7 +24,8 @@ def search(method: str, seed: int, params_file: str = "params.yaml") -> None:
     train_set = ImageDataset(data.search_train, data.mean, data.std, image_size=cfg.image_size)
     val_set = ImageDataset(data.search_val, data.mean, data.std, image_size=cfg.image_size)
     ckpt = CKPT_DIR / run_name(method, seed) / "search.pt"
-    _fresh_or_resumable(ckpt, cfg.model_dump())
+    identity = {"data_fingerprint": data.fingerprint()}
+    checkpoint_for(ckpt, {**cfg.model_dump(), **identity})
     console.print(f"search {run_name(method, seed)} on {device}: space {cfg.space}, base {cfg.base}, "
                   f"C={cfg.C}, {cfg.layers} cells, {cfg.epochs} epochs ({cfg.warmup_epochs} warm-up), {cfg.order} order")
     with progress_bar(f"search {run_name(method, seed)}") as progress:
@@ -52,15 +40,19 @@ def search(method: str, seed: int, params_file: str = "params.yaml") -> None:
                                    f"collapse {rec['collapse_count']} ({rec['time_s']:.0f} s)")
 
         result = run_search(cfg, train_set, val_set, len(data.classes), data.in_channels, device, ckpt,
-                            on_step=on_step, on_epoch=on_epoch)
+                            identity=identity, on_step=on_step, on_epoch=on_epoch)
     out = run_dir(method, seed)
     (out / "search").mkdir(parents=True, exist_ok=True)
-    torch.save({"config": cfg.model_dump(), "num_classes": len(data.classes), "in_channels": data.in_channels,
-                "model": result.model.state_dict()}, out / "search" / "supernet.pt")
+    meta = {"config": cfg.model_dump(), "num_classes": len(data.classes), "in_channels": data.in_channels,
+            "bn": {"affine": False, "track_running_stats": cfg.track_running_stats},
+            "base": result.model.arch.base, **identity, "device": str(device), "torch": torch.__version__}
+    torch.save({**meta, "model": result.model.state_dict()}, out / "search" / "supernet.pt")
+    write_json(out / "search" / "config.json", meta)
     write_json(out / "search" / "history.json", result.history)
     write_csv(out / "search_curves.csv", result.history, CURVE_COLUMNS)
     last = result.history[-1]
     write_json(out / "search_metrics.json", {"search_time_s": round(result.search_time_s, 1),
                                              "search_val_acc": last.get("val_acc"),
                                              "search_collapse_count": last["collapse_count"]})
+    ckpt.unlink(missing_ok=True)  # outputs written: a later rerun (new data, code, -f) starts fresh
     console.print(f"search done in {result.search_time_s:.0f} s -> {out / 'search'}")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from itnas.checkpoint import CheckpointMismatch, load_checkpoint
 from itnas.data import ImageDataset, PreparedData
 from itnas.genotype import Genotype
 from itnas.networks import create_final_network
 from itnas.train import train_final
 
-from .common import (CKPT_DIR, DATA_FILE, console, load_params, progress_bar, resolve_device, run_dir, run_name,
-                     train_config, write_csv, write_json)
+from .common import (CKPT_DIR, DATA_FILE, checkpoint_for, console, load_params, progress_bar, resolve_device, run_dir,
+                     run_name, train_config, write_csv, write_json)
 
 CURVE_COLUMNS = ["epoch", "lr", "drop_path_prob", "train_loss", "train_acc", "time_s"]
 
@@ -27,18 +26,12 @@ def train(method: str, seed: int, params_file: str = "params.yaml") -> None:
                              hflip=cfg.hflip, cutout=cfg.cutout)
     config = {"train": cfg.model_dump(), "genotype": genotype.to_dict(), "seed": seed,
               "num_classes": len(data.classes), "in_channels": data.in_channels, "image_size": data.image_size,
-              "mean": data.mean, "std": data.std}
+              "mean": data.mean, "std": data.std, "data_fingerprint": data.fingerprint()}
     torch.manual_seed(seed)
     model = create_final_network(genotype, cfg.C, cfg.layers, len(data.classes), cfg.auxiliary,
                                  data.in_channels).to(device)
     ckpt = CKPT_DIR / run_name(method, seed) / "train.pt"
-    if ckpt.exists():
-        try:
-            load_checkpoint(ckpt, config)
-            console.print(f"resuming from {ckpt}")
-        except CheckpointMismatch:
-            console.print(f"[yellow]{ckpt} holds a run of other params; starting over")
-            ckpt.unlink()
+    checkpoint_for(ckpt, config)
     console.print(f"train {out.name} on {device}: C={cfg.C}, {cfg.layers} cells, {cfg.epochs} epochs, "
                   f"{len(train_set)} images")
     with progress_bar(f"train {out.name}") as progress:
@@ -55,4 +48,6 @@ def train(method: str, seed: int, params_file: str = "params.yaml") -> None:
     torch.save({"config": config, "model": model.state_dict(), "history": history}, out / "train" / "model.pt")
     write_csv(out / "train_curves.csv", history, CURVE_COLUMNS)
     write_json(out / "train" / "history.json", history)
+    write_json(out / "train" / "config.json", config)
+    ckpt.unlink(missing_ok=True)  # outputs written: a later rerun starts fresh
     console.print(f"trained in {sum(r['time_s'] for r in history):.0f} s -> {out / 'train'}")

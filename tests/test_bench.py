@@ -65,9 +65,11 @@ def test_cpu_memory_in_fresh_processes():
     assert math.isfinite(peak) and peak > 0
 
 
-@pytest.mark.parametrize("kw,err", [({"methods": ["nope"]}, KeyError), ({"bases": ["nope"]}, ValueError),
-                                    ({"order": "third"}, ValueError)])
-def test_bad_arguments_name_the_choices(kw, err):
-    args = dict(methods=["darts"], bases=["darts"], measure_memory=False, **TINY) | kw
-    with pytest.raises(err, match="valid"):
+@pytest.mark.parametrize("kw,err,match", [({"methods": ["nope"]}, KeyError, "valid methods"),
+                                          ({"bases": ["nope"]}, ValueError, "valid bases"),
+                                          ({"order": "third"}, ValueError, "valid orders"),
+                                          ({"bases": ["pcdarts"], "C": 6}, ValueError, "divisible")])
+def test_bad_arguments_are_named(kw, err, match):
+    args = {"methods": ["darts"], "bases": ["darts"], "measure_memory": False, **TINY} | kw
+    with pytest.raises(err, match=match):
         run_bench(**args)

@@ -62,3 +62,13 @@ def test_final_network_tiny_forward(name):
     net.eval()
     logits, aux = net(torch.randn(2, 3, 8, 8))
     assert logits.shape == (2, 7) and aux is None
+
+
+@pytest.mark.parametrize("name,madds", [("darts_v2", 528_359_040), ("pcdarts_cifar", 556_670_592)])
+def test_published_genotype_multiply_adds(name, madds):
+    """Multiply-adds at C=36, 20 cells, 32x32 (convolutions + classifier; pooling free), as counted with torch's
+    own nn.AvgPool2d before AvgPool3x3 existed: pooling must stay uncounted."""
+    from itnas.networks import count_multiply_adds
+
+    net = create_final_network(PUBLISHED_GENOTYPES[name], C=36, layers=20, num_classes=10, auxiliary=False)
+    assert count_multiply_adds(net, (3, 32, 32)) == madds

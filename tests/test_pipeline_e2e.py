@@ -1,8 +1,8 @@
 """End to end: the real `dvc repro` of this repo's dvc.yaml on a tiny real subset, in a scratch copy.
 
 Fashion-MNIST (Debian package) when present, else scikit-learn's bundled digits. Checks every stage's outputs,
-`dvc metrics show`, the report, that a params change of one method reruns only that method, and that an
-interrupted search resumes.
+`dvc metrics show`, the report, that a params change of one method reruns only that method, and that a bad key is
+named. (Exact resume of an interrupted search is tested in test_search.py.)
 """
 
 from __future__ import annotations

@@ -125,7 +125,8 @@ XI = 0.1
 
 
 @pytest.mark.parametrize("method,base", [("itnas", "darts"), ("itnas", "pcdarts"), ("darts", "darts"),
-                                         ("pcdarts", "pcdarts")])
+                                         ("pcdarts", "pcdarts"), ("itnas_noattn", "pcdarts"),
+                                         ("itnas_notrans", "pcdarts")])
 def test_unrolled_matches_exact_autograd(method, base, smooth_bypass):
     model = _model("darts", method, base)
     train, val = _batches()

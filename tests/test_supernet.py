@@ -233,3 +233,17 @@ def test_unknown_op_lists_valid():
     with pytest.raises(KeyError) as exc:
         create_op("conv_7x7", 4, 1)
     assert "conv_7x7" in str(exc.value) and all(o in str(exc.value) for o in list_ops())
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [7, 8, 14])
+def test_avg_pool_op_equals_torch_avg_pool(stride, size):
+    from itnas.ops import AvgPool3x3
+
+    x = torch.randn(2, 3, size, size, requires_grad=True)
+    ref = torch.nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)(x)
+    out = AvgPool3x3(stride)(x)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    g_ref, = torch.autograd.grad(ref.square().sum(), x)
+    g_out, = torch.autograd.grad(out.square().sum(), x)
+    torch.testing.assert_close(g_out, g_ref, rtol=1e-5, atol=1e-6)
