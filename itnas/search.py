@@ -4,14 +4,14 @@ Per step: one architecture step on a search-val batch (first order: grad of L_va
 unrolled gradient of `unrolled_arch_grads`), then one weight step on a search-train batch with the alphas held
 constant (computed once under no_grad: the weight step never back-propagates into the architecture).
 Architecture steps start after `warmup_epochs`. Every search-val sample is used once per epoch (one iterator per
-epoch over one permutation cut into as many batches as search-train has). Weights: SGD with momentum, cosine to lr_min; architecture: Adam. A checkpoint after every epoch makes
+epoch over one permutation cut into as many batches as search-train has). Weights: SGD with momentum, cosine
+to lr_min; architecture: Adam. A checkpoint after every epoch makes
 an interrupted search resume where it stopped; a resumed run equals an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoi
 from .config import SearchConfig
 from .derive import derive_genotype
 from .supernet import SearchModel, create_search_model
+from .train import cosine_lr
 from .spaces import create_space
 
 __all__ = ["SearchResult", "alpha_entropy", "arch_step", "build_search_model", "even_batches", "run_search",
@@ -157,11 +158,6 @@ class SearchResult:
     search_time_s: float
 
 
-def _cosine_lr(cfg: SearchConfig, epoch: int) -> float:
-    """DARTS CosineAnnealingLR(T_max=epochs, eta_min=lr_min), closed form."""
-    return cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
-
-
 @torch.no_grad()
 def _evaluate(model: SearchModel, loader, device) -> tuple[float, float]:
     model.eval()
@@ -248,7 +244,7 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
     end_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
     for epoch in range(start_epoch, end_epoch):
         t0 = time.perf_counter()
-        lr = _cosine_lr(cfg, epoch)
+        lr = cosine_lr(cfg.lr, cfg.lr_min, epoch, cfg.epochs)
         for group in w_opt.param_groups:
             group["lr"] = lr
         train_loader = make_loader(train_set, cfg.batch_size, True, cfg.seed, epoch)

@@ -23,9 +23,15 @@ from sklearn.metrics import accuracy_score, confusion_matrix
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import TrainConfig
 
-__all__ = ["evaluate", "train_final"]
+__all__ = ["cosine_lr", "evaluate", "train_final"]
 
 log = logging.getLogger(__name__)
+
+
+def cosine_lr(lr: float, lr_min: float, epoch: int, epochs: int) -> float:
+    """Learning rate of `epoch` under cosine annealing from lr to lr_min over `epochs` (PyTorch CosineAnnealingLR
+    with T_max=epochs, closed form; the schedule of DARTS search and training)."""
+    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
 
 
 def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, device: torch.device | str = "cpu",
@@ -65,7 +71,7 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
     end = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
     for epoch in range(start, end):
         t0 = time.perf_counter()
-        lr = cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
+        lr = cosine_lr(cfg.lr, cfg.lr_min, epoch, cfg.epochs)
         for g in opt.param_groups:
             g["lr"] = lr
         model.drop_path_prob = cfg.drop_path * epoch / cfg.epochs

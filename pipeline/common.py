@@ -155,6 +155,18 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 @contextmanager
+def epoch_progress(description: str, epochs: int, steps_per_epoch: int) -> Iterator[tuple]:
+    """A progress bar over all steps of an epoch loop; yields (on_step, print) for the library's callbacks."""
+    with progress_bar(description) as progress:
+        task = progress.add_task(description, total=epochs * steps_per_epoch, info="")
+
+        def on_step(epoch: int, step: int, n_steps: int, loss: float) -> None:
+            progress.update(task, completed=epoch * n_steps + step, info=f"epoch {epoch + 1}/{epochs} loss {loss:.3f}")
+
+        yield on_step, progress.console.print
+
+
+@contextmanager
 def progress_bar(description: str) -> Iterator[Progress]:
     """A Rich progress bar with ETA (to stderr)."""
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
 from itnas.data import ImageDataset, PreparedData, assert_search_excludes_test
 from itnas.search import run_search
 
-from .common import (CKPT_DIR, DATA_FILE, checkpoint_for, console, load_params, progress_bar, resolve_device, run_dir,
-                     run_name, search_config, write_csv, write_json)
+from .common import (CKPT_DIR, DATA_FILE, checkpoint_for, console, epoch_progress, load_params,
+                     resolve_device, run_dir, run_name, search_config, write_csv, write_json)
 
 CURVE_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "collapse_count", "time_s"]
 
@@ -27,16 +26,14 @@ def search(method: str, seed: int, params_file: str = "params.yaml") -> None:
     identity = {"data_fingerprint": data.fingerprint()}
     checkpoint_for(ckpt, {**cfg.model_dump(), **identity})
     console.print(f"search {run_name(method, seed)} on {device}: space {cfg.space}, base {cfg.base}, "
-                  f"C={cfg.C}, {cfg.layers} cells, {cfg.epochs} epochs ({cfg.warmup_epochs} warm-up), {cfg.order} order")
-    with progress_bar(f"search {run_name(method, seed)}") as progress:
-        task = progress.add_task("search", total=cfg.epochs * -(-len(train_set) // cfg.batch_size), info="")
-
-        def on_step(epoch, step, n_steps, loss):
-            progress.update(task, completed=epoch * n_steps + step, info=f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.3f}")
+                  f"C={cfg.C}, {cfg.layers} cells, {cfg.epochs} epochs ({cfg.warmup_epochs} warm-up), "
+                  f"{cfg.order} order")
+    steps = -(-len(train_set) // cfg.batch_size)
+    with epoch_progress(f"search {run_name(method, seed)}", cfg.epochs, steps) as (on_step, say):
 
         def on_epoch(rec):
             val = f"val {rec['val_acc']:.1f}%" if "val_acc" in rec else ""
-            progress.console.print(f"epoch {rec['epoch'] + 1}: train {rec['train_acc']:.1f}% {val} "
+            say(f"epoch {rec['epoch'] + 1}: train {rec['train_acc']:.1f}% {val} "
                                    f"collapse {rec['collapse_count']} ({rec['time_s']:.0f} s)")
 
         result = run_search(cfg, train_set, val_set, len(data.classes), data.in_channels, device, ckpt,

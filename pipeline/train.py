@@ -9,8 +9,8 @@ from itnas.genotype import Genotype
 from itnas.networks import create_final_network
 from itnas.train import train_final
 
-from .common import (CKPT_DIR, DATA_FILE, checkpoint_for, console, load_params, progress_bar, resolve_device, run_dir,
-                     run_name, train_config, write_csv, write_json)
+from .common import (CKPT_DIR, DATA_FILE, checkpoint_for, console, epoch_progress, load_params,
+                     resolve_device, run_dir, run_name, train_config, write_csv, write_json)
 
 CURVE_COLUMNS = ["epoch", "lr", "drop_path_prob", "train_loss", "train_acc", "time_s"]
 
@@ -34,14 +34,11 @@ def train(method: str, seed: int, params_file: str = "params.yaml") -> None:
     checkpoint_for(ckpt, config)
     console.print(f"train {out.name} on {device}: C={cfg.C}, {cfg.layers} cells, {cfg.epochs} epochs, "
                   f"{len(train_set)} images")
-    with progress_bar(f"train {out.name}") as progress:
-        task = progress.add_task("train", total=cfg.epochs * -(-len(train_set) // cfg.batch_size), info="")
-
-        def on_step(epoch, step, n_steps, loss):
-            progress.update(task, completed=epoch * n_steps + step, info=f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.3f}")
+    steps = -(-len(train_set) // cfg.batch_size)
+    with epoch_progress(f"train {out.name}", cfg.epochs, steps) as (on_step, say):
 
         def on_epoch(rec):
-            progress.console.print(f"epoch {rec['epoch'] + 1}: train {rec['train_acc']:.1f}% ({rec['time_s']:.0f} s)")
+            say(f"epoch {rec['epoch'] + 1}: train {rec['train_acc']:.1f}% ({rec['time_s']:.0f} s)")
 
         history = train_final(model, cfg, train_set, seed, device, ckpt, config, on_step=on_step, on_epoch=on_epoch)
     (out / "train").mkdir(parents=True, exist_ok=True)
