@@ -215,7 +215,7 @@ def assert_search_excludes_test(data: PreparedData) -> None:
 class ImageDataset(Dataset):
     """(image, label, index) samples from an `ImageSplit`: float (C, H, W), normalised; optional augmentation.
 
-    `image_size` > 0 resizes (antialiased) to that side. Augmentation (DARTS CIFAR recipe): random crop with
+    `image_size` > 0 resizes (antialiased, once for the whole split at construction) to that side. Augmentation (DARTS CIFAR recipe): random crop with
     `crop_padding`, horizontal flip, cutout of `cutout` px
     (DeVries & Taylor 2017), from torchvision transforms v2 (cutout = a fixed-size `RandomErasing` square).
     """
@@ -229,9 +229,12 @@ class ImageDataset(Dataset):
         self.std = torch.tensor(std).view(-1, 1, 1)
         self.transform = None
         size = image_size or split.images.shape[-1]
-        steps = []
+        self.resized = None  # (N, C, size, size) float, normalised: resized once, not per sample
         if image_size and image_size != split.images.shape[-1]:
-            steps.append(v2.Resize(image_size, antialias=True))
+            x = (split.images.float() / 255.0 - self.mean) / self.std
+            self.resized = torch.cat([v2.functional.resize(c, [size, size], antialias=True)
+                                      for c in x.split(4096)]) if len(x) else x.new_zeros(0, x.shape[1], size, size)
+        steps = []
         if augment:
             if crop_padding:
                 steps.append(v2.RandomCrop(size, padding=crop_padding))
@@ -246,7 +249,10 @@ class ImageDataset(Dataset):
         return len(self.split)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        x = (self.split.images[i].float() / 255.0 - self.mean) / self.std
+        if self.resized is not None:
+            x = self.resized[i]
+        else:
+            x = (self.split.images[i].float() / 255.0 - self.mean) / self.std
         if self.transform is not None:
             x = self.transform(x)
         return x, int(self.split.labels[i]), i

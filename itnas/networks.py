@@ -73,20 +73,23 @@ class FinalNetwork(nn.Module):
     Args:
         genotype: a validated DARTS-like genotype. C: initial channels. layers: cells. num_classes.
         auxiliary: build the auxiliary head. in_channels: image channels.
+        stem_multiplier: the stem has stem_multiplier * C channels (DARTS: 3).
+        stem_stride: stride of the stem convolution (DARTS CIFAR: 1; 2 halves H and W before the first cell,
+            which makes the network ~4x cheaper on large inputs).
 
     forward(x (B, in_channels, H, W)) -> (logits (B, classes), aux_logits (B, classes) or None).
     `drop_path_prob` is an attribute set by the training loop (DARTS schedule: linear in the epoch).
     """
 
     def __init__(self, genotype: Genotype, C: int, layers: int, num_classes: int, auxiliary: bool = True,
-                 in_channels: int = 3, stem_multiplier: int = 3):
+                 in_channels: int = 3, stem_multiplier: int = 3, stem_stride: int = 1):
         super().__init__()
         if create_space(genotype.space).n_inputs != 2:
             raise ValueError(f"FinalNetwork builds DARTS-like genotypes, got space {genotype.space!r}")
         genotype.validate()
         self.layers, self.drop_path_prob = layers, 0.0
         C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, stem_stride, padding=1, bias=False), nn.BatchNorm2d(C_curr))
         C_pp, C_p, C_curr = C_curr, C_curr, C
         self.cells = nn.ModuleList()
         reduction_prev, C_aux = False, None
@@ -141,6 +144,6 @@ def count_multiply_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 def create_final_network(genotype: Genotype, C: int = 36, layers: int = 20, num_classes: int = 10,
-                         auxiliary: bool = True, in_channels: int = 3) -> FinalNetwork:
-    """Factory for the final network of a genotype (DARTS CIFAR recipe defaults: C=36, 20 cells)."""
-    return FinalNetwork(genotype, C, layers, num_classes, auxiliary, in_channels)
+                         auxiliary: bool = True, in_channels: int = 3, stem_stride: int = 1) -> FinalNetwork:
+    """Factory for the final network of a genotype (DARTS CIFAR recipe defaults: C=36, 20 cells, stem stride 1)."""
+    return FinalNetwork(genotype, C, layers, num_classes, auxiliary, in_channels, stem_stride=stem_stride)

@@ -57,6 +57,8 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
     if make_loader is None:
         from .data import make_loader
     device = torch.device(device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
     opt = torch.optim.SGD(model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     config = config if config is not None else cfg.model_dump()
     history: list[dict] = []
@@ -79,7 +81,8 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
         loader = make_loader(train_set, cfg.batch_size, True, seed, epoch)
         loss_sum, correct, n = 0.0, 0, 0
         for step, (x, y, _) in enumerate(loader):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = x.to(device, non_blocking=True, memory_format=memory_format)
+            y = y.to(device, non_blocking=True)
             logits, aux = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             if aux is not None:

@@ -24,11 +24,11 @@ def evaluate(method: str, seed: int, params_file: str = "params.yaml") -> None:
     c = ck["config"]
     genotype = Genotype.from_dict(c["genotype"])
     model = create_final_network(genotype, c["train"]["C"], c["train"]["layers"], c["num_classes"],
-                                 c["train"]["auxiliary"], c["in_channels"])
+                                 c["train"]["auxiliary"], c["in_channels"], c["train"].get("stem_stride", 1))
     model.load_state_dict(ck["model"])
     model.to(device)
     data = PreparedData.load(DATA_FILE)
-    result = evaluate_model(model, ImageDataset(data.test, data.mean, data.std), cfg.batch_size, device,
+    result = evaluate_model(model, ImageDataset(data.test, data.mean, data.std, image_size=c["image_size"]), cfg.batch_size, device,
                             len(data.classes))
     paper_net = create_final_network(genotype, PAPER_C, PAPER_LAYERS, 10, False, 3)
     search_metrics = json.loads((out / "search_metrics.json").read_text())

@@ -28,8 +28,9 @@ def _settings(params: dict, runs: list[tuple[str, int]]) -> dict[str, str]:
                                     f"images {c.image_size or 'native'} px")
     out["derive"] = f"mode {derive_config(params).mode}"
     t = train_config(params)
-    out["final training"] = (f"C={t.C}, {t.layers} cells, {t.epochs} epochs, batch {t.batch_size}, "
-                             f"auxiliary {t.auxiliary}, drop-path {t.drop_path}, cutout {t.cutout}")
+    out["final training"] = (f"C={t.C}, {t.layers} cells, stem stride {t.stem_stride}, {t.epochs} epochs, "
+                             f"batch {t.batch_size}, images {t.image_size or 'native'} px, auxiliary {t.auxiliary}, "
+                             f"drop-path {t.drop_path}, cutout {t.cutout}")
     return out
 
 

@@ -23,17 +23,17 @@ def train(method: str, seed: int, params_file: str = "params.yaml") -> None:
     genotype = Genotype.load(out / "genotype.json")
     data = PreparedData.load(DATA_FILE)
     train_set = ImageDataset(data.train, data.mean, data.std, augment=True, crop_padding=cfg.crop_padding,
-                             hflip=cfg.hflip, cutout=cfg.cutout)
+                             hflip=cfg.hflip, cutout=cfg.cutout, image_size=cfg.image_size)
     config = {"train": cfg.model_dump(), "genotype": genotype.to_dict(), "seed": seed,
-              "num_classes": len(data.classes), "in_channels": data.in_channels, "image_size": data.image_size,
+              "num_classes": len(data.classes), "in_channels": data.in_channels, "image_size": cfg.image_size or data.image_size,
               "mean": data.mean, "std": data.std, "data_fingerprint": data.fingerprint()}
     torch.manual_seed(seed)
     model = create_final_network(genotype, cfg.C, cfg.layers, len(data.classes), cfg.auxiliary,
-                                 data.in_channels).to(device)
+                                 data.in_channels, cfg.stem_stride).to(device)
     ckpt = CKPT_DIR / run_name(method, seed) / "train.pt"
     checkpoint_for(ckpt, config)
     console.print(f"train {out.name} on {device}: C={cfg.C}, {cfg.layers} cells, {cfg.epochs} epochs, "
-                  f"{len(train_set)} images")
+                  f"{len(train_set)} images of {config['image_size']} px")
     steps = -(-len(train_set) // cfg.batch_size)
     with epoch_progress(f"train {out.name}", cfg.epochs, steps) as (on_step, say):
 
