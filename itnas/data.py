@@ -215,8 +215,8 @@ def assert_search_excludes_test(data: PreparedData) -> None:
 class ImageDataset(Dataset):
     """(image, label, index) samples from an `ImageSplit`: float (C, H, W), normalised; optional augmentation.
 
-    `image_size` > 0 resizes (antialiased, once for the whole split at construction) to that side. Augmentation (DARTS CIFAR recipe): random crop with
-    `crop_padding`, horizontal flip, cutout of `cutout` px
+    `image_size` > 0 resizes (antialiased, once for the whole split at construction) to that side.
+    Augmentation (DARTS CIFAR recipe): random crop with `crop_padding`, horizontal flip, cutout of `cutout` px
     (DeVries & Taylor 2017), from torchvision transforms v2 (cutout = a fixed-size `RandomErasing` square).
     """
 
@@ -260,7 +260,11 @@ class ImageDataset(Dataset):
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0,
                 drop_last: bool = False) -> DataLoader:
-    """A loader for one epoch: the order depends only on (seed, epoch), so a resumed run sees the same batches."""
+    """A loader for one epoch: the order depends only on (seed, epoch), so a resumed run sees the same batches.
+
+    Yields (x (B, C, H, W) float, y (B,) int64, index (B,) int64 into `dataset`) with B = batch_size (the last
+    batch smaller unless drop_last).
+    """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g, drop_last=drop_last,
                       num_workers=0)

@@ -89,7 +89,8 @@ class FinalNetwork(nn.Module):
         genotype.validate()
         self.layers, self.drop_path_prob = layers, 0.0
         C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, stem_stride, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, stem_stride, padding=1, bias=False),
+                                  nn.BatchNorm2d(C_curr))
         C_pp, C_p, C_curr = C_curr, C_curr, C
         self.cells = nn.ModuleList()
         reduction_prev, C_aux = False, None

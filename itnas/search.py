@@ -65,6 +65,14 @@ def unrolled_arch_grads(model: SearchModel, train_batch: Batch, val_batch: Batch
     A = all architecture parameters (outer logits, transition and attention logits, betas). Weights without a
     gradient (parameter-free paths, `none` edges) count as zero. Weights are restored on return.
 
+    Args:
+        model: the supernet with its architecture (weights and arch parameters are read, weights restored).
+        train_batch: (x (B, C, H, W), y (B,)) from search-train. val_batch: the same from search-val.
+        xi: learning rate of the virtual step (DARTS: the current weight learning rate).
+        weight_decay, momentum, momentum_buffers: the weight optimizer's decay, momentum and per-weight
+            momentum buffers (aligned with `model.weight_parameters()`; None = no momentum term).
+        eps_scale: the finite-difference step is eps_scale / ||grad_w' L_val|| (DARTS: 0.01).
+
     Returns:
         one gradient tensor per `model.arch_parameters()` entry.
     """

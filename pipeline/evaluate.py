@@ -28,8 +28,8 @@ def evaluate(method: str, seed: int, params_file: str = "params.yaml") -> None:
     model.load_state_dict(ck["model"])
     model.to(device)
     data = PreparedData.load(DATA_FILE)
-    result = evaluate_model(model, ImageDataset(data.test, data.mean, data.std, image_size=c["image_size"]), cfg.batch_size, device,
-                            len(data.classes))
+    test_set = ImageDataset(data.test, data.mean, data.std, image_size=c["image_size"])
+    result = evaluate_model(model, test_set, cfg.batch_size, device, len(data.classes))
     paper_net = create_final_network(genotype, PAPER_C, PAPER_LAYERS, 10, False, 3)
     search_metrics = json.loads((out / "search_metrics.json").read_text())
     metrics = {

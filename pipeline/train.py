@@ -25,7 +25,8 @@ def train(method: str, seed: int, params_file: str = "params.yaml") -> None:
     train_set = ImageDataset(data.train, data.mean, data.std, augment=True, crop_padding=cfg.crop_padding,
                              hflip=cfg.hflip, cutout=cfg.cutout, image_size=cfg.image_size)
     config = {"train": cfg.model_dump(), "genotype": genotype.to_dict(), "seed": seed,
-              "num_classes": len(data.classes), "in_channels": data.in_channels, "image_size": cfg.image_size or data.image_size,
+              "num_classes": len(data.classes), "in_channels": data.in_channels,
+              "image_size": cfg.image_size or data.image_size,
               "mean": data.mean, "std": data.std, "data_fingerprint": data.fingerprint()}
     torch.manual_seed(seed)
     model = create_final_network(genotype, cfg.C, cfg.layers, len(data.classes), cfg.auxiliary,

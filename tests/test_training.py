@@ -1,0 +1,99 @@
+"""Final training: stem stride, channels-last, exact resume, images resized once per split."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from itnas.config import ConfigError, TrainConfig, parse_config
+from itnas.data import ImageDataset, ImageSplit
+from itnas.genotype import PUBLISHED_GENOTYPES
+from itnas.networks import count_multiply_adds, count_parameters, create_final_network
+from itnas.train import train_final
+
+
+def _split(n: int, side: int = 8, seed: int = 0) -> ImageSplit:
+    g = torch.Generator().manual_seed(seed)
+    return ImageSplit(torch.randint(0, 256, (n, 1, side, side), generator=g, dtype=torch.uint8),
+                      torch.randint(0, 3, (n,), generator=g), "train", torch.arange(n))
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = {"C": 4, "layers": 3, "epochs": 2, "batch_size": 8, "lr": 0.05, "drop_path": 0.1, "cutout": 0,
+            "crop_padding": 0, "hflip": False, "auxiliary": True}
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _net(cfg: TrainConfig, seed: int = 0):
+    torch.manual_seed(seed)
+    return create_final_network(PUBLISHED_GENOTYPES["darts_v2"], cfg.C, cfg.layers, 3, cfg.auxiliary, 1,
+                                cfg.stem_stride)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_GENOTYPES))
+def test_stem_stride_two_is_stride_one_on_half_the_input(name):
+    """A stride-2 stem keeps every parameter and makes a 2H x 2W input cost exactly what H x W costs at stride 1."""
+    geno = PUBLISHED_GENOTYPES[name]
+    s1 = create_final_network(geno, C=4, layers=5, num_classes=10, auxiliary=False, in_channels=1)
+    s2 = create_final_network(geno, C=4, layers=5, num_classes=10, auxiliary=False, in_channels=1, stem_stride=2)
+    assert count_parameters(s1) == count_parameters(s2)
+    assert count_multiply_adds(s2, (1, 28, 28)) == count_multiply_adds(s1, (1, 14, 14))
+    assert count_multiply_adds(s2, (1, 28, 28)) < count_multiply_adds(s1, (1, 28, 28)) / 3
+    logits, _ = s2(torch.randn(2, 1, 28, 28))
+    assert logits.shape == (2, 10)
+
+
+def test_stem_stride_out_of_range_is_named():
+    with pytest.raises(ConfigError, match=r"train\.stem_stride=3"):
+        parse_config(TrainConfig, {"stem_stride": 3}, "train")
+
+
+def test_channels_last_trains_the_same_model():
+    """The memory format is a speed setting: the trained parameters match the contiguous run (float tolerance)."""
+    train_set = ImageDataset(_split(32), [0.5], [0.25])
+    results = []
+    for channels_last in (False, True):
+        cfg = _cfg(channels_last=channels_last, drop_path=0.0)
+        net = _net(cfg)
+        history = train_final(net, cfg, train_set, seed=0)
+        results.append((history, {k: v.detach().clone() for k, v in net.state_dict().items()}))
+    (h0, p0), (h1, p1) = results
+    assert [r["train_loss"] for r in h0] == pytest.approx([r["train_loss"] for r in h1], rel=1e-4)
+    for k in p0:
+        torch.testing.assert_close(p1[k], p0[k], rtol=1e-3, atol=1e-4, msg=k)
+
+
+def test_training_resume_equals_uninterrupted(tmp_path):
+    """Stopped after epoch 1 and resumed from the checkpoint, training ends with the same weights and history as
+    one uninterrupted run (RNG state, optimizer momentum and drop-path schedule are all restored)."""
+    train_set = ImageDataset(_split(24), [0.5], [0.25], augment=True, crop_padding=2, hflip=True, cutout=2)
+    cfg = _cfg()
+    full = _net(cfg)
+    h_full = train_final(full, cfg, train_set, seed=3)
+
+    ckpt = tmp_path / "train.pt"
+    part = _net(cfg)
+    train_final(part, cfg, train_set, seed=3, checkpoint_path=ckpt, stop_after_epochs=1)
+    assert ckpt.exists()
+    resumed = _net(cfg, seed=99)  # different init: every weight must come from the checkpoint
+    torch.manual_seed(12345)  # the RNG state must come from the checkpoint too
+    h_resumed = train_final(resumed, cfg, train_set, seed=3, checkpoint_path=ckpt)
+    assert [r["train_loss"] for r in h_resumed] == [r["train_loss"] for r in h_full]
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_images_resized_once_equal_per_sample_resize():
+    """Resizing the whole split at construction gives what resizing each normalised sample would."""
+    from torchvision.transforms import v2
+
+    split = _split(10, side=28)
+    data = ImageDataset(split, [0.3], [0.2], image_size=14)
+    for i in range(len(split)):
+        x, label, index = data[i]
+        expected = v2.functional.resize((split.images[i].float() / 255.0 - 0.3) / 0.2, [14, 14], antialias=True)
+        assert x.shape == (1, 14, 14) and label == int(split.labels[i]) and index == i
+        torch.testing.assert_close(x, expected, rtol=1e-5, atol=1e-5)
+    native = ImageDataset(split, [0.3], [0.2], image_size=28)
+    assert native.resized is None and native[0][0].shape == (1, 28, 28)
