@@ -93,7 +93,7 @@ class TrainConfig(_Strict):
 
     image_size: resize training and test images to this side (px) to save time; 0 keeps the data's size.
     stem_stride: stride of the stem convolution (DARTS CIFAR: 1; 2 makes every cell ~4x cheaper).
-    channels_last: train in the channels-last memory format (faster depthwise convolutions on CPU and with AMP).
+    channels_last: train in the channels-last memory format (faster depthwise convolutions on CPU).
     """
 
     C: int = Field(36, ge=1)

@@ -15,8 +15,8 @@ from .genotype import Genotype
 from .ops import AvgPool3x3, FactorizedReduce, Identity, ReLUConvBN, create_op
 from .spaces import create_space
 
-__all__ = ["AuxiliaryHead", "FinalCell", "FinalNetwork", "count_multiply_adds", "count_parameters", "create_final_network",
-           "drop_path"]
+__all__ = ["AuxiliaryHead", "FinalCell", "FinalNetwork", "count_multiply_adds", "count_parameters",
+           "create_final_network", "drop_path", "final_network_from_config"]
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
@@ -77,6 +77,9 @@ class FinalNetwork(nn.Module):
         stem_stride: stride of the stem convolution (DARTS CIFAR: 1; 2 halves H and W before the first cell,
             which makes the network ~4x cheaper on large inputs).
 
+    Raises:
+        ValueError: a genotype of a space without 2 cell inputs, an invalid genotype, stem_stride not 1 or 2.
+
     forward(x (B, in_channels, H, W)) -> (logits (B, classes), aux_logits (B, classes) or None).
     `drop_path_prob` is an attribute set by the training loop (DARTS schedule: linear in the epoch).
     """
@@ -84,6 +87,8 @@ class FinalNetwork(nn.Module):
     def __init__(self, genotype: Genotype, C: int, layers: int, num_classes: int, auxiliary: bool = True,
                  in_channels: int = 3, stem_multiplier: int = 3, stem_stride: int = 1):
         super().__init__()
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
         if create_space(genotype.space).n_inputs != 2:
             raise ValueError(f"FinalNetwork builds DARTS-like genotypes, got space {genotype.space!r}")
         genotype.validate()
@@ -142,6 +147,16 @@ def count_multiply_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         for m in pools:
             m.as_conv = True
     return counter.get_total_flops() // 2
+
+
+def final_network_from_config(config: dict) -> FinalNetwork:
+    """The final network described by a training run's config, as stored in every training checkpoint:
+    {"genotype": Genotype dict, "train": TrainConfig dict, "num_classes": int, "in_channels": int}.
+    The train and evaluate stages both build the network through this function, so evaluation rebuilds exactly
+    the trained architecture (a missing `stem_stride`, from checkpoints that predate it, means 1)."""
+    t = config["train"]
+    return create_final_network(Genotype.from_dict(config["genotype"]), t["C"], t["layers"], config["num_classes"],
+                                t["auxiliary"], config["in_channels"], t.get("stem_stride", 1))
 
 
 def create_final_network(genotype: Genotype, C: int = 36, layers: int = 20, num_classes: int = 10,

@@ -39,7 +39,8 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
                 stop_after_epochs: int | None = None, make_loader=None,
                 on_step: Callable[[int, int, int, float], None] | None = None,
                 on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
-    """Train `model` (a `FinalNetwork`, already on `device`) in place.
+    """Train `model` (a `FinalNetwork`, already on `device`) in place; with `cfg.channels_last` the model and every
+    input batch (B, C, H, W) are converted to the channels-last memory format (the model stays so afterwards).
 
     Args:
         cfg: the training recipe. train_set: yields (x (C, H, W), label, index). seed: data order and init.

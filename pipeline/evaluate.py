@@ -7,7 +7,7 @@ import json
 from itnas.checkpoint import load_checkpoint
 from itnas.data import ImageDataset, PreparedData
 from itnas.genotype import Genotype
-from itnas.networks import count_multiply_adds, count_parameters, create_final_network
+from itnas.networks import count_multiply_adds, count_parameters, create_final_network, final_network_from_config
 from itnas.train import evaluate as evaluate_model
 
 from .common import DATA_FILE, console, eval_config, load_params, resolve_device, run_dir, write_json
@@ -23,8 +23,7 @@ def evaluate(method: str, seed: int, params_file: str = "params.yaml") -> None:
     ck = load_checkpoint(out / "train" / "model.pt")
     c = ck["config"]
     genotype = Genotype.from_dict(c["genotype"])
-    model = create_final_network(genotype, c["train"]["C"], c["train"]["layers"], c["num_classes"],
-                                 c["train"]["auxiliary"], c["in_channels"], c["train"].get("stem_stride", 1))
+    model = final_network_from_config(c)
     model.load_state_dict(ck["model"])
     model.to(device)
     data = PreparedData.load(DATA_FILE)

@@ -6,7 +6,7 @@ import torch
 
 from itnas.data import ImageDataset, PreparedData
 from itnas.genotype import Genotype
-from itnas.networks import create_final_network
+from itnas.networks import final_network_from_config
 from itnas.train import train_final
 
 from .common import (CKPT_DIR, DATA_FILE, checkpoint_for, console, epoch_progress, load_params,
@@ -29,8 +29,7 @@ def train(method: str, seed: int, params_file: str = "params.yaml") -> None:
               "image_size": cfg.image_size or data.image_size,
               "mean": data.mean, "std": data.std, "data_fingerprint": data.fingerprint()}
     torch.manual_seed(seed)
-    model = create_final_network(genotype, cfg.C, cfg.layers, len(data.classes), cfg.auxiliary,
-                                 data.in_channels, cfg.stem_stride).to(device)
+    model = final_network_from_config(config).to(device)
     ckpt = CKPT_DIR / run_name(method, seed) / "train.pt"
     checkpoint_for(ckpt, config)
     console.print(f"train {out.name} on {device}: C={cfg.C}, {cfg.layers} cells, {cfg.epochs} epochs, "

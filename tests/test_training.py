@@ -8,7 +8,7 @@ import torch
 from itnas.config import ConfigError, TrainConfig, parse_config
 from itnas.data import ImageDataset, ImageSplit
 from itnas.genotype import PUBLISHED_GENOTYPES
-from itnas.networks import count_multiply_adds, count_parameters, create_final_network
+from itnas.networks import count_multiply_adds, count_parameters, create_final_network, final_network_from_config
 from itnas.train import train_final
 
 
@@ -47,16 +47,43 @@ def test_stem_stride_two_is_stride_one_on_half_the_input(name):
 def test_stem_stride_out_of_range_is_named():
     with pytest.raises(ConfigError, match=r"train\.stem_stride=3"):
         parse_config(TrainConfig, {"stem_stride": 3}, "train")
+    with pytest.raises(ValueError, match="stem_stride must be 1 or 2, got 3"):
+        create_final_network(PUBLISHED_GENOTYPES["darts_v2"], C=4, layers=3, stem_stride=3)
+
+
+def test_evaluation_rebuilds_the_trained_network():
+    """`final_network_from_config` (used by the train and evaluate stages) rebuilds the network of a training
+    config exactly: stride-2 weights loaded into it give the logits of the trained model; a stride-1 network
+    would load the same weights silently (same shapes) and give other logits."""
+    config = {"genotype": PUBLISHED_GENOTYPES["darts_v2"].to_dict(), "num_classes": 3, "in_channels": 1,
+              "train": _cfg(stem_stride=2).model_dump()}
+    torch.manual_seed(0)
+    trained = final_network_from_config(config).eval()
+    rebuilt = final_network_from_config(config).eval()
+    rebuilt.load_state_dict(trained.state_dict())
+    x = torch.randn(2, 1, 16, 16)
+    torch.testing.assert_close(rebuilt(x)[0], trained(x)[0], rtol=0, atol=0)
+    old = dict(config, train={k: v for k, v in config["train"].items() if k != "stem_stride"})
+    stride1 = final_network_from_config(old).eval()  # checkpoints without the key predate it: stride 1
+    stride1.load_state_dict(trained.state_dict())
+    assert stride1.stem[0].stride == (1, 1) and not torch.allclose(stride1(x)[0], trained(x)[0])
 
 
 def test_channels_last_trains_the_same_model():
-    """The memory format is a speed setting: the trained parameters match the contiguous run (float tolerance)."""
+    """The memory format is a speed setting: the trained parameters match the contiguous run (float tolerance),
+    and with channels_last the activations really are channels-last."""
     train_set = ImageDataset(_split(32), [0.5], [0.25])
     results = []
     for channels_last in (False, True):
         cfg = _cfg(channels_last=channels_last, drop_path=0.0)
         net = _net(cfg)
+        formats = []
+        net.cells[0].register_forward_hook(lambda m, i, out: formats.append(
+            (out.is_contiguous(memory_format=torch.channels_last), out.is_contiguous())))
         history = train_final(net, cfg, train_set, seed=0)
+        assert formats and all(f == (channels_last, not channels_last) for f in formats)
+        aux_conv = net.auxiliary_head.features[5].weight  # (768, 128, 2, 2): unambiguous layout
+        assert aux_conv.is_contiguous(memory_format=torch.channels_last) == channels_last
         results.append((history, {k: v.detach().clone() for k, v in net.state_dict().items()}))
     (h0, p0), (h1, p1) = results
     assert [r["train_loss"] for r in h0] == pytest.approx([r["train_loss"] for r in h1], rel=1e-4)
@@ -64,11 +91,12 @@ def test_channels_last_trains_the_same_model():
         torch.testing.assert_close(p1[k], p0[k], rtol=1e-3, atol=1e-4, msg=k)
 
 
-def test_training_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_training_resume_equals_uninterrupted(tmp_path, channels_last):
     """Stopped after epoch 1 and resumed from the checkpoint, training ends with the same weights and history as
     one uninterrupted run (RNG state, optimizer momentum and drop-path schedule are all restored)."""
     train_set = ImageDataset(_split(24), [0.5], [0.25], augment=True, crop_padding=2, hflip=True, cutout=2)
-    cfg = _cfg()
+    cfg = _cfg(channels_last=channels_last)
     full = _net(cfg)
     h_full = train_final(full, cfg, train_set, seed=3)
 
@@ -88,9 +116,10 @@ def test_images_resized_once_equal_per_sample_resize():
     """Resizing the whole split at construction gives what resizing each normalised sample would."""
     from torchvision.transforms import v2
 
-    split = _split(10, side=28)
+    split = _split(5000, side=28)  # more than one 4096-image chunk
     data = ImageDataset(split, [0.3], [0.2], image_size=14)
-    for i in range(len(split)):
+    assert data.resized is not None and data.resized.shape == (5000, 1, 14, 14)
+    for i in [0, 1, 4095, 4096, 4999]:
         x, label, index = data[i]
         expected = v2.functional.resize((split.images[i].float() / 255.0 - 0.3) / 0.2, [14, 14], antialias=True)
         assert x.shape == (1, 14, 14) and label == int(split.labels[i]) and index == i
