@@ -216,7 +216,7 @@ class ImageDataset(Dataset):
     """(image, label, index) samples from an `ImageSplit`: float (C, H, W), normalised; optional augmentation.
 
     `image_size` > 0 resizes (antialiased) to that side once for the whole split at construction, into
-    `resized` (N, C, size, size) float32: 4 * N * C * size^2 bytes (47 MiB for 60k 1x28x28 images at 14 px).
+    `resized` (N, C, size, size) float32: 4 * N * C * size^2 bytes (45 MiB for 60k 1x28x28 images at 14 px).
     Samples are views of it; every transform here returns a new tensor, so the cache is never modified.
     Augmentation (DARTS CIFAR recipe): random crop with `crop_padding`, horizontal flip, cutout of `cutout` px
     (DeVries & Taylor 2017), from torchvision transforms v2 (cutout = a fixed-size `RandomErasing` square).

@@ -263,7 +263,10 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
             g = torch.Generator().manual_seed((cfg.seed + 7919) * 100_003 + epoch)
             val_iter = iter(DataLoader(val_set, batch_sampler=even_batches(len(val_set), n_steps, g), num_workers=0))
         model.train()
-        loss_sum, correct, n, val_loss_sum, val_correct, val_n = 0.0, 0, 0, 0.0, 0, 0
+        # running sums stay on the device (float64, exact counts): one host sync per epoch, not per step
+        loss_sum, val_loss_sum = (torch.zeros((), dtype=torch.float64, device=device) for _ in range(2))
+        correct, val_correct = (torch.zeros((), dtype=torch.int64, device=device) for _ in range(2))
+        n, val_n = 0, 0
         for step, (x, y, _) in enumerate(train_loader):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if search_arch:
@@ -272,18 +275,20 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
                 logits_v = arch_step(model, a_opt, (x, y), (xv, yv), cfg.order, lr, w_opt, cfg.weight_decay,
                                      cfg.momentum)
                 if logits_v is not None:
-                    val_loss_sum += F.cross_entropy(logits_v, yv, reduction="sum").item()
-                    val_correct += (logits_v.argmax(1) == yv).sum().item()
+                    val_loss_sum += F.cross_entropy(logits_v.detach(), yv, reduction="sum").double()
+                    val_correct += (logits_v.argmax(1) == yv).sum()
                     val_n += len(yv)
             loss, logits = weight_step(model, w_opt, (x, y), cfg.grad_clip)
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits.argmax(1) == y).sum()
             n += len(y)
             if on_step is not None:
                 on_step(epoch, step + 1, n_steps, loss.item())
-        stats = {"train_loss": loss_sum / n, "train_acc": 100.0 * correct / n, "arch_updated": search_arch}
+        stats = {"train_loss": loss_sum.item() / n, "train_acc": 100.0 * correct.item() / n,
+                 "arch_updated": search_arch}
         if val_n:
-            stats.update(arch_step_val_loss=val_loss_sum / val_n, arch_step_val_acc=100.0 * val_correct / val_n)
+            stats.update(arch_step_val_loss=val_loss_sum.item() / val_n,
+                         arch_step_val_acc=100.0 * val_correct.item() / val_n)
         if cfg.val_every and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
             stats["val_loss"], stats["val_acc"] = _evaluate(
                 model, make_loader(val_set, max(cfg.batch_size, 256), False), device)

@@ -80,7 +80,9 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
         model.drop_path_prob = cfg.drop_path * epoch / cfg.epochs
         model.train()
         loader = make_loader(train_set, cfg.batch_size, True, seed, epoch)
-        loss_sum, correct, n = 0.0, 0, 0
+        # running sums stay on the device (float64, exact counts): one host sync per epoch, not per step
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct, n = torch.zeros((), dtype=torch.int64, device=device), 0
         for step, (x, y, _) in enumerate(loader):
             x = x.to(device, non_blocking=True, memory_format=memory_format)
             y = y.to(device, non_blocking=True)
@@ -92,13 +94,13 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits.argmax(1) == y).sum()
             n += len(y)
             if on_step is not None:
                 on_step(epoch, step + 1, len(loader), loss.item())
-        rec = {"epoch": epoch, "lr": lr, "drop_path_prob": model.drop_path_prob, "train_loss": loss_sum / n,
-               "train_acc": 100.0 * correct / n, "time_s": time.perf_counter() - t0}
+        rec = {"epoch": epoch, "lr": lr, "drop_path_prob": model.drop_path_prob, "train_loss": loss_sum.item() / n,
+               "train_acc": 100.0 * correct.item() / n, "time_s": time.perf_counter() - t0}
         history.append(rec)
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, {"config": config, "epoch": epoch + 1, "model": model.state_dict(),

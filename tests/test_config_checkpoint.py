@@ -35,21 +35,13 @@ def test_unknown_key_is_named_with_valid_keys():
         assert key in msg
 
 
-def test_bad_method_is_named_with_valid_methods():
+@pytest.mark.parametrize("key,bad,valid", [("method", "enas", list_methods), ("space", "nasbench101", list_spaces)])
+def test_bad_registry_name_is_named_with_valid_names(key, bad, valid):
     with pytest.raises(ConfigError) as exc:
-        parse_config(SearchConfig, {"method": "enas"}, "search")
+        parse_config(SearchConfig, {key: bad}, "search")
     msg = str(exc.value)
-    assert "search.method" in msg and "enas" in msg
-    for m in list_methods():
-        assert m in msg
-
-
-def test_bad_space_is_named_with_valid_spaces():
-    with pytest.raises(ConfigError) as exc:
-        parse_config(SearchConfig, {"space": "nasbench101"}, "search")
-    msg = str(exc.value)
-    assert "search.space" in msg and "nasbench101" in msg
-    assert all(s in msg for s in list_spaces())
+    assert f"search.{key}" in msg and bad in msg
+    assert valid() and all(name in msg for name in valid())
 
 
 @pytest.mark.parametrize("data,key", [
