@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["CheckpointError", "CheckpointMismatch", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
+__all__ = ["LOAD_ERRORS", "CheckpointError", "CheckpointMismatch", "capture_rng", "load_checkpoint", "restore_rng",
+           "save_checkpoint"]
+
+LOAD_ERRORS = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
+               AttributeError, ImportError)
+"""What torch.load raises for a truncated, corrupted or foreign file."""
 
 
 class CheckpointError(RuntimeError):
@@ -58,7 +65,7 @@ def load_checkpoint(path: str | Path, config: dict | None = None) -> dict[str, A
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises several types for truncated / garbage files
+    except LOAD_ERRORS as err:
         raise CheckpointError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); delete it to start "
                               f"this run over") from None
     if not isinstance(payload, dict) or "config" not in payload:

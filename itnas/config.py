@@ -1,19 +1,26 @@
-"""Typed, strict configuration (pydantic): an unknown key or a wrong type is an error naming the key.
+"""Typed, strict configuration (pydantic), nested by concern and validated in one place.
 
-The stage commands build these from `params.yaml`; the resolved config is stored in every checkpoint and
-written beside every output, so that a checkpoint alone rebuilds its model.
+An unknown key, a wrong type or a bad value is a `ConfigError` that names the dotted key, the value and what is
+allowed. Cross-field rules (warm-up shorter than the search, channels divisible by the PC-DARTS K, ...) are
+validators of the models that hold both fields. Every valid-name list comes from its registry (methods from
+`itnas.arch`, spaces from `itnas.spaces`, bases from `itnas.arch.BASES`): defined once.
+
+The resolved config is stored in every checkpoint and beside every output, so a checkpoint alone rebuilds its
+model. Defaults are the paper recipes (docs/method.md 4); `params.yaml` shrinks them for the CPU.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .arch import list_methods
+from .arch import BASES, get_method, list_methods
 from .spaces import list_spaces
 
-__all__ = ["ConfigError", "DataConfig", "DeriveConfig", "EvalConfig", "SearchConfig", "TrainConfig", "parse_config"]
+__all__ = ["ArchOptimizerConfig", "ArchitectureConfig", "ConfigError", "DataConfig", "DeriveConfig", "EvalConfig",
+           "NetworkConfig", "RegularizationConfig", "ScheduleConfig", "SearchConfig", "SearchDataConfig",
+           "SGDConfig", "SupernetConfig", "TrainConfig", "TrainDataConfig", "deep_merge", "parse_config"]
 
 
 class ConfigError(ValueError):
@@ -24,10 +31,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# ------------------------------------------------------------------------------------------------------- data
 class DataConfig(_Strict):
     """Data preparation. Sizes are numbers of images; 0 = all."""
 
-    dataset: Literal["fashion_mnist", "digits"] = "fashion_mnist"
+    dataset: str = "fashion_mnist"
     root: str = "data/raw"
     download: bool = False
     search_train_size: int = Field(5000, ge=1)
@@ -36,45 +44,30 @@ class DataConfig(_Strict):
     test_size: int = Field(0, ge=0)
     split_seed: int = 0
 
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v: str) -> str:
+        from .data import list_datasets
 
-class SearchConfig(_Strict):
-    """Supernet search (DESIGN.md 2-3). Defaults are the DARTS-base paper values.
+        if v not in list_datasets():
+            raise ValueError(f"unknown dataset {v!r}; valid datasets: {', '.join(list_datasets())}")
+        return v
 
-    image_size: resize search images to this side (px) to save time; 0 keeps the data's size.
+
+# ----------------------------------------------------------------------------------------------------- search
+class SupernetConfig(_Strict):
+    """The supernet: search space, base (darts | pcdarts | auto = the method's default), width and depth.
+
+    C: initial channels. layers: cells (DARTS space) or cells per stage (NB201). partial_k: PC-DARTS K (1/K of
+    the channels through each mixed op; pcdarts base only). track_running_stats: of the affine-free search BNs.
     """
 
-    method: str = "itnas"
     space: str = "darts"
-    base: Literal["auto", "darts", "pcdarts"] = "auto"
-    seed: int = 0
+    base: str = "auto"
     C: int = Field(16, ge=1)
     layers: int = Field(8, ge=1)
     partial_k: int = Field(4, ge=1)
-    image_size: int = Field(0, ge=0)
-    epochs: int = Field(50, ge=1)
-    warmup_epochs: int = Field(0, ge=0)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(0.025, gt=0)
-    lr_min: float = Field(0.001, ge=0)
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(3e-4, ge=0)
-    grad_clip: float = Field(5.0, gt=0)
-    arch_lr: float = Field(3e-4, gt=0)
-    arch_betas: tuple[float, float] = (0.5, 0.999)
-    arch_weight_decay: float = Field(1e-3, ge=0)
-    order: Literal["first", "second"] = "first"
-    alpha_init_scale: float = Field(1e-3, ge=0)
-    transition_init: Literal["uniform", "identity"] = "uniform"
-    transition_gamma: float = 1.0
     track_running_stats: bool = True
-    val_every: int = Field(1, ge=0)
-
-    @field_validator("method")
-    @classmethod
-    def _method(cls, v: str) -> str:
-        if v not in list_methods():
-            raise ValueError(f"unknown method {v!r}; valid methods: {', '.join(list_methods())}")
-        return v
 
     @field_validator("space")
     @classmethod
@@ -83,45 +76,185 @@ class SearchConfig(_Strict):
             raise ValueError(f"unknown space {v!r}; valid spaces: {', '.join(list_spaces())}")
         return v
 
+    @field_validator("base")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        if v != "auto" and v not in BASES:
+            raise ValueError(f"unknown base {v!r}; valid bases: auto, {', '.join(BASES)}")
+        return v
 
+
+class ArchitectureConfig(_Strict):
+    """Initialisation of the architecture parameters (docs/method.md 2.3): a_e ~ alpha_init_scale * N(0, 1);
+    transitions Theta = 0 (`uniform`) or gamma * I (`identity`, matched by op name)."""
+
+    alpha_init_scale: float = Field(1e-3, ge=0)
+    transition_init: Literal["uniform", "identity"] = "uniform"
+    transition_gamma: float = 1.0
+
+
+class SGDConfig(_Strict):
+    """SGD with momentum, cosine schedule from lr to lr_min over the epochs, gradient-norm clipping."""
+
+    lr: float = Field(0.025, gt=0)
+    lr_min: float = Field(0.001, ge=0)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(3e-4, ge=0)
+    grad_clip: float = Field(5.0, gt=0)
+
+
+class ArchOptimizerConfig(_Strict):
+    """Adam on the architecture parameters (search-val split); order: first (grad at w) or second (unrolled)."""
+
+    lr: float = Field(3e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = Field(1e-3, ge=0)
+    order: Literal["first", "second"] = "first"
+
+
+class ScheduleConfig(_Strict):
+    """Search epochs; architecture steps start after warmup_epochs; search-val accuracy every val_every epochs
+    and at the end (0 = never)."""
+
+    epochs: int = Field(50, ge=1)
+    warmup_epochs: int = Field(0, ge=0)
+    val_every: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _warmup_shorter(self) -> ScheduleConfig:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs={self.warmup_epochs} must be < epochs={self.epochs}: the search would "
+                             f"never update the architecture")
+        return self
+
+
+class SearchDataConfig(_Strict):
+    """Search batches: batch_size images (search-train and search-val alike); image_size resizes the search
+    images to this side in px (0 keeps the data's size)."""
+
+    batch_size: int = Field(64, ge=1)
+    image_size: int = Field(0, ge=0)
+
+
+class SearchConfig(_Strict):
+    """One search run (docs/method.md 2-4). `method` and `seed` are set by the run, the rest by params."""
+
+    method: str = "itnas"
+    seed: int = 0
+    supernet: SupernetConfig = SupernetConfig()
+    architecture: ArchitectureConfig = ArchitectureConfig()
+    weight_optimizer: SGDConfig = SGDConfig()
+    arch_optimizer: ArchOptimizerConfig = ArchOptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    data: SearchDataConfig = SearchDataConfig()
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        if v not in list_methods():
+            raise ValueError(f"unknown method {v!r}; valid methods: {', '.join(list_methods())}")
+        return v
+
+    @property
+    def base(self) -> str:
+        """The resolved base ("darts" or "pcdarts"): `supernet.base`, or the method's default for "auto"."""
+        b = self.supernet.base
+        return get_method(self.method).default_base if b == "auto" else b
+
+    @model_validator(mode="after")
+    def _partial_channels(self) -> SearchConfig:
+        s = self.supernet
+        if self.base == "pcdarts" and s.C % s.partial_k:
+            raise ValueError(f"supernet.C={s.C} must be divisible by supernet.partial_k={s.partial_k} on the pcdarts "
+                             f"base (method {self.method})")
+        return self
+
+
+# ------------------------------------------------------------------------------------------------------ derive
 class DeriveConfig(_Strict):
+    """Genotype derivation (docs/method.md 2.6)."""
+
     mode: Literal["marginal", "sequential"] = "marginal"
 
 
-class TrainConfig(_Strict):
-    """Final training from scratch (DARTS CIFAR recipe, DESIGN.md 3, except the sizes).
+# ------------------------------------------------------------------------------------------------------- train
+class NetworkConfig(_Strict):
+    """The final network's size and layout (DARTS CIFAR: C=36, 20 cells, stem stride 1, auxiliary head).
 
-    image_size: resize training and test images to this side (px) to save time; 0 keeps the data's size.
-    stem_stride: stride of the stem convolution (DARTS CIFAR: 1; 2 makes every cell ~4x cheaper).
-    channels_last: train in the channels-last memory format (faster depthwise convolutions on CPU).
+    stem_stride: 2 halves H and W before the first cell (~4x cheaper cells; the CPU defaults use it).
     """
 
     C: int = Field(36, ge=1)
     layers: int = Field(20, ge=1)
-    image_size: int = Field(0, ge=0)
     stem_stride: int = Field(1, ge=1, le=2)
-    epochs: int = Field(600, ge=1)
-    batch_size: int = Field(96, ge=1)
-    lr: float = Field(0.025, gt=0)
-    lr_min: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(3e-4, ge=0)
-    grad_clip: float = Field(5.0, gt=0)
     auxiliary: bool = True
+
+
+class RegularizationConfig(_Strict):
+    """Auxiliary-loss weight, drop-path probability (reached linearly by the last epoch), label smoothing."""
+
     auxiliary_weight: float = Field(0.4, ge=0)
     drop_path: float = Field(0.2, ge=0, lt=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+class TrainDataConfig(_Strict):
+    """Final-training batches and augmentation (DARTS CIFAR: crop padding 4, flips, cutout 16 px).
+
+    image_size: resize training and test images to this side in px (0 keeps the data's size).
+    """
+
+    batch_size: int = Field(96, ge=1)
+    image_size: int = Field(0, ge=0)
     cutout: int = Field(16, ge=0)
     crop_padding: int = Field(4, ge=0)
     hflip: bool = True
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+class TrainConfig(_Strict):
+    """Final training from scratch (DARTS CIFAR recipe, Liu et al. 2019 section 3.3; docs/method.md 4).
+
+    channels_last: train in the channels-last memory format (faster depthwise convolutions on CPU).
+    """
+
+    epochs: int = Field(600, ge=1)
+    network: NetworkConfig = NetworkConfig()
+    optimizer: SGDConfig = SGDConfig(lr=0.025, lr_min=0.0)
+    regularization: RegularizationConfig = RegularizationConfig()
+    data: TrainDataConfig = TrainDataConfig()
     channels_last: bool = False
 
 
 class EvalConfig(_Strict):
+    """Evaluation batch size (images)."""
+
     batch_size: int = Field(500, ge=1)
 
 
-def parse_config(cls: type[_Strict], data: dict | None, where: str) -> _Strict:
+# ------------------------------------------------------------------------------------------------------ helpers
+def deep_merge(base: dict, override: dict) -> dict:
+    """`base` with `override` merged in, key by key and recursively for nested dicts (neither is modified)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _valid_keys(cls: type[BaseModel], loc: tuple) -> list[str]:
+    """The valid keys at `loc` (a pydantic error location) inside `cls`."""
+    model = cls
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def parse_config(cls: type[_Strict], data: dict | None, where: str) -> Any:
     """Validate `data` into `cls`; raise ConfigError naming `where.key`, the bad value and the valid choices."""
     try:
         return cls.model_validate(data or {})
@@ -130,7 +263,8 @@ def parse_config(cls: type[_Strict], data: dict | None, where: str) -> _Strict:
         for e in err.errors():
             key = ".".join([where, *map(str, e["loc"])])
             if e["type"] == "extra_forbidden":
-                lines.append(f"{key}: unknown key; valid keys: {', '.join(cls.model_fields)}")
+                lines.append(f"{key}: unknown key; valid keys: {', '.join(_valid_keys(cls, e['loc']))}")
             else:
-                lines.append(f"{key}={e.get('input')!r}: {e['msg']}")
+                msg = e["msg"].removeprefix("Value error, ")
+                lines.append(f"{key}={e.get('input')!r}: {msg}" if e["loc"] else f"{key}: {msg}")
         raise ConfigError("invalid parameters:\n  " + "\n  ".join(lines)) from None

@@ -3,7 +3,11 @@
 - `marginal` (the DARTS rule, Liu et al. 2019, section 2.4): for each intermediate node keep the
   `edges_per_node` incoming edges with the largest ``max_{o != none} alpha_e[o]`` (times softmax(beta_j)[e] on
   the pcdarts base), and on each the argmax op other than `none`. NB201 keeps every edge and its argmax op
-  (`none` allowed). Ties break deterministically: lower edge index, then lower op index.
+  (`none` allowed). Ties break deterministically: lower edge index, then lower op index. Scores are compared
+  rounded to `TIE_RTOL` = 1e-9 relative (`_tie_key`), so that scores equal in exact arithmetic but an ulp apart
+  in floating point (e.g. inner edges right after a uniform initialisation) tie and the rule decides.
+  `derive_genotype` computes alphas and conditionals in float64 for that reason: a float32 ulp (~6e-8 relative)
+  is far above 1e-9.
 - `sequential`: outer edges are scored as in `marginal`; inner edges, node by node in topological order, are
   scored with the conditional ``q_e = sum_{p in P*(e)} w~_e[p] * T_{p->e}[o*_p, :]`` over the kept predecessor
   edges P*(e) and their chosen ops o*_p (`CellArchitecture.conditional`). For methods whose inner edges have
@@ -12,22 +16,39 @@
 
 from __future__ import annotations
 
+import copy
+import math
+
 import torch
 
 from .arch import Architecture
 from .genotype import Genotype
 from .spaces import SearchSpace
 
-__all__ = ["DERIVE_MODES", "derive_from_alphas", "derive_genotype"]
+__all__ = ["DERIVE_MODES", "TIE_RTOL", "derive_from_alphas", "derive_genotype"]
 
 DERIVE_MODES = ("marginal", "sequential")
 
+#: Relative resolution at which scores are compared (DESIGN.md 2.6).
+TIE_RTOL = 1e-9
+
+
+def _tie_key(v: float) -> float:
+    """`v` rounded to a grid of TIE_RTOL times its decade (10 significant digits), as an exactly comparable float.
+
+    The formatter rounds correctly, so float64 values an ulp apart get the same key unless their exact value lies
+    within an ulp of a half-way point of the grid (about 1e-7 of generic values; not 1/K for the K of the registered
+    spaces, nor their products with the edge weights 1/2..1/5).
+    """
+    return float(f"{v:.{round(-math.log10(TIE_RTOL))}e}")
+
 
 def _argmax_first(values: list[float]) -> int:
-    """Index of the largest value; the lowest index among ties."""
+    """Index of the largest value after rounding (`_tie_key`); the lowest index among ties."""
+    keys = [_tie_key(v) for v in values]
     best = 0
-    for k, v in enumerate(values):
-        if v > values[best]:
+    for k, v in enumerate(keys):
+        if v > keys[best]:
             best = k
     return best
 
@@ -47,7 +68,7 @@ def _select_node(space: SearchSpace, ops: tuple[tuple[str, ...], ...], scores: d
         strength[e] = s[k_best] * (edge_weights[e] if edge_weights is not None else 1.0)
     if space.edges_per_node is None:
         return chosen_op
-    ranked = sorted(strength, key=lambda e: (-strength[e], e))[: space.edges_per_node]
+    ranked = sorted(strength, key=lambda e: (-_tie_key(strength[e]), e))[: space.edges_per_node]
     return {e: chosen_op[e] for e in sorted(ranked)}
 
 
@@ -66,17 +87,21 @@ def derive_from_alphas(space: SearchSpace, alphas: dict[str, torch.Tensor],
 
     Args:
         space: the search space. alphas: cell type -> (E, K) alpha. edge_weights: cell type -> (E,) or None.
+            Scores are compared at 1e-9 relative: pass float64 tensors where ulp-level ties matter (a float32
+            ulp is ~6e-8 relative and decides).
 
     Raises:
         ValueError: an alpha tensor has the wrong shape.
+        GenotypeError: the derived cell is invalid (NB201: every path into the output node has a `none` op).
     """
     picks = {}
     for t in space.cell_types:
         a = alphas[t]
         if tuple(a.shape) != (space.n_edges, space.n_ops):
             raise ValueError(f"{t} alphas must be (E={space.n_edges}, K={space.n_ops}), got {tuple(a.shape)}")
+        a = a.detach().to(device="cpu", dtype=torch.float64)
         scores = {e: a[e].tolist() for e in range(space.n_edges)}
-        w = None if edge_weights is None else edge_weights[t].tolist()
+        w = None if edge_weights is None else edge_weights[t].detach().to(device="cpu", dtype=torch.float64).tolist()
         picks[t] = {}
         for j in space.intermediate_nodes:
             picks[t].update(_select_node(space, space.ops[t], scores, w, j))
@@ -87,11 +112,16 @@ def derive_from_alphas(space: SearchSpace, alphas: dict[str, torch.Tensor],
 def derive_genotype(arch: Architecture, mode: str = "marginal") -> Genotype:
     """Derive the genotype of a trained `Architecture` with `mode` ("marginal" or "sequential").
 
+    Alphas, edge weights and conditionals are computed in float64 on the CPU from a copy of `arch` (which is
+    left as it is), so that scores equal in exact arithmetic tie at the 1e-9 comparison (module docstring).
+
     Raises:
         ValueError: unknown mode (the message lists the valid ones).
+        GenotypeError: the derived cell is invalid (NB201: every path into the output node has a `none` op).
     """
     if mode not in DERIVE_MODES:
         raise ValueError(f"unknown derive mode {mode!r}; valid modes: {', '.join(DERIVE_MODES)}")
+    arch = copy.deepcopy(arch).to(device="cpu", dtype=torch.float64)
     state = arch()
     if mode == "marginal":
         return derive_from_alphas(arch.space, state.alphas, state.edge_weights)

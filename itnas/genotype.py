@@ -4,11 +4,14 @@ Canonical form: per cell type, a list of edges ``(op, src, dst)`` sorted by (dst
 outputs the cell concatenates. JSON: ``{"space": "darts", "normal": [["sep_conv_3x3", 0, 2], ...],
 "normal_concat": [2, 3, 4, 5], "reduce": [...], "reduce_concat": [...]}``; NB201 genotypes have no reduction cell.
 Later stages read a genotype by path (`Genotype.load`); nothing is pasted into code or parsed with `eval`.
+`validate` refuses what no derivation produces and no network should be built from: node ids that are not integers,
+`none` in a DARTS-like cell, and (in a trainable cell) an output node that no path of non-`none` edges reaches.
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,23 @@ Edge = tuple[str, int, int]
 
 class GenotypeError(ValueError):
     """A genotype that does not fit its search space, or a malformed genotype file."""
+
+
+def _node_id(value, where: str) -> int:
+    """`value` as a node id. Raises GenotypeError unless it is an integer (bools and floats such as 2.0 included)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise GenotypeError(f"{where}: node id {value!r} ({type(value).__name__}) is not an integer")
+    return int(value)
+
+
+def _edge(edge, where: str) -> Edge:
+    """`edge` as a canonical (op, src, dst) triple. Raises GenotypeError naming `where` when malformed."""
+    if isinstance(edge, (str, bytes)) or not hasattr(edge, "__len__") or len(edge) != 3:
+        raise GenotypeError(f"{where}: want an [op, src, dst] triple, got {edge!r}")
+    op, src, dst = edge
+    if not isinstance(op, str):
+        raise GenotypeError(f"{where} {list(edge)!r}: op {op!r} is not a string")
+    return op, _node_id(src, f"{where} {list(edge)!r}, src"), _node_id(dst, f"{where} {list(edge)!r}, dst")
 
 
 @dataclass(frozen=True)
@@ -41,19 +61,24 @@ class Genotype:
     reduce_concat: tuple[int, ...] = ()
 
     def __post_init__(self):
+        """Canonicalise. Raises GenotypeError on a malformed edge or a node id that is not an integer."""
         for name in ("normal", "reduce"):
-            edges = tuple(sorted(((str(o), int(s), int(d)) for o, s, d in getattr(self, name)), key=lambda t: (t[2], t[1])))
-            object.__setattr__(self, name, edges)
+            edges = (_edge(e, f"{name} edge #{i}") for i, e in enumerate(getattr(self, name)))
+            object.__setattr__(self, name, tuple(sorted(edges, key=lambda t: (t[2], t[1]))))
         for name in ("normal_concat", "reduce_concat"):
-            object.__setattr__(self, name, tuple(int(n) for n in getattr(self, name)))
+            ids = tuple(_node_id(n, f"{name}[{i}]") for i, n in enumerate(getattr(self, name)))
+            object.__setattr__(self, name, ids)
 
     # ------------------------------------------------------------------ validation
-    def validate(self, space: SearchSpace | None = None) -> "Genotype":
+    def validate(self, space: SearchSpace | None = None) -> Genotype:
         """Check the genotype fits its space; returns self.
 
         Raises:
-            GenotypeError: unknown space, an edge absent from the space, an op not allowed on that edge,
-                a repeated edge, the wrong number of inputs per node, or a wrong concat list.
+            GenotypeError: unknown space, an edge absent from the space, an op not allowed on that edge
+                (`none` is allowed only where the space keeps every edge, i.e. NB201: the DARTS rule never keeps
+                it, DESIGN.md 2.6), a repeated edge, the wrong number of inputs per node, a wrong concat list, or
+                an output node that never computes (no path of non-`none` edges from an input node reaches it,
+                so that part of the cell output is constant zero).
         """
         try:
             space = space or create_space(self.space)
@@ -77,6 +102,12 @@ class Genotype:
                     raise GenotypeError(f"{cell_type} cell: edge ({src}, {dst}) appears twice")
                 seen.add((src, dst))
                 allowed = space.ops[cell_type][e]
+                if space.edges_per_node is not None:  # DARTS-like cell: the derivation never keeps `none`
+                    if op == "none":
+                        raise GenotypeError(f"{cell_type} cell: op 'none' on edge ({src}, {dst}) of a {space.name}-"
+                                            f"space cell; a kept edge carries a non-none op (DESIGN.md 2.6), only "
+                                            f"nb201 cells may keep 'none'")
+                    allowed = tuple(o for o in allowed if o != "none")
                 if op not in allowed:
                     raise GenotypeError(f"{cell_type} cell: op {op!r} not allowed on edge ({src}, {dst}); "
                                         f"valid ops: {', '.join(allowed)}")
@@ -89,7 +120,26 @@ class Genotype:
             want_concat = tuple(space.intermediate_nodes) if space.output == "concat" else (space.n_nodes - 1,)
             if concat != want_concat:
                 raise GenotypeError(f"{cell_type}_concat must be {list(want_concat)}, got {list(concat)}")
+            if space.edges_per_node is None:
+                continue  # NB201: every cell is a table entry, dead outputs included (see `dead_outputs`)
+            for j in self.dead_outputs(cell_type, space.n_inputs):
+                inputs = " ".join(f"{op}({s}->{d})" for op, s, d in edges if d == j)
+                raise GenotypeError(f"{cell_type} cell: output node {j} never computes: no path of non-none "
+                                    f"edges leads to it from an input node, so it is constant zero (its inputs: "
+                                    f"{inputs})")
         return self
+
+    def dead_outputs(self, cell_type: str = "normal", n_inputs: int | None = None) -> list[int]:
+        """Output nodes of `cell_type` that no path of non-`none` edges reaches from an input node: their part of
+        the cell output is constant zero. A trainable (DARTS-like) genotype never has one (`validate` refuses
+        it); an NB201 genotype may (such cells are table entries, with chance-level accuracy)."""
+        edges, concat = getattr(self, cell_type), getattr(self, f"{cell_type}_concat")
+        n_inputs = create_space(self.space).n_inputs if n_inputs is None else n_inputs
+        live = set(range(n_inputs))  # nodes that compute something other than constant zero
+        for j in sorted({d for _, _, d in edges}):  # ascending ids are a topological order
+            if any(d == j and op != "none" and s in live for op, s, d in edges):
+                live.add(j)
+        return [j for j in concat if j not in live]
 
     # ------------------------------------------------------------------ views
     @property
@@ -105,7 +155,7 @@ class Genotype:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Genotype":
+    def from_dict(cls, d: dict) -> Genotype:
         """Build and validate. Raises GenotypeError on unknown keys, bad entries, or a misfit with the space."""
         allowed = {"space", "normal", "normal_concat", "reduce", "reduce_concat"}
         if not isinstance(d, dict) or set(d) - allowed or not {"space", "normal", "normal_concat"} <= set(d):
@@ -113,8 +163,11 @@ class Genotype:
             raise GenotypeError(f"genotype needs keys space, normal, normal_concat (optional reduce, "
                                 f"reduce_concat); got {keys}")
         try:
-            g = cls(space=d["space"], normal=tuple(tuple(e) for e in d["normal"]), normal_concat=tuple(d["normal_concat"]),
-                    reduce=tuple(tuple(e) for e in d.get("reduce", ())), reduce_concat=tuple(d.get("reduce_concat", ())))
+            g = cls(space=d["space"], normal=tuple(tuple(e) for e in d["normal"]),
+                    normal_concat=tuple(d["normal_concat"]), reduce=tuple(tuple(e) for e in d.get("reduce", ())),
+                    reduce_concat=tuple(d.get("reduce_concat", ())))
+        except GenotypeError:
+            raise
         except (TypeError, ValueError) as err:
             raise GenotypeError(f"malformed genotype edges (want [op, src, dst] triples): {err}") from None
         return g.validate()
@@ -123,7 +176,7 @@ class Genotype:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "Genotype":
+    def from_json(cls, text: str) -> Genotype:
         try:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as err:
@@ -133,7 +186,7 @@ class Genotype:
         Path(path).write_text(self.to_json() + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Genotype":
+    def load(cls, path: str | Path) -> Genotype:
         """Read and validate a genotype file. Raises FileNotFoundError, GenotypeError."""
         path = Path(path)
         if not path.exists():
@@ -157,7 +210,7 @@ class Genotype:
         return "+".join("|" + "|".join(by_dst[d]) + "|" for d in sorted(by_dst))
 
     @classmethod
-    def from_nb201_string(cls, arch: str) -> "Genotype":
+    def from_nb201_string(cls, arch: str) -> Genotype:
         """Parse an NB201 arch string. Raises GenotypeError when malformed."""
         edges = []
         try:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .contracts import FinalNetworkConfig
 from .genotype import Genotype
+from .macro import auxiliary_layer, darts_stack
 from .ops import AvgPool3x3, FactorizedReduce, Identity, ReLUConvBN, create_op
 from .spaces import create_space
 
-__all__ = ["AuxiliaryHead", "FinalCell", "FinalNetwork", "count_multiply_adds", "count_parameters",
-           "create_final_network", "drop_path", "final_network_from_config"]
+__all__ = ["FINAL_NETWORKS", "AuxiliaryHead", "FinalCell", "FinalNetwork", "count_multiply_adds", "count_parameters",
+           "create_final_network", "drop_path", "final_network_from_config", "has_final_network"]
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
@@ -93,32 +95,22 @@ class FinalNetwork(nn.Module):
             raise ValueError(f"FinalNetwork builds DARTS-like genotypes, got space {genotype.space!r}")
         genotype.validate()
         self.layers, self.drop_path_prob = layers, 0.0
-        C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, stem_stride, padding=1, bias=False),
-                                  nn.BatchNorm2d(C_curr))
-        C_pp, C_p, C_curr = C_curr, C_curr, C
-        self.cells = nn.ModuleList()
-        reduction_prev, C_aux = False, None
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                C_curr *= 2
-            cell = FinalCell(genotype, "reduce" if reduction else "normal", C_pp, C_p, C_curr, reduction_prev)
-            self.cells.append(cell)
-            reduction_prev = reduction
-            C_pp, C_p = C_p, cell.multiplier * C_curr
-            if i == 2 * layers // 3:
-                C_aux = C_p
-        self.auxiliary_head = AuxiliaryHead(C_aux, num_classes) if auxiliary else None
+        C_stem = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_stem, 3, stem_stride, padding=1, bias=False),
+                                  nn.BatchNorm2d(C_stem))
+        slots = darts_stack(layers, C, stem_multiplier, lambda t: len(getattr(genotype, f"{t}_concat")))
+        self.cells = nn.ModuleList(FinalCell(genotype, s.cell_type, s.C_pp, s.C_p, s.C, s.reduction_prev)
+                                   for s in slots)
+        self.auxiliary_head = AuxiliaryHead(slots[auxiliary_layer(layers)].C_out, num_classes) if auxiliary else None
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(C_p, num_classes)
+        self.classifier = nn.Linear(slots[-1].C_out, num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         aux = None
         s0 = s1 = self.stem(x)
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            if i == 2 * self.layers // 3 and self.auxiliary_head is not None and self.training:
+            if i == auxiliary_layer(self.layers) and self.auxiliary_head is not None and self.training:
                 aux = self.auxiliary_head(s1)
         return self.classifier(self.global_pooling(s1).flatten(1)), aux
 
@@ -149,17 +141,35 @@ def count_multiply_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return counter.get_total_flops() // 2
 
 
-def final_network_from_config(config: dict) -> FinalNetwork:
-    """The final network described by a training run's config, as stored in every training checkpoint:
-    {"genotype": Genotype dict, "train": TrainConfig dict, "num_classes": int, "in_channels": int}.
-    The train and evaluate stages both build the network through this function, so evaluation rebuilds exactly
-    the trained architecture (a missing `stem_stride`, from checkpoints that predate it, means 1)."""
-    t = config["train"]
-    return create_final_network(Genotype.from_dict(config["genotype"]), t["C"], t["layers"], config["num_classes"],
-                                t["auxiliary"], config["in_channels"], t.get("stem_stride", 1))
+FINAL_NETWORKS: dict[str, type[nn.Module]] = {"darts": FinalNetwork}
+"""Final network of each macro layout (`SearchSpace.layout`); a layout without one (NB201) is evaluated by a
+table look-up instead of training."""
+
+
+def has_final_network(space_name: str) -> bool:
+    """Whether genotypes of space `space_name` can be trained from scratch (a final network is registered)."""
+    return create_space(space_name).layout in FINAL_NETWORKS
+
+
+def final_network_from_config(config: FinalNetworkConfig) -> nn.Module:
+    """The final network described by a training run's `FinalNetworkConfig` (stored in every training checkpoint):
+    the train and evaluate stages both build the network through this function, so evaluation rebuilds exactly
+    the trained architecture."""
+    n = config.network
+    return create_final_network(Genotype.from_dict(config.genotype), n.C, n.layers, config.num_classes, n.auxiliary,
+                                config.in_channels, n.stem_stride)
 
 
 def create_final_network(genotype: Genotype, C: int = 36, layers: int = 20, num_classes: int = 10,
-                         auxiliary: bool = True, in_channels: int = 3, stem_stride: int = 1) -> FinalNetwork:
-    """Factory for the final network of a genotype (DARTS CIFAR recipe defaults: C=36, 20 cells, stem stride 1)."""
-    return FinalNetwork(genotype, C, layers, num_classes, auxiliary, in_channels, stem_stride=stem_stride)
+                         auxiliary: bool = True, in_channels: int = 3, stem_stride: int = 1) -> nn.Module:
+    """Factory for the final network of a genotype (DARTS CIFAR recipe defaults: C=36, 20 cells, stem stride 1),
+    through the registry of its space's layout.
+
+    Raises:
+        KeyError: the genotype's space has no final network (e.g. NB201: table look-up); the message says so.
+    """
+    layout = create_space(genotype.space).layout
+    if layout not in FINAL_NETWORKS:
+        raise KeyError(f"space {genotype.space!r} (layout {layout!r}) has no final network to train; final networks "
+                       f"exist for layouts: {', '.join(FINAL_NETWORKS)}")
+    return FINAL_NETWORKS[layout](genotype, C, layers, num_classes, auxiliary, in_channels, stem_stride=stem_stride)

@@ -1,46 +1,60 @@
-"""The bi-level search loop (DARTS, Liu et al. 2019, Algorithm 1; PC-DARTS warm-up, Xu et al. 2020, section 4).
+"""The bi-level search (DARTS, Liu et al. 2019, Algorithm 1; PC-DARTS warm-up, Xu et al. 2020, section 4), as a
+step function on the shared epoch loop of `itnas.engine`.
 
-Per step: one architecture step on a search-val batch (first order: grad of L_val at w; second order: the
-unrolled gradient of `unrolled_arch_grads`), then one weight step on a search-train batch with the alphas held
-constant (computed once under no_grad: the weight step never back-propagates into the architecture).
-Architecture steps start after `warmup_epochs`. Every search-val sample is used once per epoch (one iterator per
-epoch over one permutation cut into as many batches as search-train has). Weights: SGD with momentum, cosine
-to lr_min; architecture: Adam. A checkpoint after every epoch makes
-an interrupted search resume where it stopped; a resumed run equals an uninterrupted one.
+Per step (`SearchTask.step`): one architecture step on a search-val batch (first order: grad of L_val at w;
+second order: the unrolled gradient of `unrolled_arch_grads`), then one weight step on a search-train batch with
+the alphas held constant (computed once under no_grad: the weight step never back-propagates into the
+architecture). Architecture steps start after `schedule.warmup_epochs`. Every search-val sample is used once per
+epoch (one iterator per epoch over one permutation cut into as many batches as search-train has). Weights: SGD
+with momentum, cosine to lr_min; architecture: Adam. The engine checkpoints every epoch: an interrupted search
+resumes where it stopped and equals an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import logging
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import SearchConfig
 from .derive import derive_genotype
-from .supernet import SearchModel, create_search_model
-from .train import cosine_lr
+from .engine import RunningMetrics, evaluate, run_epochs
+from .records import transition_records
 from .spaces import create_space
+from .supernet import SearchModel, create_search_model
 
-__all__ = ["SearchResult", "alpha_entropy", "arch_step", "build_search_model", "even_batches", "run_search",
-           "unrolled_arch_grads", "weight_step"]
+__all__ = ["SearchResult", "SearchTask", "alpha_entropy", "arch_step", "build_search_model", "even_batches",
+           "make_search_optimizers", "run_search", "unrolled_arch_grads", "weight_step"]
 
-log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def build_search_model(cfg: SearchConfig, num_classes: int, in_channels: int) -> SearchModel:
-    """The supernet + architecture of a search config (device: CPU; move it with `.to`)."""
-    return create_search_model(create_space(cfg.space), cfg.method, cfg.base, cfg.C, cfg.layers, num_classes,
-                               in_channels, cfg.partial_k, cfg.track_running_stats, cfg.alpha_init_scale,
-                               cfg.transition_init, cfg.transition_gamma)
+    """The supernet + architecture of a search config (device: CPU; move it with `.to`).
+
+    Raises:
+        KeyError: unknown method or space. ValueError: C not divisible by partial_k on the pcdarts base.
+    """
+    s, a = cfg.supernet, cfg.architecture
+    return create_search_model(create_space(s.space), cfg.method, base=cfg.base, C=s.C, layers=s.layers,
+                               num_classes=num_classes, in_channels=in_channels, partial_k=s.partial_k,
+                               track_running_stats=s.track_running_stats, alpha_init_scale=a.alpha_init_scale,
+                               transition_init=a.transition_init, transition_gamma=a.transition_gamma)
+
+
+def make_search_optimizers(model: SearchModel, cfg: SearchConfig) -> tuple[torch.optim.SGD, torch.optim.Adam]:
+    """(weight optimizer: SGD with momentum on the network weights, arch optimizer: Adam on every architecture
+    parameter) of DARTS Algorithm 1; the two parameter sets never overlap."""
+    w, a = cfg.weight_optimizer, cfg.arch_optimizer
+    w_opt = torch.optim.SGD(model.weight_parameters(), w.lr, momentum=w.momentum, weight_decay=w.weight_decay)
+    a_opt = torch.optim.Adam(model.arch_parameters(), a.lr, betas=a.betas, weight_decay=a.weight_decay)
+    return w_opt, a_opt
 
 
 def alpha_entropy(alpha: torch.Tensor) -> list[float]:
@@ -156,6 +170,95 @@ def even_batches(n: int, n_batches: int, generator: torch.Generator) -> list[lis
     return [perm[bounds[k]:bounds[k + 1]] for k in range(n_batches)]
 
 
+def epoch_arch_record(model: SearchModel) -> dict[str, Any]:
+    """What the architecture looks like now: alphas (cell type -> E x K), alpha entropy per edge (nats), PC-DARTS
+    edge weights (cell type -> E, or None), the marginal genotype (dict) and its collapse count."""
+    with torch.no_grad():
+        state = model.arch()
+        genotype = derive_genotype(model.arch, "marginal")
+    return {"alphas": {t: a.cpu().tolist() for t, a in state.alphas.items()},
+            "alpha_entropy": {t: alpha_entropy(a) for t, a in state.alphas.items()},
+            "edge_weights": None if state.edge_weights is None else {t: w.cpu().tolist()
+                                                                      for t, w in state.edge_weights.items()},
+            "genotype": genotype.to_dict(), "collapse_count": genotype.collapse_count}
+
+
+class SearchTask:
+    """The search as an `itnas.engine.Task`: the model, both optimizers and the data of one search.
+
+    Args:
+        cfg: the search config. model: the supernet (on `device`). train_set / val_set: search-train /
+        search-val datasets yielding (x (C, H, W), label, index). make_loader: `itnas.data.make_loader`-compatible.
+    """
+
+    def __init__(self, cfg: SearchConfig, model: SearchModel, train_set, val_set, device: torch.device,
+                 make_loader: Callable):
+        self.cfg, self.model, self.device, self.make_loader = cfg, model, device, make_loader
+        self.train_set, self.val_set = train_set, val_set
+        self.w_opt, self.a_opt = make_search_optimizers(model, cfg)
+        self.lr, self.search_arch, self.val_iter = cfg.weight_optimizer.lr, False, None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.a_opt.load_state_dict(state["a_opt"])
+
+    def set_lr(self, lr: float) -> None:
+        self.lr = lr
+        for group in self.w_opt.param_groups:
+            group["lr"] = lr
+
+    def batches(self, epoch: int):
+        cfg = self.cfg
+        loader = self.make_loader(self.train_set, cfg.data.batch_size, True, cfg.seed, epoch)
+        self.search_arch = epoch >= cfg.schedule.warmup_epochs
+        self.val_iter = None
+        if self.search_arch:  # one iterator per epoch: every search-val sample exactly once
+            g = torch.Generator().manual_seed((cfg.seed + 7919) * 100_003 + epoch)
+            self.val_iter = iter(DataLoader(self.val_set, batch_sampler=even_batches(len(self.val_set), len(loader), g),
+                                            num_workers=0))
+        self.model.train()
+        return loader
+
+    def step(self, batch, metrics: RunningMetrics) -> None:
+        cfg, dev = self.cfg, self.device
+        x, y, _ = batch
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        if self.search_arch:
+            xv, yv, _ = next(self.val_iter)
+            xv, yv = xv.to(dev, non_blocking=True), yv.to(dev, non_blocking=True)
+            w = cfg.weight_optimizer
+            logits_v = arch_step(self.model, self.a_opt, (x, y), (xv, yv), cfg.arch_optimizer.order, self.lr,
+                                 self.w_opt, w.weight_decay, w.momentum)
+            if logits_v is not None:
+                metrics.add("arch_step_val", F.cross_entropy(logits_v, yv, reduction="sum"), logits_v, yv)
+        loss, logits = weight_step(self.model, self.w_opt, (x, y), cfg.weight_optimizer.grad_clip)
+        metrics.add("train", loss.double() * len(y), logits, y)
+        metrics.last_loss = loss
+
+    def epoch_stats(self, epoch: int, metrics: RunningMetrics) -> dict[str, Any]:
+        stats = {**metrics.summary("train"), "arch_updated": self.search_arch, **metrics.summary("arch_step_val")}
+        s = self.cfg.schedule
+        if s.val_every and ((epoch + 1) % s.val_every == 0 or epoch + 1 == s.epochs):
+            self.model.eval()
+            with torch.no_grad():
+                state = self.model.arch()
+            loader = self.make_loader(self.val_set, max(self.cfg.data.batch_size, 256), False)
+            r = evaluate(lambda x: self.model(x, state), loader, self.device)
+            self.model.train()
+            stats["val_loss"], stats["val_acc"] = r.loss, r.accuracy
+        return stats
+
+    def record(self, rec: dict[str, Any]) -> dict[str, Any]:
+        rec.update(epoch_arch_record(self.model))
+        if rec["epoch"] + 1 == self.cfg.schedule.epochs:
+            rec["transitions"], rec["attention"] = transition_records(self.model.arch)
+        return rec
+
+
 @dataclass
 class SearchResult:
     """model: the trained supernet (on the run's device). history: one record per epoch (see `run_search`).
@@ -166,48 +269,10 @@ class SearchResult:
     search_time_s: float
 
 
-@torch.no_grad()
-def _evaluate(model: SearchModel, loader, device) -> tuple[float, float]:
-    model.eval()
-    state = model.arch()
-    loss_sum, correct, n = 0.0, 0, 0
-    for x, y, _ in loader:
-        x, y = x.to(device), y.to(device)
-        logits = model(x, state)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        n += len(y)
-    model.train()
-    return loss_sum / max(n, 1), 100.0 * correct / max(n, 1)
-
-
-def _epoch_record(model: SearchModel, epoch: int, lr: float, stats: dict, last: bool) -> dict:
-    """History record: losses (nats), accuracies (%), alphas, entropies, genotype, collapse count."""
-    with torch.no_grad():
-        state = model.arch()
-        genotype = derive_genotype(model.arch, "marginal")
-    rec = {"epoch": epoch, "lr": lr, **stats,
-           "alphas": {t: a.cpu().tolist() for t, a in state.alphas.items()},
-           "alpha_entropy": {t: alpha_entropy(a) for t, a in state.alphas.items()},
-           "edge_weights": None if state.edge_weights is None else {t: w.cpu().tolist()
-                                                                     for t, w in state.edge_weights.items()},
-           "genotype": genotype.to_dict(), "collapse_count": genotype.collapse_count}
-    if last:
-        rec["transitions"], rec["attention"] = {}, {}
-        for t, cell in model.arch.cells.items():
-            if cell.inner_edges:
-                T = cell.transitions().cpu()
-                rec["transitions"][t] = {f"{cell.space.edges[p]}->{cell.space.edges[e]}": T[k].tolist()
-                                         for k, (p, e) in enumerate(cell.pairs)}
-                rec["attention"][t] = {str(cell.space.edges[e]): cell.attention(e).cpu().tolist()
-                                       for e in cell.inner_edges}
-    return rec
-
-
 def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_channels: int,
                device: torch.device | str = "cpu", checkpoint_path: str | Path | None = None,
                stop_after_epochs: int | None = None, make_loader=None, identity: dict | None = None,
-               on_step: Callable[[int, int, int, float], None] | None = None,
+               on_step: Callable[[int, int, int, float | None], None] | None = None,
                on_epoch: Callable[[dict], None] | None = None) -> SearchResult:
     """Search an architecture.
 
@@ -220,12 +285,13 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
         make_loader: `itnas.data.make_loader`-compatible factory (one fresh loader per epoch).
         identity: more of what makes the run (e.g. a data fingerprint), stored with the config in the checkpoint;
             a checkpoint of another config or identity is refused.
-        on_step(epoch, step, n_steps, train_loss) / on_epoch(record): progress callbacks.
+        on_step(epoch, step, n_steps, train_loss or None) / on_epoch(record): progress callbacks (the loss is
+            read on the host a few times per second at most).
 
     Returns:
         SearchResult. History records hold epoch, lr, train/val loss (nats) and accuracy (%), time_s, alphas,
-        alpha entropies, edge weights, the epoch's genotype and collapse count; the last also transition
-        matrices and attention weights.
+        alpha entropies, edge weights, the epoch's genotype and collapse count; the last also the transition
+        matrices and attention weights (`itnas.records.transition_records`).
 
     Raises:
         CheckpointError: the checkpoint is unreadable or from another config.
@@ -235,71 +301,8 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     model = build_search_model(cfg, num_classes, in_channels).to(device)
-    w_opt = torch.optim.SGD(model.weight_parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    a_opt = torch.optim.Adam(model.arch_parameters(), cfg.arch_lr, betas=cfg.arch_betas,
-                             weight_decay=cfg.arch_weight_decay)
-    history: list[dict] = []
-    start_epoch, elapsed = 0, 0.0
-    config = {**cfg.model_dump(), **(identity or {})}
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
-        ck = load_checkpoint(checkpoint_path, config)
-        model.load_state_dict(ck["model"])
-        w_opt.load_state_dict(ck["w_opt"])
-        a_opt.load_state_dict(ck["a_opt"])
-        history, start_epoch, elapsed = ck["history"], ck["epoch"], ck["search_time_s"]
-        restore_rng(ck["rng"])
-        log.info("resumed search from %s at epoch %d", checkpoint_path, start_epoch)
-    end_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
-    for epoch in range(start_epoch, end_epoch):
-        t0 = time.perf_counter()
-        lr = cosine_lr(cfg.lr, cfg.lr_min, epoch, cfg.epochs)
-        for group in w_opt.param_groups:
-            group["lr"] = lr
-        train_loader = make_loader(train_set, cfg.batch_size, True, cfg.seed, epoch)
-        n_steps = len(train_loader)
-        search_arch = epoch >= cfg.warmup_epochs
-        val_iter = None
-        if search_arch:  # one iterator per epoch: every search-val sample exactly once
-            g = torch.Generator().manual_seed((cfg.seed + 7919) * 100_003 + epoch)
-            val_iter = iter(DataLoader(val_set, batch_sampler=even_batches(len(val_set), n_steps, g), num_workers=0))
-        model.train()
-        # running sums stay on the device (float64, exact counts): one host sync per epoch, not per step
-        loss_sum, val_loss_sum = (torch.zeros((), dtype=torch.float64, device=device) for _ in range(2))
-        correct, val_correct = (torch.zeros((), dtype=torch.int64, device=device) for _ in range(2))
-        n, val_n = 0, 0
-        for step, (x, y, _) in enumerate(train_loader):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if search_arch:
-                xv, yv, _ = next(val_iter)
-                xv, yv = xv.to(device, non_blocking=True), yv.to(device, non_blocking=True)
-                logits_v = arch_step(model, a_opt, (x, y), (xv, yv), cfg.order, lr, w_opt, cfg.weight_decay,
-                                     cfg.momentum)
-                if logits_v is not None:
-                    val_loss_sum += F.cross_entropy(logits_v.detach(), yv, reduction="sum").double()
-                    val_correct += (logits_v.argmax(1) == yv).sum()
-                    val_n += len(yv)
-            loss, logits = weight_step(model, w_opt, (x, y), cfg.grad_clip)
-            loss_sum += loss.detach().double() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            n += len(y)
-            if on_step is not None:
-                on_step(epoch, step + 1, n_steps, loss.item())
-        stats = {"train_loss": loss_sum.item() / n, "train_acc": 100.0 * correct.item() / n,
-                 "arch_updated": search_arch}
-        if val_n:
-            stats.update(arch_step_val_loss=val_loss_sum.item() / val_n,
-                         arch_step_val_acc=100.0 * val_correct.item() / val_n)
-        if cfg.val_every and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            stats["val_loss"], stats["val_acc"] = _evaluate(
-                model, make_loader(val_set, max(cfg.batch_size, 256), False), device)
-        epoch_s = time.perf_counter() - t0
-        elapsed += epoch_s
-        rec = _epoch_record(model, epoch, lr, {**stats, "time_s": epoch_s}, last=epoch + 1 == cfg.epochs)
-        history.append(rec)
-        if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, {"config": config, "epoch": epoch + 1, "model": model.state_dict(),
-                                              "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(),
-                                              "history": history, "search_time_s": elapsed, "rng": capture_rng()})
-        if on_epoch is not None:
-            on_epoch(rec)
-    return SearchResult(model, history, elapsed)
+    task = SearchTask(cfg, model, train_set, val_set, device, make_loader)
+    w = cfg.weight_optimizer
+    result = run_epochs(task, w.lr, w.lr_min, cfg.schedule.epochs, device, checkpoint_path,
+                        {**cfg.model_dump(mode="json"), **(identity or {})}, stop_after_epochs, on_step, on_epoch)
+    return SearchResult(model, result.history, result.time_s)

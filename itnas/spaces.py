@@ -40,6 +40,8 @@ class SearchSpace:
         output: "concat" (concat of all intermediate nodes, DARTS) or "last" (the last node, NB201).
         edges_per_node: incoming edges kept per intermediate node when deriving (2 in DARTS); None keeps all.
         has_reduction_cell: whether the space searches a separate reduction cell.
+        layout: the macro architecture its cells are stacked in ("darts": 2-input cells with reduction cells,
+            `itnas.supernet.SEARCH_NETWORKS` / `itnas.networks.FINAL_NETWORKS`; "nb201": 3 residual stages).
     """
 
     name: str
@@ -50,6 +52,7 @@ class SearchSpace:
     output: str
     edges_per_node: int | None
     has_reduction_cell: bool
+    layout: str = "darts"
 
     def __post_init__(self):
         for cell_type, per_edge in self.ops.items():
@@ -121,7 +124,7 @@ def _darts() -> SearchSpace:
 def _nb201() -> SearchSpace:
     edges = _dag_edges(1, 4)  # (0,1),(0,2),(1,2),(0,3),(1,3),(2,3)
     return SearchSpace(name="nb201", n_inputs=1, n_nodes=4, edges=edges, ops={"normal": _same_ops(NB201_OPS, 6)},
-                       output="last", edges_per_node=None, has_reduction_cell=False)
+                       output="last", edges_per_node=None, has_reduction_cell=False, layout="nb201")
 
 
 _ABBR = {"skip": "skip_connect", "sep3": "sep_conv_3x3", "sep5": "sep_conv_5x5", "dil3": "dil_conv_3x3",

@@ -20,11 +20,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .arch import Architecture, ArchState
+from .macro import darts_stack
 from .ops import FactorizedReduce, ReLUConvBN, create_op
 from .spaces import SearchSpace
 
-__all__ = ["MixedOp", "SearchCell", "SearchModel", "SearchNetwork", "NB201SearchNetwork", "channel_shuffle",
-           "create_search_model"]
+__all__ = ["SEARCH_NETWORKS", "MixedOp", "NB201SearchNetwork", "SearchCell", "SearchModel", "SearchNetwork",
+           "cell_forward", "channel_shuffle", "create_search_model"]
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -77,6 +78,27 @@ class MixedOp(nn.Module):
         return channel_shuffle(torch.cat([out, x_bypass], dim=1), self.partial_k)
 
 
+def cell_forward(space: SearchSpace, edges: nn.ModuleList, states: list[torch.Tensor], alpha: torch.Tensor,
+                 edge_weights: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """The generic search-cell forward over `space.incoming` (docs/method.md 2.1): x_j = sum_{i<j} o_bar_(i,j)(x_i),
+    each term weighted by the PC-DARTS edge weight when given.
+
+    Args:
+        edges: one MixedOp per edge, in the space's edge order. states: the input nodes' tensors (B, C, H, W).
+        alpha: (E, K). edge_weights: (E,) or None (darts base).
+
+    Returns:
+        every node's tensor: the inputs followed by the intermediate nodes (appended to `states`).
+    """
+    for j in space.intermediate_nodes:
+        terms = []
+        for e in space.incoming[j]:
+            h = edges[e](states[space.edges[e][0]], alpha[e])
+            terms.append(h if edge_weights is None else edge_weights[e] * h)
+        states.append(sum(terms))
+    return states
+
+
 class SearchCell(nn.Module):
     """A DARTS-space search cell: 2 inputs, intermediate nodes, output = concat of intermediate nodes.
 
@@ -99,13 +121,8 @@ class SearchCell(nn.Module):
         self.multiplier = len(space.intermediate_nodes)
 
     def forward(self, s0, s1, alpha: torch.Tensor, edge_weights: torch.Tensor | None = None) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for j in self.space.intermediate_nodes:
-            terms = []
-            for e in self.space.incoming[j]:
-                h = self.edges[e](states[self.space.edges[e][0]], alpha[e])
-                terms.append(h if edge_weights is None else edge_weights[e] * h)
-            states.append(sum(terms))
+        states = cell_forward(self.space, self.edges, [self.preprocess0(s0), self.preprocess1(s1)], alpha,
+                              edge_weights)
         return torch.cat(states[self.space.n_inputs:], dim=1)
 
 
@@ -126,24 +143,16 @@ class SearchNetwork(nn.Module):
         super().__init__()
         if space.n_inputs != 2:
             raise ValueError(f"SearchNetwork needs a 2-input (DARTS-like) space, got {space.name}")
-        C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
-        C_pp, C_p, C_curr = C_curr, C_curr, C
-        self.cells = nn.ModuleList()
-        self.cell_types: list[str] = []
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                C_curr *= 2
-            cell_type = "reduce" if reduction else "normal"
-            cell = SearchCell(space, cell_type, C_pp, C_p, C_curr, reduction_prev, partial_k, track_running_stats)
-            self.cells.append(cell)
-            self.cell_types.append(cell_type)
-            reduction_prev = reduction
-            C_pp, C_p = C_p, cell.multiplier * C_curr
+        C_stem = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_stem, 3, padding=1, bias=False), nn.BatchNorm2d(C_stem))
+        n_nodes = len(space.intermediate_nodes)
+        slots = darts_stack(layers, C, stem_multiplier, lambda cell_type: n_nodes)
+        self.cells = nn.ModuleList(
+            SearchCell(space, s.cell_type, s.C_pp, s.C_p, s.C, s.reduction_prev, partial_k, track_running_stats)
+            for s in slots)
+        self.cell_types: list[str] = [s.cell_type for s in slots]
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(C_p, num_classes)
+        self.classifier = nn.Linear(slots[-1].C_out, num_classes)
 
     def forward(self, x: torch.Tensor, state: ArchState) -> torch.Tensor:
         s0 = s1 = self.stem(x)
@@ -163,18 +172,15 @@ class NB201SearchCell(nn.Module):
                                    for e in range(space.n_edges))
 
     def forward(self, x, alpha: torch.Tensor, edge_weights: torch.Tensor | None = None) -> torch.Tensor:
-        states = [x]
-        for j in self.space.intermediate_nodes:
-            terms = []
-            for e in self.space.incoming[j]:
-                h = self.edges[e](states[self.space.edges[e][0]], alpha[e])
-                terms.append(h if edge_weights is None else edge_weights[e] * h)
-            states.append(sum(terms))
-        return states[-1]
+        return cell_forward(self.space, self.edges, [x], alpha, edge_weights)[-1]
 
 
 class ResNetBasicBlock(nn.Module):
-    """NB201 reduction block: ReLUConvBN(3x3, s2) -> ReLUConvBN(3x3) + (avgpool 2, conv1x1) shortcut."""
+    """NB201 reduction block: ReLUConvBN(3x3, s2) -> ReLUConvBN(3x3) + (avgpool 2, conv1x1) shortcut.
+
+    forward(x (B, C_in, H, W), alpha=None, edge_weights=None) -> (B, C_out, H/2, W/2); it takes (and ignores) the
+    architecture arguments so that the NB201 stack calls cells and blocks alike.
+    """
 
     def __init__(self, C_in: int, C_out: int, track_running_stats: bool = True):
         super().__init__()
@@ -182,7 +188,8 @@ class ResNetBasicBlock(nn.Module):
         self.conv_b = ReLUConvBN(C_out, C_out, 3, 1, 1, True, track_running_stats)
         self.downsample = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(C_in, C_out, 1, bias=False))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, alpha: torch.Tensor | None = None,
+                edge_weights: torch.Tensor | None = None) -> torch.Tensor:
         return self.conv_b(self.conv_a(x)) + self.downsample(x)
 
 
@@ -211,8 +218,12 @@ class NB201SearchNetwork(nn.Module):
         h = self.stem(x)
         w = None if state.edge_weights is None else state.edge_weights["normal"]
         for block in self.cells:
-            h = block(h, state.alphas["normal"], w) if isinstance(block, NB201SearchCell) else block(h)
+            h = block(h, state.alphas["normal"], w)
         return self.classifier(self.global_pooling(self.lastact(h)).flatten(1))
+
+
+SEARCH_NETWORKS: dict[str, type[nn.Module]] = {"darts": SearchNetwork, "nb201": NB201SearchNetwork}
+"""Supernet of each macro layout (`SearchSpace.layout`): every registered space is built through this registry."""
 
 
 class SearchModel(nn.Module):
@@ -247,8 +258,5 @@ def create_search_model(space: SearchSpace, method: str, base: str = "auto", C: 
     """
     arch = Architecture(space, method, base, alpha_init_scale, transition_init, transition_gamma)
     k = partial_k if arch.base == "pcdarts" else 1
-    if space.name == "nb201":
-        net = NB201SearchNetwork(space, C, layers, num_classes, in_channels, k, track_running_stats)
-    else:
-        net = SearchNetwork(space, C, layers, num_classes, in_channels, k, track_running_stats)
+    net = SEARCH_NETWORKS[space.layout](space, C, layers, num_classes, in_channels, k, track_running_stats)
     return SearchModel(net, arch)

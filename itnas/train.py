@@ -1,18 +1,17 @@
-"""Final training from scratch and evaluation (DARTS CIFAR recipe, Liu et al. 2019, section 3.3; DESIGN.md 3).
+"""Final training from scratch and evaluation (DARTS CIFAR recipe, Liu et al. 2019, section 3.3; docs/method.md 4),
+as a step function on the shared epoch loop of `itnas.engine`.
 
-SGD with momentum and cosine schedule, auxiliary loss (weight `auxiliary_weight`), drop-path probability
-growing linearly to `drop_path` over the epochs, gradient clipping, optional label smoothing. No test image is
-used during training or for any selection: the model of the last epoch is the one evaluated.
-A checkpoint after every epoch makes an interrupted training resume where it stopped.
+SGD with momentum and cosine schedule, auxiliary loss (weight `regularization.auxiliary_weight`), drop-path
+probability growing linearly to `regularization.drop_path` over the epochs, gradient clipping, optional label
+smoothing. No test image is used during training or for any selection: the model of the last epoch is the one
+evaluated. The engine checkpoints every epoch: an interrupted training resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,34 +19,96 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, confusion_matrix
 
-from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import TrainConfig
+from .engine import RunningMetrics, cosine_lr, run_epochs
+from .engine import evaluate as evaluate_loop
 
-__all__ = ["cosine_lr", "evaluate", "train_final"]
+__all__ = ["FinalTrainTask", "cosine_lr", "evaluate", "final_train_step", "make_final_optimizer", "train_final"]
 
-log = logging.getLogger(__name__)
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def cosine_lr(lr: float, lr_min: float, epoch: int, epochs: int) -> float:
-    """Learning rate of `epoch` under cosine annealing from lr to lr_min over `epochs` (PyTorch CosineAnnealingLR
-    with T_max=epochs, closed form; the schedule of DARTS search and training)."""
-    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+def make_final_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    """SGD with momentum and weight decay on every parameter of the final network (DARTS CIFAR recipe)."""
+    o = cfg.optimizer
+    return torch.optim.SGD(model.parameters(), o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def final_train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training step of the final network: cross-entropy (+ auxiliary_weight x the auxiliary head's loss when
+    the model returns one), backward, gradient-norm clipping, SGD step. batch: (x (B, C, H, W), y (B,)) on the
+    model's device. Returns (loss () nats, logits (B, classes)), detached."""
+    x, y = batch
+    r = cfg.regularization
+    logits, aux = model(x)
+    loss = F.cross_entropy(logits, y, label_smoothing=r.label_smoothing)
+    if aux is not None:
+        loss = loss + r.auxiliary_weight * F.cross_entropy(aux, y, label_smoothing=r.label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.grad_clip)
+    opt.step()
+    return loss.detach(), logits.detach()
+
+
+class FinalTrainTask:
+    """Final training as an `itnas.engine.Task`. model: a `FinalNetwork` on `device` (channels-last when
+    `cfg.channels_last`: every input batch (B, C, H, W) is converted too). train_set yields (x, label, index)."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, train_set, seed: int, device: torch.device,
+                 make_loader: Callable):
+        self.model, self.cfg, self.train_set, self.seed, self.device = model, cfg, train_set, seed, device
+        self.make_loader = make_loader
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model.to(memory_format=self.memory_format)
+        self.opt = make_final_optimizer(model, cfg)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+
+    def set_lr(self, lr: float) -> None:
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+
+    def batches(self, epoch: int):
+        self.model.drop_path_prob = self.cfg.regularization.drop_path * epoch / self.cfg.epochs
+        self.model.train()
+        return self.make_loader(self.train_set, self.cfg.data.batch_size, True, self.seed, epoch)
+
+    def step(self, batch, metrics: RunningMetrics) -> None:
+        x, y, _ = batch
+        x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        y = y.to(self.device, non_blocking=True)
+        loss, logits = final_train_step(self.model, self.opt, (x, y), self.cfg)
+        metrics.add("train", loss.double() * len(y), logits, y)
+        metrics.last_loss = loss
+
+    def epoch_stats(self, epoch: int, metrics: RunningMetrics) -> dict[str, Any]:
+        return {"drop_path_prob": self.model.drop_path_prob, **metrics.summary("train")}
+
+    def record(self, rec: dict[str, Any]) -> dict[str, Any]:
+        return rec
 
 
 def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, device: torch.device | str = "cpu",
                 checkpoint_path: str | Path | None = None, config: dict | None = None,
                 stop_after_epochs: int | None = None, make_loader=None,
-                on_step: Callable[[int, int, int, float], None] | None = None,
+                on_step: Callable[[int, int, int, float | None], None] | None = None,
                 on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
     """Train `model` (a `FinalNetwork`, already on `device`) in place; with `cfg.channels_last` the model and every
-    input batch (B, C, H, W) are converted to the channels-last memory format (the model stays so afterwards).
+    input batch are converted to the channels-last memory format (the model stays so afterwards).
 
     Args:
-        cfg: the training recipe. train_set: yields (x (C, H, W), label, index). seed: data order and init.
+        cfg: the training recipe. train_set: yields (x (C, H, W), label, index). seed: data order.
         checkpoint_path: written each epoch; resumed from when present. config: the run's full resolved config,
             stored in the checkpoint (a checkpoint of another config is an error); defaults to cfg.
         stop_after_epochs: stop (as if interrupted) after this many epochs in total.
-        on_step(epoch, step, n_steps, loss) / on_epoch(record): progress callbacks.
+        on_step(epoch, step, n_steps, loss or None) / on_epoch(record): progress callbacks.
 
     Returns:
         history: per epoch {epoch, lr, drop_path_prob, train_loss (nats), train_acc (%), time_s}.
@@ -58,79 +119,34 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
     if make_loader is None:
         from .data import make_loader
     device = torch.device(device)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model.to(memory_format=memory_format)
-    opt = torch.optim.SGD(model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    config = config if config is not None else cfg.model_dump()
-    history: list[dict] = []
-    start = 0
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
-        ck = load_checkpoint(checkpoint_path, config)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        history, start = ck["history"], ck["epoch"]
-        restore_rng(ck["rng"])
-        log.info("resumed training from %s at epoch %d", checkpoint_path, start)
-    end = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
-    for epoch in range(start, end):
-        t0 = time.perf_counter()
-        lr = cosine_lr(cfg.lr, cfg.lr_min, epoch, cfg.epochs)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        model.drop_path_prob = cfg.drop_path * epoch / cfg.epochs
-        model.train()
-        loader = make_loader(train_set, cfg.batch_size, True, seed, epoch)
-        # running sums stay on the device (float64, exact counts): one host sync per epoch, not per step
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct, n = torch.zeros((), dtype=torch.int64, device=device), 0
-        for step, (x, y, _) in enumerate(loader):
-            x = x.to(device, non_blocking=True, memory_format=memory_format)
-            y = y.to(device, non_blocking=True)
-            logits, aux = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            if aux is not None:
-                loss = loss + cfg.auxiliary_weight * F.cross_entropy(aux, y, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            loss_sum += loss.detach().double() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            n += len(y)
-            if on_step is not None:
-                on_step(epoch, step + 1, len(loader), loss.item())
-        rec = {"epoch": epoch, "lr": lr, "drop_path_prob": model.drop_path_prob, "train_loss": loss_sum.item() / n,
-               "train_acc": 100.0 * correct.item() / n, "time_s": time.perf_counter() - t0}
-        history.append(rec)
-        if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, {"config": config, "epoch": epoch + 1, "model": model.state_dict(),
-                                              "opt": opt.state_dict(), "history": history, "rng": capture_rng()})
-        if on_epoch is not None:
-            on_epoch(rec)
-    return history
+    task = FinalTrainTask(model, cfg, train_set, seed, device, make_loader)
+    config = config if config is not None else cfg.model_dump(mode="json")
+    o = cfg.optimizer
+    return run_epochs(task, o.lr, o.lr_min, cfg.epochs, device, checkpoint_path, config, stop_after_epochs,
+                      on_step, on_epoch).history
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, batch_size: int = 500, device: torch.device | str = "cpu",
              num_classes: int | None = None, make_loader=None) -> dict:
-    """Accuracy (%), mean cross-entropy (nats), per-class accuracy (%) and confusion matrix (scikit-learn).
+    """Accuracy (%), mean cross-entropy (nats), per-class accuracy (%) and confusion matrix (scikit-learn) of a
+    final network on `dataset` (once, in eval mode). `model(x)` may return logits or (logits, aux).
 
-    `model(x)` may return logits or (logits, aux). Returns a JSON-ready dict.
+    Returns a JSON-ready dict {accuracy, loss, n, per_class_accuracy, confusion_matrix}.
     """
     if make_loader is None:
         from .data import make_loader
     device = torch.device(device)
     model.eval()
-    preds, labels, loss_sum = [], [], 0.0
-    for x, y, _ in make_loader(dataset, batch_size, False):
-        out = model(x.to(device))
-        logits = out[0] if isinstance(out, tuple) else out
-        loss_sum += F.cross_entropy(logits, y.to(device), reduction="sum").item()
-        preds.append(logits.argmax(1).cpu())
-        labels.append(y)
-    y_pred, y_true = torch.cat(preds).numpy(), torch.cat(labels).numpy()
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        out = model(x)
+        return out[0] if isinstance(out, tuple) else out
+
+    r = evaluate_loop(forward, make_loader(dataset, batch_size, False), device, collect=True)
+    y_pred, y_true = r.predictions.numpy(), r.labels.numpy()
     k = num_classes or int(max(y_true.max(), y_pred.max()) + 1)
     cm = confusion_matrix(y_true, y_pred, labels=np.arange(k))
     per_class = (100.0 * cm.diagonal() / np.maximum(cm.sum(1), 1)).tolist()
-    return {"accuracy": 100.0 * accuracy_score(y_true, y_pred), "loss": loss_sum / len(y_true), "n": int(len(y_true)),
+    return {"accuracy": 100.0 * accuracy_score(y_true, y_pred), "loss": r.loss, "n": r.n,
             "per_class_accuracy": per_class, "confusion_matrix": cm.tolist()}

@@ -15,15 +15,21 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from itnas.arch import list_methods
-from itnas.config import (ConfigError, DataConfig, DeriveConfig, EvalConfig, SearchConfig, TrainConfig,
+from itnas.config import (ConfigError, DataConfig, DeriveConfig, EvalConfig, SearchConfig, TrainConfig, deep_merge,
                           parse_config)
+from itnas.networks import has_final_network
+from itnas.spaces import list_spaces
+
+from .paths import RunPaths
 
 console = Console(stderr=True)
 
+
+def run_dir(method: str, seed: int) -> Path:
+    """runs/<method>-s<seed> (see `pipeline.paths.RunPaths`)."""
+    return RunPaths(method, seed).root
+
 TOP_KEYS = ("device", "data", "runs", "search", "methods", "derive", "train", "evaluate")
-DATA_FILE = Path("data/prepared/dataset.pt")
-RUNS_DIR = Path("runs")
-CKPT_DIR = Path(".itnas_ckpt")
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -40,13 +46,17 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         params = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path} must hold a mapping of blocks ({', '.join(TOP_KEYS)}), got {type(params).__name__}")
     unknown = sorted(set(params) - set(TOP_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys {unknown}; valid keys: {', '.join(TOP_KEYS)}")
+    validate_params(params)
     return params
 
 
 def data_config(params: dict) -> DataConfig:
+    """The `data` block. Raises ConfigError."""
     return parse_config(DataConfig, params.get("data"), "data")
 
 
@@ -70,46 +80,52 @@ def run_list(params: dict) -> list[tuple[str, int]]:
 
 
 def search_config(params: dict, method: str, seed: int) -> SearchConfig:
-    """`search` params, overridden by `methods.<method>`, with method and seed set.
+    """The `search` block deep-merged with `methods.<method>`, with method and seed set by the run.
 
-    Raises ConfigError (unknown method, unknown key, bad value)."""
+    Raises ConfigError (unknown method, unknown key, bad value, a space without a final network or table)."""
     if method not in list_methods():
         raise ConfigError(f"unknown method {method!r}; valid methods: {', '.join(list_methods())}")
-    merged = dict(params.get("search") or {})
+    shared = params.get("search") or {}
     overrides = (params.get("methods") or {}).get(method) or {}
     for key in ("method", "seed"):
-        if key in merged or key in overrides:
+        if key in shared or key in overrides:
             raise ConfigError(f"search.{key} is set by the run (runs.methods / runs.seeds), not in search or methods")
-    merged.update(overrides)
-    merged.update(method=method, seed=seed)
-    cfg = parse_config(SearchConfig, merged, f"search+methods.{method}")
-    if cfg.space == "nb201":
-        raise ConfigError("search.space=nb201: the train stage builds DARTS-space networks; NB201 cells are looked up "
-                          "in the benchmark table, not trained (not in this pipeline yet). Valid here: darts, s1-s4")
-    if cfg.warmup_epochs >= cfg.epochs:
-        raise ConfigError(f"search.warmup_epochs={cfg.warmup_epochs} >= epochs={cfg.epochs} ({method}): the search "
-                          f"would never update the architecture")
+    merged = {**deep_merge(shared, overrides), "method": method, "seed": seed}
+    where = f"search (with methods.{method})" if overrides else "search"
+    cfg = parse_config(SearchConfig, merged, where)
+    if not has_final_network(cfg.supernet.space):
+        raise ConfigError(f"search.supernet.space={cfg.supernet.space!r}: the train stage has no final network for "
+                          f"this space and no table evaluator is installed yet; spaces with a final network: "
+                          f"{', '.join(s for s in list_spaces() if has_final_network(s))}")
     return cfg
 
 
 def derive_config(params: dict) -> DeriveConfig:
+    """The `derive` block. Raises ConfigError."""
     return parse_config(DeriveConfig, params.get("derive"), "derive")
 
 
 def train_config(params: dict) -> TrainConfig:
+    """The `train` block. Raises ConfigError."""
     return parse_config(TrainConfig, params.get("train"), "train")
 
 
 def eval_config(params: dict) -> EvalConfig:
+    """The `evaluate` block. Raises ConfigError."""
     return parse_config(EvalConfig, params.get("evaluate"), "evaluate")
 
 
-def run_name(method: str, seed: int) -> str:
-    return f"{method}-s{seed}"
-
-
-def run_dir(method: str, seed: int) -> Path:
-    return RUNS_DIR / run_name(method, seed)
+def validate_params(params: dict) -> None:
+    """Check the whole params file at once (every block, every method's resolved search config), so that a typo
+    in a block that the current stage does not read still stops it. Raises ConfigError."""
+    resolve_device(params)
+    data_config(params)
+    pairs = run_list(params)
+    for method in dict.fromkeys([m for m, _ in pairs] + list(params.get("methods") or {})):
+        search_config(params, method, 0)
+    derive_config(params)
+    train_config(params)
+    eval_config(params)
 
 
 def resolve_device(params: dict) -> torch.device:
@@ -160,8 +176,12 @@ def epoch_progress(description: str, epochs: int, steps_per_epoch: int) -> Itera
     with progress_bar(description) as progress:
         task = progress.add_task(description, total=epochs * steps_per_epoch, info="")
 
-        def on_step(epoch: int, step: int, n_steps: int, loss: float) -> None:
-            progress.update(task, completed=epoch * n_steps + step, info=f"epoch {epoch + 1}/{epochs} loss {loss:.3f}")
+        info = {"loss": ""}
+
+        def on_step(epoch: int, step: int, n_steps: int, loss: float | None) -> None:
+            if loss is not None:  # the library reads the loss a few times per second, not every step
+                info["loss"] = f" loss {loss:.3f}"
+            progress.update(task, completed=epoch * n_steps + step, info=f"epoch {epoch + 1}/{epochs}{info['loss']}")
 
         yield on_step, progress.console.print
 
@@ -173,3 +193,19 @@ def progress_bar(description: str) -> Iterator[Progress]:
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, transient=False) as progress:
         yield progress
+
+
+def load_output(path: Path) -> dict:
+    """torch.load a stage output (a DVC output: the advice is `dvc checkout` / `dvc repro`, never deleting it)."""
+    from itnas.checkpoint import LOAD_ERRORS, CheckpointError
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; run `dvc repro` (or `dvc checkout` to restore it)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except LOAD_ERRORS as err:
+        raise CheckpointError(f"{path} is unreadable ({type(err).__name__}: {err}); restore it with `dvc checkout` "
+                              f"or rebuild it with `dvc repro`") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path} is not an itnas stage output; restore it with `dvc checkout`")
+    return payload

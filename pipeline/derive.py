@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
-from itnas.checkpoint import load_checkpoint
-from itnas.config import SearchConfig
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from itnas.checkpoint import CheckpointError
+from itnas.contracts import SupernetMeta
 from itnas.derive import derive_genotype
 from itnas.search import build_search_model
+from itnas.supernet import SearchModel
 
-from .common import console, derive_config, load_params, run_dir
+from .common import console, derive_config, load_output, load_params
+from .paths import RunPaths
+
+
+def load_supernet(path: Path) -> tuple[SearchModel, SupernetMeta]:
+    """(SearchModel on the CPU, SupernetMeta) of a search stage's `supernet.pt`.
+
+    Raises CheckpointError: unreadable file or not a supernet of this version (advice: `dvc checkout` / repro)."""
+    payload = load_output(path)
+    try:
+        meta = SupernetMeta.model_validate(payload["meta"])
+        model = build_search_model(meta.config, meta.num_classes, meta.in_channels)
+        model.load_state_dict(payload["model"])
+    except (KeyError, ValidationError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is not a supernet of this version ({type(err).__name__}: {err}); restore it "
+                              f"with `dvc checkout` or rebuild it with `dvc repro`") from None
+    return model, meta
 
 
 def derive(method: str, seed: int, params_file: str = "params.yaml") -> None:
     cfg = derive_config(load_params(params_file))
-    out = run_dir(method, seed)
-    ck = load_checkpoint(out / "search" / "supernet.pt")
-    search_cfg = SearchConfig(**ck["config"])
-    model = build_search_model(search_cfg, ck["num_classes"], ck["in_channels"])
-    model.load_state_dict(ck["model"])
+    run = RunPaths(method, seed)
+    model, _ = load_supernet(run.supernet)
     genotype = derive_genotype(model.arch, cfg.mode)
-    genotype.save(out / "genotype.json")
-    console.print(f"{cfg.mode} genotype of {out.name} (collapse count {genotype.collapse_count}):")
+    genotype.save(run.genotype)
+    console.print(f"{cfg.mode} genotype of {run.name} (collapse count {genotype.collapse_count}):")
     for t in ("normal", "reduce"):
         if getattr(genotype, t):
             console.print(f"  {t}: {genotype.cell_string(t)}")

@@ -1,26 +1,50 @@
-"""Stage `prepare`: load the data set, split it, and write data/prepared/dataset.pt (+ a JSON summary)."""
+"""Stage `prepare`: read the data set, draw the splits, and write two outputs whose bytes depend only on them:
+data/prepared/search/ (search-train / search-val) and data/prepared/train/ (final training / test), each with the
+index arrays (`itnas.data.SplitIndices`) and a human-readable summary.json."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
-from itnas.data import prepare_dataset
+from itnas.data import (
+    SearchData,
+    SplitIndices,
+    TrainData,
+    assert_search_excludes_test,
+    create_dataset,
+    find_test_overlap,
+    make_splits,
+)
 
-from .common import DATA_FILE, console, data_config, load_params, write_json
+from .common import console, data_config, load_params, write_json
+from .paths import SEARCH_DATA_DIR, TRAIN_DATA_DIR
+
+
+def _write(indices: SplitIndices, data: SearchData | TrainData, directory: Path) -> None:
+    """The index arrays plus summary.json: computed facts only (no config, paths or times)."""
+    indices.save(directory)
+    write_json(directory / "summary.json", {
+        "dataset": data.name, "classes": data.classes, "in_channels": data.in_channels, "image_size": data.image_size,
+        "mean": data.mean, "std": data.std, **{f"{k}_size": len(s) for k, s in data.splits().items()}})
 
 
 def prepare(params_file: str = "params.yaml") -> None:
     cfg = data_config(load_params(params_file))
     t0 = time.perf_counter()
-    data = prepare_dataset(cfg.dataset, cfg.root, cfg.search_train_size, cfg.search_val_size, cfg.train_size,
-                           cfg.test_size, cfg.split_seed, cfg.download)
-    DATA_FILE.parent.mkdir(parents=True, exist_ok=True)
-    data.save(DATA_FILE)
-    summary = {"dataset": data.name, "classes": data.classes, "image_size": data.image_size,
-               "in_channels": data.in_channels, "mean": data.mean, "std": data.std,
-               **{f"{k}_size": len(getattr(data, k)) for k in ("search_train", "search_val", "train", "test")},
-               "config": cfg.model_dump()}
-    write_json(DATA_FILE.with_name("summary.json"), summary)
-    console.print(f"prepared {data.name}: search-train {len(data.search_train)}, search-val {len(data.search_val)}, "
-                  f"train {len(data.train)}, test {len(data.test)} images of {data.in_channels}x{data.image_size}"
-                  f"x{data.image_size} in {time.perf_counter() - t0:.1f} s -> {DATA_FILE}")
+    source = create_dataset(cfg.dataset, cfg.root, cfg.download)
+    search_idx, train_idx = make_splits(source, cfg.search_train_size, cfg.search_val_size, cfg.train_size,
+                                        cfg.test_size, cfg.split_seed)
+    search, final = SearchData.from_indices(search_idx, source), TrainData.from_indices(train_idx, source)
+    assert_search_excludes_test(search, final.test)
+    overlap = find_test_overlap(search.splits(), final.test)
+    overlap.check()  # a test image in search is a bug: stop before writing anything
+    if overlap.duplicates:
+        console.print(f"[yellow]{len(overlap.duplicates)} search images have the same pixels as a test image "
+                      f"(different images of {source.name}: the data set's own duplicates)")
+    _write(search_idx, search, SEARCH_DATA_DIR)
+    _write(train_idx, final, TRAIN_DATA_DIR)
+    console.print(f"prepared {source.name}: search-train {len(search.search_train)}, search-val "
+                  f"{len(search.search_val)}, train {len(final.train)}, test {len(final.test)} images of "
+                  f"{search.in_channels}x{search.image_size}x{search.image_size} in {time.perf_counter() - t0:.1f} s "
+                  f"-> {SEARCH_DATA_DIR}, {TRAIN_DATA_DIR}")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from itnas.arch import get_method
-from itnas.report import load_run, method_summary, write_html, write_markdown
+from itnas.report import RunFilesMissing, RunResult, load_run, method_summary, write_html, write_markdown
 
-from .common import DATA_FILE, console, derive_config, load_params, run_dir, run_list, search_config, train_config
+from .common import console, derive_config, load_params, run_dir, run_list, search_config, train_config
+from .paths import PREPARED_DIR, REPORT_DIR
 
-REPORT_DIR = Path("reports")
-SUMMARY_FILE = DATA_FILE.with_name("summary.json")
+SUMMARY_FILE = PREPARED_DIR / "summary.json"
 COMMANDS = ["dvc repro            # runs, in order:", "itnas prepare",
             "itnas search METHOD SEED   # then derive, train, evaluate; once per (method, seed) of `runs`",
             "itnas report"]
@@ -22,22 +20,32 @@ def _settings(params: dict, runs: list[tuple[str, int]]) -> dict[str, str]:
     out = {}
     for method in dict.fromkeys(m for m, _ in runs):
         c = search_config(params, method, 0)
-        base = get_method(method).default_base if c.base == "auto" else c.base
-        out[f"search, {method}"] = (f"space {c.space}, base {base}, C={c.C}, {c.layers} cells, {c.epochs} epochs "
-                                    f"({c.warmup_epochs} warm-up), batch {c.batch_size}, {c.order}-order, "
-                                    f"images {c.image_size or 'native'} px")
+        s, d = c.supernet, c.data
+        out[f"search, {method}"] = (f"space {s.space}, base {c.base}, C={s.C}, {s.layers} cells, {c.schedule.epochs} "
+                                    f"epochs ({c.schedule.warmup_epochs} warm-up), batch {d.batch_size}, "
+                                    f"{c.arch_optimizer.order}-order, images {d.image_size or 'native'} px")
     out["derive"] = f"mode {derive_config(params).mode}"
     t = train_config(params)
-    out["final training"] = (f"C={t.C}, {t.layers} cells, stem stride {t.stem_stride}, {t.epochs} epochs, "
-                             f"batch {t.batch_size}, images {t.image_size or 'native'} px, auxiliary {t.auxiliary}, "
-                             f"drop-path {t.drop_path}, cutout {t.cutout}")
+    n, d = t.network, t.data
+    out["final training"] = (f"C={n.C}, {n.layers} cells, stem stride {n.stem_stride}, {t.epochs} epochs, "
+                             f"batch {d.batch_size}, images {d.image_size or 'native'} px, auxiliary {n.auxiliary}, "
+                             f"drop-path {t.regularization.drop_path}, cutout {d.cutout}")
     return out
+
+
+def _load(method: str, seed: int) -> RunResult:
+    """`load_run`; a missing run file becomes a FileNotFoundError that names the command writing it."""
+    try:
+        return load_run(run_dir(method, seed), method, seed)
+    except RunFilesMissing as err:
+        raise FileNotFoundError(f"{err}; it is written by the {err.stage} stage (run `dvc repro` or "
+                                f"`itnas {err.stage} {method} {seed}` first)") from None
 
 
 def report(params_file: str = "params.yaml") -> None:
     params = load_params(params_file)
     pairs = run_list(params)
-    runs = [load_run(run_dir(m, s), m, s) for m, s in pairs]
+    runs = [_load(m, s) for m, s in pairs]
     if SUMMARY_FILE.exists():
         summary = json.loads(SUMMARY_FILE.read_text())
         dataset, test_images = summary.get("dataset", "unknown"), summary.get("test_size")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-
 import torch
 
-from itnas.data import ImageDataset, PreparedData, assert_search_excludes_test
+from itnas.contracts import SearchMetrics, SupernetMeta
+from itnas.data import ImageDataset, assert_search_excludes_test, load_search_data
 from itnas.search import run_search
 
-from .common import (CKPT_DIR, DATA_FILE, checkpoint_for, console, epoch_progress, load_params,
-                     resolve_device, run_dir, run_name, search_config, write_csv, write_json)
+from .common import (data_config, checkpoint_for, console, epoch_progress, load_params, resolve_device, search_config,
+                     write_csv, write_json)
+from .paths import SEARCH_DATA_DIR, RunPaths
 
 CURVE_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "collapse_count", "time_s"]
 
@@ -18,38 +19,39 @@ def search(method: str, seed: int, params_file: str = "params.yaml") -> None:
     params = load_params(params_file)
     cfg = search_config(params, method, seed)
     device = resolve_device(params)
-    data = PreparedData.load(DATA_FILE)
+    run = RunPaths(method, seed)
+    dcfg = data_config(params)
+    data = load_search_data(SEARCH_DATA_DIR, dcfg.root, dcfg.download)
     assert_search_excludes_test(data)  # search sees search-train and search-val only
-    train_set = ImageDataset(data.search_train, data.mean, data.std, image_size=cfg.image_size)
-    val_set = ImageDataset(data.search_val, data.mean, data.std, image_size=cfg.image_size)
-    ckpt = CKPT_DIR / run_name(method, seed) / "search.pt"
+    size = cfg.data.image_size
+    train_set = ImageDataset(data.search_train, data.mean, data.std, image_size=size)
+    val_set = ImageDataset(data.search_val, data.mean, data.std, image_size=size)
     identity = {"data_fingerprint": data.fingerprint()}
-    checkpoint_for(ckpt, {**cfg.model_dump(), **identity})
-    console.print(f"search {run_name(method, seed)} on {device}: space {cfg.space}, base {cfg.base}, "
-                  f"C={cfg.C}, {cfg.layers} cells, {cfg.epochs} epochs ({cfg.warmup_epochs} warm-up), "
-                  f"{cfg.order} order")
-    steps = -(-len(train_set) // cfg.batch_size)
-    with epoch_progress(f"search {run_name(method, seed)}", cfg.epochs, steps) as (on_step, say):
+    checkpoint_for(run.search_checkpoint, {**cfg.model_dump(mode="json"), **identity})
+    s, sched = cfg.supernet, cfg.schedule
+    console.print(f"search {run.name} on {device}: space {s.space}, base {cfg.base}, C={s.C}, {s.layers} cells, "
+                  f"{sched.epochs} epochs ({sched.warmup_epochs} warm-up), {cfg.arch_optimizer.order} order")
+    steps = -(-len(train_set) // cfg.data.batch_size)
+    with epoch_progress(f"search {run.name}", sched.epochs, steps) as (on_step, say):
 
         def on_epoch(rec):
             val = f"val {rec['val_acc']:.1f}%" if "val_acc" in rec else ""
             say(f"epoch {rec['epoch'] + 1}: train {rec['train_acc']:.1f}% {val} "
-                                   f"collapse {rec['collapse_count']} ({rec['time_s']:.0f} s)")
+                f"collapse {rec['collapse_count']} ({rec['time_s']:.0f} s)")
 
-        result = run_search(cfg, train_set, val_set, len(data.classes), data.in_channels, device, ckpt,
-                            identity=identity, on_step=on_step, on_epoch=on_epoch)
-    out = run_dir(method, seed)
-    (out / "search").mkdir(parents=True, exist_ok=True)
-    meta = {"config": cfg.model_dump(), "num_classes": len(data.classes), "in_channels": data.in_channels,
-            "bn": {"affine": False, "track_running_stats": cfg.track_running_stats},
-            "base": result.model.arch.base, **identity, "device": str(device), "torch": torch.__version__}
-    torch.save({**meta, "model": result.model.state_dict()}, out / "search" / "supernet.pt")
-    write_json(out / "search" / "config.json", meta)
-    write_json(out / "search" / "history.json", result.history)
-    write_csv(out / "search_curves.csv", result.history, CURVE_COLUMNS)
+        result = run_search(cfg, train_set, val_set, len(data.classes), data.in_channels, device,
+                            run.search_checkpoint, identity=identity, on_step=on_step, on_epoch=on_epoch)
+    meta = SupernetMeta(config=cfg, num_classes=len(data.classes), in_channels=data.in_channels,
+                        base=result.model.arch.base, data_fingerprint=identity["data_fingerprint"],
+                        device=str(device), torch=torch.__version__)
+    run.search_dir.mkdir(parents=True, exist_ok=True)
+    torch.save({"meta": meta.model_dump(mode="json"), "model": result.model.state_dict()}, run.supernet)
+    write_json(run.search_dir / "config.json", meta.model_dump(mode="json"))
+    write_json(run.search_history, result.history)
+    write_csv(run.search_curves, result.history, CURVE_COLUMNS)
     last = result.history[-1]
-    write_json(out / "search_metrics.json", {"search_time_s": round(result.search_time_s, 1),
-                                             "search_val_acc": last.get("val_acc"),
-                                             "search_collapse_count": last["collapse_count"]})
-    ckpt.unlink(missing_ok=True)  # outputs written: a later rerun (new data, code, -f) starts fresh
-    console.print(f"search done in {result.search_time_s:.0f} s -> {out / 'search'}")
+    metrics = SearchMetrics(search_time_s=round(result.search_time_s, 1), search_val_acc=last.get("val_acc"),
+                            search_collapse_count=last["collapse_count"])
+    write_json(run.search_metrics, metrics.model_dump())
+    run.search_checkpoint.unlink(missing_ok=True)  # outputs written: a later rerun (new data, code, -f) starts fresh
+    console.print(f"search done in {result.search_time_s:.0f} s -> {run.search_dir}")

@@ -120,7 +120,7 @@ def _hand_alphas(space, cell, spec):
         ks = [pairs.index((p, e)) for p in preds]
         w = _softmax([b[k] for k in ks]) if spec.learn_attention else [1.0 / len(preds)] * len(preds)
         out = [0.0] * K
-        for wp, p, k in zip(w, preds, ks):
+        for wp, p, k in zip(w, preds, ks, strict=True):
             for o_src in range(K):
                 if spec.learn_transition:
                     row = _softmax(theta[k][o_src])
@@ -175,7 +175,7 @@ def test_itnas_edge_45_explicit_small_example():
         ks = [pair(p, edge) for p in preds_alpha]
         w = torch.softmax(cell.attention_logits[ks], 0)
         out = torch.zeros(K, dtype=torch.float64)
-        for wk, k, a_p in zip(w, ks, preds_alpha.values()):
+        for wk, k, a_p in zip(w, ks, preds_alpha.values(), strict=True):
             for o_src in range(K):
                 out += wk * a_p[o_src] * T[k, o_src]
         return out
@@ -214,7 +214,7 @@ def test_itnas_gradients_reach_all_parameter_kinds():
             assert g[slot].abs().sum() > 0, space.edges[e]
     # transition / attention of pairs into (2,5) and (3,5) do not influence (4,5)
     unused = {space.edge_index(2, 5), space.edge_index(3, 5)}
-    for k, (p, e) in enumerate(cell.pairs):
+    for k, (_p, e) in enumerate(cell.pairs):
         if e in unused:
             assert torch.all(cell.transition_logits.grad[k] == 0)
             assert cell.attention_logits.grad[k] == 0
@@ -335,6 +335,107 @@ def test_identity_transition_init_s1_matches_op_names():
     # a concrete mismatch: (1,2) [skip, dil5] -> (2,3) [skip, dil3]: only skip->skip gets gamma
     k = cell.pairs.index((space.edge_index(1, 2), space.edge_index(2, 3)))
     assert torch.equal(cell.transition_logits[k].detach(), torch.tensor([[3.0, 0.0], [0.0, 0.0]]))
+
+
+# S1 (DESIGN.md 3): pairs (p -> e) whose op sets differ, written out by hand with the op sets of p and e. Rows are
+# the ops of p, columns the ops of e, in each edge's own order. "Identity" matches ops by name (DESIGN.md 2.3):
+# a row whose op is absent from e has no match.
+S1_PAIRS = [
+    # cell, p, e, ops of p, ops of e, matched (row, col) pairs
+    ("normal", (1, 2), (2, 3), ("skip_connect", "dil_conv_5x5"), ("skip_connect", "dil_conv_3x3"), [(0, 0)]),
+    ("normal", (2, 3), (3, 5), ("skip_connect", "dil_conv_3x3"), ("dil_conv_3x3", "dil_conv_5x5"), [(1, 0)]),
+    ("normal", (0, 3), (3, 5), ("skip_connect", "dil_conv_5x5"), ("dil_conv_3x3", "dil_conv_5x5"), [(1, 1)]),
+    ("normal", (3, 4), (4, 5), ("skip_connect", "dil_conv_3x3"), ("dil_conv_3x3", "dil_conv_5x5"), [(1, 0)]),
+    ("normal", (0, 4), (4, 5), ("max_pool_3x3", "skip_connect"), ("dil_conv_3x3", "dil_conv_5x5"), []),
+    ("reduce", (1, 2), (2, 4), ("max_pool_3x3", "dil_conv_3x3"), ("skip_connect", "dil_conv_3x3"), [(1, 1)]),
+    ("reduce", (0, 2), (2, 3), ("max_pool_3x3", "avg_pool_3x3"), ("skip_connect", "dil_conv_5x5"), []),
+    ("reduce", (2, 4), (4, 5), ("skip_connect", "dil_conv_3x3"), ("skip_connect", "dil_conv_5x5"), [(0, 0)]),
+    # same op set, for contrast: the plain diagonal
+    ("normal", (0, 2), (2, 3), ("skip_connect", "dil_conv_3x3"), ("skip_connect", "dil_conv_3x3"), [(0, 0), (1, 1)]),
+]
+HI, LO = math.exp(2.0) / (math.exp(2.0) + 1), 1 / (math.exp(2.0) + 1)  # softmax([2, 0]) = [.8808, .1192]
+
+# expected matrices, entry by entry, written out per pair (same order as S1_PAIRS)
+S1_THETA_GAMMA2 = [
+    [[2, 0], [0, 0]], [[0, 0], [2, 0]], [[0, 0], [0, 2]], [[0, 0], [2, 0]], [[0, 0], [0, 0]],
+    [[0, 0], [0, 2]], [[0, 0], [0, 0]], [[2, 0], [0, 0]], [[2, 0], [0, 2]],
+]
+S1_T_IDENTITY_INIT = [
+    [[HI, LO], [0.5, 0.5]], [[0.5, 0.5], [HI, LO]], [[0.5, 0.5], [LO, HI]], [[0.5, 0.5], [HI, LO]],
+    [[0.5, 0.5], [0.5, 0.5]], [[0.5, 0.5], [LO, HI]], [[0.5, 0.5], [0.5, 0.5]], [[HI, LO], [0.5, 0.5]],
+    [[HI, LO], [LO, HI]],
+]
+S1_T_NOTRANS = [
+    [[1, 0], [0.5, 0.5]], [[0.5, 0.5], [1, 0]], [[0.5, 0.5], [0, 1]], [[0.5, 0.5], [1, 0]],
+    [[0.5, 0.5], [0.5, 0.5]], [[0.5, 0.5], [0, 1]], [[0.5, 0.5], [0.5, 0.5]], [[1, 0], [0.5, 0.5]],
+    [[1, 0], [0, 1]],
+]
+
+
+def _s1_pair(cell, space, p, e):
+    return cell.pairs.index((space.edge_index(*p), space.edge_index(*e)))
+
+
+def test_s1_pairs_table_matches_the_space():
+    """The hand-written op sets and matches above are those of `create_space("s1")` (DESIGN.md 3)."""
+    space = create_space("s1")
+    for cell_type, p, e, ops_p, ops_e, matches in S1_PAIRS:
+        assert space.ops[cell_type][space.edge_index(*p)] == ops_p
+        assert space.ops[cell_type][space.edge_index(*e)] == ops_e
+        assert space.edge_index(*p) in space.predecessors[space.edge_index(*e)]
+        assert matches == [(r, c) for r, a in enumerate(ops_p) for c, b in enumerate(ops_e) if a == b]
+
+
+@pytest.mark.parametrize("method", ["itnas", "itnas_noattn"])
+@pytest.mark.parametrize("k", range(len(S1_PAIRS)), ids=[f"{c}{p}->{e}" for c, p, e, *_ in S1_PAIRS])
+def test_s1_identity_init_matches_ops_by_name_entry_by_entry(method, k):
+    """transition_init identity, gamma 2: Theta = 2 where op names match, else 0; an unmatched row stays
+    Theta = 0, i.e. the uniform row [1/2, 1/2] after the row softmax."""
+    space = create_space("s1")
+    arch = Architecture(space, method, transition_init="identity", transition_gamma=2.0)
+    cell_type, p, e, *_ = S1_PAIRS[k]
+    cell = arch.cells[cell_type]
+    i = _s1_pair(cell, space, p, e)
+    theta = cell.transition_logits.detach()[i]
+    T = cell.transitions().detach()[i]
+    for r in range(2):
+        for c in range(2):
+            assert theta[r, c].item() == S1_THETA_GAMMA2[k][r][c], (r, c)
+            assert abs(T[r, c].item() - S1_T_IDENTITY_INIT[k][r][c]) < 1e-7, (r, c)
+
+
+@pytest.mark.parametrize("k", range(len(S1_PAIRS)), ids=[f"{c}{p}->{e}" for c, p, e, *_ in S1_PAIRS])
+def test_s1_notrans_fixed_transition_entry_by_entry(k):
+    """itnas_notrans: op o on p -> the same-named op on e (one-hot row); an op absent from e -> uniform row.
+    transition_init and gamma do not touch the fixed matrix."""
+    space = create_space("s1")
+    for init in ("uniform", "identity"):
+        arch = Architecture(space, "itnas_notrans", transition_init=init, transition_gamma=2.0)
+        cell_type, p, e, *_ = S1_PAIRS[k]
+        cell = arch.cells[cell_type]
+        T = cell.transitions()[_s1_pair(cell, space, p, e)]
+        for r in range(2):
+            for c in range(2):
+                assert T[r, c].item() == S1_T_NOTRANS[k][r][c], (init, r, c)
+
+
+def test_s1_transitions_by_name_carry_alpha_of_the_matching_op():
+    """One inner edge end to end, itnas_notrans, normal (3,5) [dil3, dil5], P = (0,3) [skip, dil5],
+    (1,3) [skip, sep3], (2,3) [skip, dil3]: alpha(3,5) = w0 [a03.skip/2, a03.skip/2 + a03.dil5]
+    + w1 [1/2, 1/2] + w2 [a23.skip/2 + a23.dil3, a23.skip/2] (dil3 of (2,3) is column 0, not 1)."""
+    space = create_space("s1")
+    arch = Architecture(space, "itnas_notrans", base="darts")
+    _randomise(arch, 1.0, seed=12)
+    cell = arch.cells["normal"]
+    with torch.no_grad():
+        alpha = cell()
+        e35 = space.edge_index(3, 5)
+        start, stop = cell.pair_slices[e35]
+        w = torch.softmax(cell.attention_logits[start:stop], 0)
+    a03, a23 = alpha[space.edge_index(0, 3)], alpha[space.edge_index(2, 3)]
+    want = (w[0] * torch.stack([a03[0] / 2, a03[0] / 2 + a03[1]]) + w[1] * torch.tensor([0.5, 0.5])
+            + w[2] * torch.stack([a23[0] / 2 + a23[1], a23[0] / 2]))
+    torch.testing.assert_close(alpha[e35], want, rtol=0, atol=1e-6)
 
 
 def test_bad_transition_init_raises():

@@ -9,7 +9,7 @@ import torch
 
 from itnas.arch import Architecture
 from itnas.derive import derive_from_alphas, derive_genotype
-from itnas.genotype import Genotype
+from itnas.genotype import GenotypeError
 from itnas.spaces import create_space, list_spaces
 
 # DARTS_OPS indices
@@ -101,6 +101,123 @@ def test_partial_ties():
     )
 
 
+# ------------------------------------------------------------------------- ties up to an ulp (1e-9 relative)
+def _ulp(a: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """`a` with every entry moved `steps` (-1, 0 or +1) ulps."""
+    up, down = torch.nextafter(a, torch.full_like(a, 2.0)), torch.nextafter(a, torch.zeros_like(a))
+    return torch.where(steps > 0, up, torch.where(steps < 0, down, a))
+
+
+def _ulp_pattern(name: str, E: int, K: int) -> torch.Tensor:
+    """(E, K) steps of -1/0/+1. The adversarial ones favour what the tie rule must not choose."""
+    e = torch.arange(E).unsqueeze(1).expand(E, K)
+    k = torch.arange(K).unsqueeze(0).expand(E, K)
+    if name == "later_ops_up":  # the last op an ulp up, every other op an ulp down
+        return (k == K - 1).long() * 2 - 1
+    if name == "later_edges_up":  # later edges of a node an ulp above the earlier ones
+        return (e % 2 == 0).long() * 2 - 1
+    if name == "both":
+        return ((k >= K // 2) | (e % 3 == 2)).long() * 2 - 1
+    seed = int(name.removeprefix("random"))
+    return torch.randint(-1, 2, (E, K), generator=torch.Generator().manual_seed(seed))
+
+
+ULP_PATTERNS = ["later_ops_up", "later_edges_up", "both", "random0", "random1", "random2"]
+
+
+@pytest.mark.parametrize("pattern", ULP_PATTERNS)
+@pytest.mark.parametrize("space_name", ["darts", "s1", "s3", "s4"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ulp_perturbed_uniform_alphas_derive_like_exact_uniform(space_name, pattern, weighted):
+    """Uniform alphas (and uniform edge weights within a node) perturbed by an ulp derive the tie-rule genotype:
+    on every node the two lowest edges, on every edge its lowest non-none op (DESIGN.md 2.6)."""
+    space = create_space(space_name)
+    E, K = space.n_edges, space.n_ops
+    exact = torch.full((E, K), 1.0 / K, dtype=torch.float64)
+    weights = None
+    if weighted:
+        w = torch.zeros(E, dtype=torch.float64)
+        for edges in space.incoming.values():
+            w[list(edges)] = 1.0 / len(edges)  # 1/2, 1/3, 1/4, 1/5
+        weights = {t: w for t in space.cell_types}
+    want = derive_from_alphas(space, {t: exact for t in space.cell_types}, weights)
+    for t in space.cell_types:
+        first = 1 if space.ops[t][0][0] == "none" else 0
+        assert getattr(want, t) == tuple((space.ops[t][e][first], *space.edges[e])
+                                         for e in range(E) if space.edges[e][0] in (0, 1))
+    steps = _ulp_pattern(pattern, E, K)
+    noisy = _ulp(exact, steps)
+    assert (noisy != exact).any() and ((noisy - exact).abs() <= torch.finfo(torch.float64).eps * exact).all()
+    noisy_w = None if weights is None else {t: _ulp(w, _ulp_pattern(pattern, E, 1)[:, 0]) for t, w in weights.items()}
+    assert derive_from_alphas(space, {"normal": noisy, "reduce": noisy.flip(0)}, noisy_w) == want
+
+
+@pytest.mark.parametrize("pattern", ULP_PATTERNS)
+def test_ulp_perturbed_uniform_nb201_keeps_none(pattern):
+    """NB201: tied ops keep index 0 (`none`) however the ulps fall; (0,3) skip_connect keeps the output alive."""
+    space = create_space("nb201")
+    a = _ulp(torch.full((6, 5), 0.2, dtype=torch.float64), _ulp_pattern(pattern, 6, 5))
+    a[space.edge_index(0, 3)] = torch.tensor([0.1, 0.3, 0.2, 0.2, 0.2])
+    g = derive_from_alphas(space, {"normal": a})
+    assert g.to_nb201_string() == "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
+
+
+@pytest.mark.parametrize("delta", [1e-6, 1e-7])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_real_difference_still_decides(delta, dtype):
+    """Uniform alphas; (2,3) gets +delta on dil_conv_5x5, (3,5) on avg_pool_3x3 and (4,5) on sep_conv_5x5, each
+    taken from `none`: those edges and ops are kept, the rest follows the tie rule."""
+    space = create_space("darts")
+    a = torch.full((14, 8), 1 / 8, dtype=torch.float64)
+    for edge, op in [((2, 3), DIL5), ((3, 5), AVG), ((4, 5), SEP5)]:
+        a[space.edge_index(*edge), op] += delta
+        a[space.edge_index(*edge), NONE] -= delta
+    a = a.to(dtype)
+    g = derive_from_alphas(space, {"normal": a, "reduce": a})
+    assert g.normal == g.reduce == (
+        ("max_pool_3x3", 0, 2), ("max_pool_3x3", 1, 2),
+        ("max_pool_3x3", 0, 3), ("dil_conv_5x5", 2, 3),
+        ("max_pool_3x3", 0, 4), ("max_pool_3x3", 1, 4),
+        ("avg_pool_3x3", 3, 5), ("sep_conv_5x5", 4, 5),
+    )
+    # within one edge, +delta on a later op beats the lower op index
+    b = torch.full((6, 5), 0.2, dtype=torch.float64)
+    b[:, 4] += delta
+    b[:, 0] -= delta
+    g = derive_from_alphas(create_space("nb201"), {"normal": b.to(dtype)})
+    assert all(op == "avg_pool_3x3" for op, _, _ in g.normal)
+
+
+@pytest.mark.parametrize("mode", ["marginal", "sequential"])
+@pytest.mark.parametrize("method", ["itnas", "itnas_noattn"])
+def test_itnas_uniform_transitions_tie_in_both_modes(method, mode):
+    """Theta = 0: every inner alpha (and every q_e) is exactly 1/8 in exact arithmetic, ulps apart in float32.
+    All outer edges get the same logits with `none` far ahead, so their best non-none alpha is below 1/8:
+    inner edges beat outer ones, and among themselves the tie rule decides (lower edge, then max_pool_3x3)."""
+    space = create_space("darts")
+    arch = Architecture(space, method, base="darts", transition_init="uniform")
+    row = torch.tensor([3.0, 0.1, -0.2, 0.4, 0.3, -0.1, 0.2, 0.0])  # best non-none: skip_connect
+    with torch.no_grad():
+        for cell in arch.cells.values():
+            cell.edge_logits.copy_(row.expand_as(cell.edge_logits))
+            if cell.attention_logits is not None:
+                cell.attention_logits.copy_(torch.randn(cell.attention_logits.shape,
+                                                        generator=torch.Generator().manual_seed(0)))
+        alpha = arch().alphas["normal"]
+    inner = alpha[arch.cells["normal"].inner_edges]
+    if method == "itnas":  # float32 alphas differ by ulps (attention 1/3 and the like): their raw order is noise
+        assert inner.unique().numel() > 1
+    torch.testing.assert_close(inner, torch.full_like(inner, 1 / 8))
+    assert float(torch.softmax(row, 0)[1:].max()) < 1 / 8
+    want = (("skip_connect", 0, 2), ("skip_connect", 1, 2),
+            ("skip_connect", 0, 3), ("max_pool_3x3", 2, 3),
+            ("max_pool_3x3", 2, 4), ("max_pool_3x3", 3, 4),
+            ("max_pool_3x3", 2, 5), ("max_pool_3x3", 3, 5))
+    g = derive_genotype(arch, mode)
+    assert g.normal == want and g.reduce == want
+    assert arch.cells["normal"].edge_logits.dtype == torch.float32  # derive works on a float64 copy
+
+
 # ---------------------------------------------------------------------------------------------------- edge weights
 def test_pcdarts_edge_weights_change_the_kept_edges():
     space = create_space("darts")
@@ -155,9 +272,14 @@ def test_nb201_keeps_all_edges_and_may_keep_none():
     # edge weights never drop an NB201 edge
     w = torch.tensor([1.0, 0.01, 0.99, 0.001, 0.001, 0.998])
     assert derive_from_alphas(space, {"normal": a}, {"normal": w}) == g
-    # an all-tied NB201 cell keeps op index 0 (none) everywhere
-    tied = derive_from_alphas(space, {"normal": torch.full((6, 5), 0.2)})
-    assert all(op == "none" for op, _, _ in tied.normal)
+    # an all-tied NB201 edge keeps op index 0 (none); here every edge but (0,3), whose skip_connect feeds the output
+    tied = torch.full((6, 5), 0.2)
+    tied[space.edge_index(0, 3)] = torch.tensor([0.1, 0.3, 0.2, 0.2, 0.2])
+    g = derive_from_alphas(space, {"normal": tied})
+    assert g.to_nb201_string() == "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
+    # all tied: `none` everywhere, the cell output is constant zero, and that genotype is refused
+    with pytest.raises(GenotypeError, match="output node 3"):
+        derive_from_alphas(space, {"normal": torch.full((6, 5), 0.2)})
 
 
 def test_wrong_alpha_shape_raises():
@@ -169,32 +291,153 @@ def test_wrong_alpha_shape_raises():
 # ---------------------------------------------------------------------------------------------------- modes
 @pytest.mark.parametrize("space_name", list_spaces())
 @pytest.mark.parametrize("method", ["darts", "pcdarts"])
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_independent_methods_marginal_equals_sequential(method, space_name, seed):
+    """darts/pcdarts: inner edges have their own softmax, so q_e = alpha_e and both modes agree (DESIGN.md 2.6)."""
     torch.manual_seed(seed)
     arch = Architecture(create_space(space_name), method)
     with torch.no_grad():
         for p in arch.parameters():
             p.copy_(2.0 * torch.randn_like(p))
+    if space_name == "nb201":  # keep the output alive: (0,3) favours skip_connect
+        with torch.no_grad():
+            arch.cells["normal"].edge_logits[arch.space.edge_index(0, 3), 1] = 10.0
     m = derive_genotype(arch, "marginal")
     s = derive_genotype(arch, "sequential")
     assert m == s
     state = arch()
     assert m == derive_from_alphas(arch.space, state.alphas, state.edge_weights)
+    # the cells are not trivial: some inner edge is kept
+    assert any(src >= arch.space.n_inputs for _, src, _ in m.normal + m.reduce)
 
 
 @pytest.mark.parametrize("space_name", list_spaces())
-@pytest.mark.parametrize("method", ["itnas", "itnas_noattn", "itnas_notrans"])
-def test_transition_methods_sequential_gives_valid_genotype(method, space_name):
-    torch.manual_seed(0)
-    arch = Architecture(create_space(space_name), method)
+@pytest.mark.parametrize("method", ["itnas", "itnas_noattn"])
+def test_transition_rows_independent_of_source_op_make_both_modes_agree(method, space_name):
+    """If every T_{p->e} has the same row r_e for every p and every source op, then alpha_e = r_e and
+    q_e = r_e whatever the attention and the kept predecessors: marginal = sequential = the DARTS rule on
+    (outer softmax, r_e). r_e and the outer logits are random; the expected genotype comes from
+    `derive_from_alphas` on alphas built here, not from the architecture's forward."""
+    space = create_space(space_name)
+    arch = Architecture(space, method, base="darts")
+    g = torch.Generator().manual_seed(4)
+    K = space.n_ops
+    want_alphas = {}
     with torch.no_grad():
-        for p in arch.parameters():
-            p.copy_(2.0 * torch.randn_like(p))
+        for t, cell in arch.cells.items():
+            cell.edge_logits.copy_(2.0 * torch.randn(cell.edge_logits.shape, generator=g))
+            if space_name == "nb201":
+                cell.edge_logits[cell.indep_edges.index(space.edge_index(0, 3)), 1] = 10.0  # keep the output alive
+            if cell.attention_logits is not None:
+                cell.attention_logits.copy_(3.0 * torch.randn(cell.attention_logits.shape, generator=g))
+            a = torch.zeros(space.n_edges, K, dtype=torch.float64)
+            for slot, e in enumerate(cell.indep_edges):
+                a[e] = torch.softmax(cell.edge_logits[slot].double(), 0)
+            for e in cell.inner_edges:
+                r = 2.0 * torch.randn(K, generator=g)
+                start, stop = cell.pair_slices[e]
+                cell.transition_logits[start:stop] = r.expand(stop - start, K, K)
+                a[e] = torch.softmax(r.double(), 0)
+            want_alphas[t] = a
+        torch.testing.assert_close(arch().alphas["normal"].double(), want_alphas["normal"])
+    want = derive_from_alphas(space, want_alphas)
+    assert derive_genotype(arch, "marginal") == want
+    assert derive_genotype(arch, "sequential") == want
+    if space_name == "darts":  # the inner edges matter: some are kept
+        assert any(src >= 2 for _, src, _ in want.normal + want.reduce)
+
+
+# DARTS cell for itnas / itnas_noattn: outer alphas DARTS_OUTER (below), and on every inner edge e the same
+# transition row r_e from every predecessor and every source op, so that alpha_e = q_e = r_e:
+AGREE_INNER = {
+    (2, 3): (DIL5, 0.60), (2, 4): (SEP5, 0.75), (3, 4): (SEP3, 0.90),
+    (2, 5): (AVG, 0.50), (3, 5): (DIL3, 0.65), (4, 5): (SKIP, 0.58),
+}
+AGREE_EXPECTED = (
+    ("sep_conv_3x3", 0, 2), ("skip_connect", 1, 2),  # node 2: its two outer edges
+    ("max_pool_3x3", 0, 3), ("dil_conv_5x5", 2, 3),  # node 3: max .50, dil5 .60 beat avg .45
+    ("dil_conv_3x3", 0, 4), ("sep_conv_3x3", 3, 4),  # node 4: sep3 .90, dil3 .80 beat sep5 .75, skip .70
+    ("max_pool_3x3", 0, 5), ("dil_conv_3x3", 3, 5),  # node 5: dil3 .65, max .60 beat skip .58, avg .55, avg .50
+)
+
+
+@pytest.mark.parametrize("method", ["itnas", "itnas_noattn"])
+def test_itnas_darts_marginal_and_sequential_provably_agree(method):
+    """Hand-set DARTS cell (normal = reduce): alpha_e = q_e = r_e on every inner edge (rows of r_e: `_row`,
+    `none` .05), so both modes keep the same edges and ops, inner edges included. The attention (random for
+    itnas) cannot change that."""
+    space = create_space("darts")
+    arch = Architecture(space, method, base="darts")
+    with torch.no_grad():
+        for cell in arch.cells.values():
+            for e, row in DARTS_OUTER.items():
+                _set_outer(cell, space, e, row)
+            for e, (op, value) in AGREE_INNER.items():
+                for p in space.predecessors[space.edge_index(*e)]:
+                    _set_pair(cell, space, space.edges[p], e, _row(op, value, none=0.05))
+            if cell.attention_logits is not None:
+                cell.attention_logits.copy_(torch.randn(cell.attention_logits.shape,
+                                                        generator=torch.Generator().manual_seed(1)))
+        alpha = arch.cells["normal"]()
+    for e, (op, value) in AGREE_INNER.items():
+        torch.testing.assert_close(alpha[space.edge_index(*e)], torch.tensor(_row(op, value, none=0.05)))
     for mode in ("marginal", "sequential"):
         g = derive_genotype(arch, mode)
-        assert isinstance(g, Genotype) and g.space == space_name
-        g.validate()
+        assert g.normal == AGREE_EXPECTED and g.reduce == AGREE_EXPECTED, mode
+
+
+# itnas_notrans, DARTS cell: T is the fixed identity, so alpha_e = sum_p w_e[p] alpha_p (marginal) while
+# q_e = sum_{p kept} w~_e[p] onehot(o*_p) (sequential). Outer alphas:
+NOTRANS_OUTER = {
+    (0, 2): _row(SEP3, 0.40, none=0.6 / 7),  # sep3 .40, every other op 0.6/7 = .0857
+    (1, 2): _row(SKIP, 0.60, none=0.4 / 7),  # skip .60, every other op .0571
+    (0, 3): _row(MAX, 0.45, none=0.05),
+    (1, 3): _row(AVG, 0.42, none=0.05),
+    (0, 4): _row(DIL3, 0.90, none=0.02),
+    (1, 4): _row(SEP5, 0.85, none=0.05),
+    (0, 5): _row(AVG, 0.80, none=0.05),
+    (1, 5): _row(MAX, 0.75, none=0.05),
+}
+NOTRANS_MARGINAL = (
+    ("sep_conv_3x3", 0, 2), ("skip_connect", 1, 2),
+    ("max_pool_3x3", 0, 3), ("avg_pool_3x3", 1, 3),
+    ("dil_conv_3x3", 0, 4), ("sep_conv_5x5", 1, 4),
+    ("avg_pool_3x3", 0, 5), ("max_pool_3x3", 1, 5),
+)
+NOTRANS_SEQUENTIAL = NOTRANS_MARGINAL[:3] + (("skip_connect", 2, 3),) + NOTRANS_MARGINAL[4:]
+
+
+@pytest.mark.parametrize("base", ["darts", "pcdarts"])
+def test_itnas_notrans_darts_marginal_and_sequential_differ(base):
+    """Attention uniform (b = 0; betas 0 on the pcdarts base).
+    Node 3, (2,3) with P = {(0,2), (1,2)}: marginal alpha(2,3) = (alpha(0,2) + alpha(1,2)) / 2: skip
+    .0857/2 + .30 = .3429, sep3 .20 + .0571/2 = .2286: below (0,3) max .45 and (1,3) avg .42, so (0,3), (1,3) are
+    kept. Sequential, o* = sep3 on (0,2) and skip on (1,2): q(2,3) = .5 onehot(sep3) + .5 onehot(skip), a tie at
+    .5 that the lower op index breaks: skip_connect; .5 > .45 > .42: keep (0,3) max and (2,3) skip.
+    Nodes 4, 5: outer edges at .90/.85 and .80/.75 beat every inner alpha and q (at most .5) in both modes."""
+    space = create_space("darts")
+    arch = Architecture(space, "itnas_notrans", base=base)
+    for row in NOTRANS_OUTER.values():
+        assert abs(sum(row) - 1) < 1e-12
+    with torch.no_grad():
+        if arch.beta_logits is not None:
+            for beta in arch.beta_logits.values():
+                beta.zero_()
+        for cell in arch.cells.values():
+            cell.attention_logits.zero_()
+            for e, row in NOTRANS_OUTER.items():
+                _set_outer(cell, space, e, row)
+        cell = arch.cells["normal"]
+        alpha = cell()
+        e = space.edge_index
+        torch.testing.assert_close(alpha[e(2, 3)], (alpha[e(0, 2)] + alpha[e(1, 2)]) / 2)
+        assert abs(float(alpha[e(2, 3), SKIP]) - (0.6 / 14 + 0.3)) < 1e-6
+        q = cell.conditional(e(2, 3), {e(0, 2): SEP3, e(1, 2): SKIP})
+        torch.testing.assert_close(q, torch.tensor([0, 0, 0, 0.5, 0.5, 0, 0, 0]))
+    marginal = derive_genotype(arch, "marginal")
+    sequential = derive_genotype(arch, "sequential")
+    assert marginal.normal == NOTRANS_MARGINAL and marginal.reduce == NOTRANS_MARGINAL
+    assert sequential.normal == NOTRANS_SEQUENTIAL and sequential.reduce == NOTRANS_SEQUENTIAL
 
 
 def test_unknown_mode_raises():

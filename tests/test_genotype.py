@@ -78,8 +78,8 @@ def test_op_not_in_space():
         _with_normal(edges).validate()
     msg = str(exc.value)
     assert "conv_7x7" in msg
-    for op in DARTS_OPS:
-        assert op in msg
+    valid = msg.split("valid ops: ")[1].split(", ")
+    assert valid == [op for op in DARTS_OPS if op != "none"]  # a DARTS cell never keeps `none`
 
 
 def test_op_not_allowed_on_that_edge_of_s1():
@@ -163,6 +163,134 @@ def test_malformed_json(text):
 def test_malformed_genotype_dict(payload):
     with pytest.raises(GenotypeError):
         Genotype.from_json(json.dumps(payload))
+
+
+# ------------------------------------------------------------------- node ids must be integers (no truncation)
+NON_INTEGER_IDS = [0.7, 1.5, 2.0, -0.3, float("nan"), True, False, "2", None]
+
+
+def _darts_v2_dict_with(cell: str, index: int, field: int, value) -> dict:
+    """darts_v2 as a dict with entry [index][field] of `cell` (an edge list or a concat list) set to `value`."""
+    d = DARTS_V2.to_dict()
+    if field is None:
+        d[cell][index] = value
+    else:
+        d[cell][index][field] = value
+    return d
+
+
+@pytest.mark.parametrize("value", NON_INTEGER_IDS, ids=repr)
+@pytest.mark.parametrize("cell, index, field, where", [
+    ("normal", 0, 1, "normal edge #0 ['sep_conv_3x3', {v!r}, 2], src"),
+    ("normal", 3, 2, "normal edge #3 ['sep_conv_3x3', 1, {v!r}], dst"),
+    ("reduce", 7, 1, "reduce edge #7 ['skip_connect', {v!r}, 5], src"),
+    ("normal_concat", 1, None, "normal_concat[1]"),
+    ("reduce_concat", 3, None, "reduce_concat[3]"),
+], ids=["normal-src", "normal-dst", "reduce-src", "normal_concat", "reduce_concat"])
+def test_non_integer_node_id_is_refused(value, cell, index, field, where):
+    """A float id (0.7 used to become node 0), a bool or a string is refused, naming the value and its position."""
+    d = _darts_v2_dict_with(cell, index, field, value)
+    want = where.format(v=value)
+    with pytest.raises(GenotypeError) as exc:
+        Genotype.from_dict(d)
+    msg = str(exc.value)
+    assert want in msg and f"node id {value!r}" in msg and "not an integer" in msg
+    # the same through the constructor and through a JSON file (JSON has floats, bools, strings and null)
+    with pytest.raises(GenotypeError, match="not an integer"):
+        Genotype(d["space"], d["normal"], d["normal_concat"], d["reduce"], d["reduce_concat"])
+    with pytest.raises(GenotypeError) as exc:
+        Genotype.from_json(json.dumps(d))
+    assert want in str(exc.value)
+
+
+def test_integer_like_node_ids_are_accepted():
+    """Integers of any integral type (e.g. numpy's) are node ids; the canonical form holds plain ints."""
+    np = pytest.importorskip("numpy")
+    g = Genotype("darts", tuple((op, np.int64(s), np.int32(d)) for op, s, d in DARTS_V2.normal),
+                 tuple(np.int64(n) for n in DARTS_V2.normal_concat), DARTS_V2.reduce, DARTS_V2.reduce_concat)
+    assert g == DARTS_V2 and all(type(x) is int for _, s, d in g.normal for x in (s, d))
+
+
+@pytest.mark.parametrize("edge", [["sep_conv_3x3", 0], ["sep_conv_3x3", 0, 2, 1], "sep", 3, [3, 0, 2], [None, 0, 2]],
+                         ids=repr)
+def test_malformed_edge_is_refused(edge):
+    d = DARTS_V2.to_dict()
+    d["normal"][2] = edge
+    with pytest.raises(GenotypeError):
+        Genotype.from_dict(d)
+
+
+# ------------------------------------------------------------------------- `none` only where every edge is kept
+@pytest.mark.parametrize("space_name", ["darts", "s3"])
+@pytest.mark.parametrize("cell", ["normal", "reduce"])
+@pytest.mark.parametrize("edge", [0, 3, 7])  # (0,2) outer; (1,3) outer; (2,5) inner
+def test_none_is_refused_in_darts_like_cells(space_name, cell, edge):
+    """The DARTS rule keeps non-`none` ops only (DESIGN.md 2.6): a darts/s3 genotype with `none` is refused."""
+    space = create_space(space_name)
+    g = derive_from_alphas(space, _random_alphas(space, 1))
+    edges = list(getattr(g, cell))
+    _, src, dst = edges[edge]
+    edges[edge] = ("none", src, dst)
+    bad = Genotype(space_name, **{**_cells(g), cell: tuple(edges)})
+    with pytest.raises(GenotypeError) as exc:
+        bad.validate()
+    msg = str(exc.value)
+    assert f"op 'none' on edge ({src}, {dst})" in msg and cell in msg and "nb201" in msg
+    with pytest.raises(GenotypeError, match="'none'"):
+        Genotype.from_json(bad.to_json())
+
+
+def _cells(g: Genotype) -> dict:
+    return {"normal": g.normal, "normal_concat": g.normal_concat, "reduce": g.reduce, "reduce_concat": g.reduce_concat}
+
+
+@pytest.mark.parametrize("node", [2, 3, 4, 5])
+def test_s3_node_whose_inputs_are_all_none_is_refused(node):
+    """s3 has `none` among its ops; a node fed only by `none` would be constant zero."""
+    space = create_space("s3")
+    g = derive_from_alphas(space, _random_alphas(space, 2))
+    edges = tuple(("none", s, d) if d == node else (op, s, d) for op, s, d in g.normal)
+    with pytest.raises(GenotypeError, match="'none'"):
+        Genotype("s3", **{**_cells(g), "normal": edges}).validate()
+
+
+def test_nb201_may_keep_none():
+    g = Genotype.from_nb201_string("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    assert [op for op, _, _ in g.normal].count("none") == 5
+
+
+# ------------------------------------------------------------------------------ NB201: the output must compute
+@pytest.mark.parametrize("arch", [
+    "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",  # every edge none
+    "|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|none~1|none~2|",  # every input of node 3 none
+    "|none~0|+|none~0|none~1|+|none~0|nor_conv_3x3~1|skip_connect~2|",  # node 3 fed by nodes 1, 2, both dead
+    "|none~0|+|none~0|nor_conv_1x1~1|+|none~0|none~1|avg_pool_3x3~2|",  # node 2 fed only by dead node 1
+    "|none~0|+|skip_connect~0|none~1|+|none~0|nor_conv_3x3~1|none~2|",  # node 2 computes, but its edge to 3 is none
+])
+def test_nb201_output_unreachable_is_reported_not_refused(arch):
+    """Without a path of non-`none` edges from node 0 to node 3 the cell output is constant zero. Such cells are
+    NB201 table entries (a derivation may produce one and the look-up scores it), so `validate` accepts them and
+    `dead_outputs` names the dead output node."""
+    g = Genotype.from_nb201_string(arch)
+    assert g.dead_outputs() == [3]
+    g2 = Genotype("nb201", tuple(tuple(e) for e in _nb201_edges(arch)), (3,))
+    assert Genotype.from_json(g2.to_json()).dead_outputs() == [3]
+
+
+def _nb201_edges(arch: str) -> list[tuple[str, int, int]]:
+    return [(item.split("~")[0], int(item.split("~")[1]), dst)
+            for dst, seg in enumerate(arch.split("+"), start=1) for item in filter(None, seg.split("|"))]
+
+
+@pytest.mark.parametrize("arch", [
+    "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|",  # only the direct edge
+    "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|nor_conv_1x1~1|none~2|",  # through node 1
+    "|none~0|+|avg_pool_3x3~0|none~1|+|none~0|none~1|nor_conv_3x3~2|",  # through node 2, node 1 dead
+])
+def test_nb201_output_reachable_is_accepted(arch):
+    """Dead intermediate nodes are fine as long as the output computes: these cells are NB201 table entries."""
+    g = Genotype.from_nb201_string(arch)
+    assert g.to_nb201_string() == arch and g.dead_outputs() == []
 
 
 def test_load_names_the_file(tmp_path):

@@ -1,0 +1,72 @@
+"""Typed contracts between stages: what one stage writes and the next reads (pydantic, strict, JSON-ready).
+
+- `FinalNetworkConfig`: everything that rebuilds a trained final network (stored in every training checkpoint
+  and in `model.pt`; the evaluate stage rebuilds the network from it alone).
+- `SupernetMeta`: what rebuilds a searched supernet (stored in `supernet.pt` beside its weights).
+- `SearchMetrics` / `RunMetrics`: the metric files of a run (the keys that `dvc metrics show` lists).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from .config import NetworkConfig, SearchConfig
+
+__all__ = ["FinalNetworkConfig", "RunMetrics", "SearchMetrics", "SupernetMeta"]
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FinalNetworkConfig(_Contract):
+    """A final network: genotype (the canonical genotype dict), network layout, data shape and normalisation.
+
+    image_size: side (px) of the images it is trained and tested on. mean / std: per input channel.
+    """
+
+    genotype: dict
+    network: NetworkConfig
+    num_classes: int
+    in_channels: int
+    image_size: int
+    mean: list[float]
+    std: list[float]
+
+
+class SupernetMeta(_Contract):
+    """A searched supernet: its resolved search config, data shape, base and where it ran."""
+
+    config: SearchConfig
+    num_classes: int
+    in_channels: int
+    base: str
+    data_fingerprint: str
+    device: str
+    torch: str
+
+
+class SearchMetrics(_Contract):
+    """search_time_s: wall seconds of the search; search_val_acc (%) of the last evaluation (None when
+    val_every = 0); search_collapse_count: parameter-free ops in the last epoch's normal cell."""
+
+    search_time_s: float
+    search_val_acc: float | None
+    search_collapse_count: int
+
+
+class RunMetrics(_Contract):
+    """The evaluate stage's metrics of one run: test accuracy (%) and loss (nats) on `test_images` images,
+    parameters (M, without the auxiliary head) and multiply-adds (M) of the trained network and of the same
+    genotype at the DARTS CIFAR size (C=36, 20 cells, 32x32), collapse count, search and train time (s)."""
+
+    test_acc: float
+    test_loss: float
+    test_images: int
+    params_m: float
+    madds_m: float
+    params_m_c36_l20: float
+    madds_m_c36_l20_32px: float
+    collapse_count: int
+    search_time_s: float
+    train_time_s: float

@@ -1,0 +1,214 @@
+"""The one epoch loop that both the search and the final training run on.
+
+A `Task` says what one step does (the search: an architecture step on search-val then a weight step on
+search-train; the final training: one SGD step with the auxiliary loss); the engine does everything around it:
+
+- the learning rate of every epoch (cosine annealing, `cosine_lr`),
+- resume from a full-state checkpoint (task state, history, elapsed seconds, every RNG), written atomically
+  after every epoch and refused when it belongs to another run (`identity`),
+- running loss / accuracy sums kept on the device (`RunningMetrics`: one host sync per epoch, not per step),
+- progress callbacks that read the loss on the host at most every `progress_interval_s` seconds,
+- `stop_after_epochs` (an interruption on purpose: tests, budgets).
+
+`evaluate` is the one evaluation loop (search-val accuracy during the search, test accuracy of the final network).
+Mixed precision and distributed training attach here, once, for both search and final training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sized
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+
+__all__ = ["EngineResult", "EvalResult", "RunningMetrics", "Task", "cosine_lr", "evaluate", "run_epochs"]
+
+log = logging.getLogger(__name__)
+
+StepCallback = Callable[[int, int, int, "float | None"], None]
+
+
+def cosine_lr(lr: float, lr_min: float, epoch: int, epochs: int) -> float:
+    """Learning rate of `epoch` under cosine annealing from lr to lr_min over `epochs` (PyTorch CosineAnnealingLR
+    with T_max=epochs, closed form; the schedule of DARTS search and training, Liu et al. 2019 section 3)."""
+    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
+class RunningMetrics:
+    """Per-stream running sums on the device: loss (float64, nats x samples), correct predictions (int64) and the
+    sample count (host int). `summary()` is the only host sync: `{stream}_loss` (nats) and `{stream}_acc` (%)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._loss: dict[str, torch.Tensor] = {}
+        self._correct: dict[str, torch.Tensor] = {}
+        self._n: dict[str, int] = {}
+        self.last_loss: torch.Tensor | None = None
+
+    def add(self, stream: str, loss_sum: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """Add one batch: loss_sum () summed over the batch, logits (B, classes), y (B,)."""
+        if stream not in self._loss:
+            self._loss[stream] = torch.zeros((), dtype=torch.float64, device=self.device)
+            self._correct[stream] = torch.zeros((), dtype=torch.int64, device=self.device)
+            self._n[stream] = 0
+        self._loss[stream] += loss_sum.double()
+        self._correct[stream] += (logits.argmax(1) == y).sum()
+        self._n[stream] += len(y)
+
+    def count(self, stream: str) -> int:
+        """Samples seen by `stream` (0 when it saw none)."""
+        return self._n.get(stream, 0)
+
+    def summary(self, stream: str) -> dict[str, float]:
+        """{stream_loss: mean loss (nats), stream_acc: accuracy (%)}; empty when the stream saw no sample."""
+        n = self._n.get(stream, 0)
+        if not n:
+            return {}
+        return {f"{stream}_loss": self._loss[stream].item() / n, f"{stream}_acc": 100.0 * self._correct[stream].item() / n}
+
+
+class Task(Protocol):
+    """What the engine trains. `batches(epoch)` is called once per epoch (after `set_lr`) and returns a sized
+    iterable; `step(batch, metrics)` runs one step and adds to `metrics` (stream "train" at least; it sets
+    `metrics.last_loss` for progress); `epoch_stats(epoch, metrics)` returns the epoch's statistics (in record
+    order, evaluations included); `record(rec)` may extend the finished record (alphas, genotype, ...)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def set_lr(self, lr: float) -> None: ...
+
+    def batches(self, epoch: int) -> Iterable: ...
+
+    def step(self, batch: Any, metrics: RunningMetrics) -> None: ...
+
+    def epoch_stats(self, epoch: int, metrics: RunningMetrics) -> dict[str, Any]: ...
+
+    def record(self, rec: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass
+class EngineResult:
+    """history: one record per epoch; time_s: wall seconds of all epochs (a resumed run adds up its parts)."""
+
+    history: list[dict] = field(default_factory=list)
+    time_s: float = 0.0
+
+
+class _Progress:
+    """Calls on_step at every step, with the loss read on the host at most every `interval_s` seconds (None in
+    between), and always at the epoch's last step."""
+
+    def __init__(self, on_step: StepCallback | None, interval_s: float):
+        self.on_step, self.interval_s, self._last = on_step, interval_s, -math.inf
+
+    def __call__(self, epoch: int, step: int, n_steps: int, loss: torch.Tensor | None) -> None:
+        if self.on_step is None:
+            return
+        now = time.perf_counter()
+        value = None
+        if loss is not None and (now - self._last >= self.interval_s or step == n_steps):
+            value, self._last = float(loss.item()), now
+        self.on_step(epoch, step, n_steps, value)
+
+
+def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.device,
+               checkpoint_path: str | Path | None = None, identity: dict | None = None,
+               stop_after_epochs: int | None = None, on_step: StepCallback | None = None,
+               on_epoch: Callable[[dict], None] | None = None, progress_interval_s: float = 0.25) -> EngineResult:
+    """Run `task` for `epochs` epochs (cosine lr from `lr` to `lr_min`), resuming from `checkpoint_path`.
+
+    Args:
+        task: the step function and its state (see `Task`).
+        identity: what makes the run (resolved config, data fingerprint); stored in the checkpoint, and a
+            checkpoint of another identity is refused.
+        stop_after_epochs: stop (as if interrupted) after this many epochs in total.
+        on_step(epoch, step, n_steps, loss or None): progress; the loss (nats) is read at most every
+            `progress_interval_s` seconds. on_epoch(record): after each epoch's checkpoint.
+
+    Returns:
+        EngineResult: records {epoch, lr, **task.epoch_stats, time_s (s), **task.record}.
+
+    Raises:
+        CheckpointError: the checkpoint is unreadable or of another identity.
+    """
+    identity = identity or {}
+    result = EngineResult()
+    start = 0
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        ck = load_checkpoint(checkpoint_path, identity)
+        task.load_state_dict(ck["state"])
+        result.history, start, result.time_s = ck["history"], ck["epoch"], ck["time_s"]
+        restore_rng(ck["rng"])
+        log.info("resumed from %s at epoch %d", checkpoint_path, start)
+    progress = _Progress(on_step, progress_interval_s)
+    end = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
+    for epoch in range(start, end):
+        t0 = time.perf_counter()
+        epoch_lr = cosine_lr(lr, lr_min, epoch, epochs)
+        task.set_lr(epoch_lr)
+        batches = task.batches(epoch)
+        n_steps = len(batches) if isinstance(batches, Sized) else 0
+        metrics = RunningMetrics(device)
+        for step, batch in enumerate(batches):
+            task.step(batch, metrics)
+            progress(epoch, step + 1, n_steps, metrics.last_loss)
+        rec = {"epoch": epoch, "lr": epoch_lr, **task.epoch_stats(epoch, metrics)}
+        rec["time_s"] = time.perf_counter() - t0
+        result.time_s += rec["time_s"]
+        rec = task.record(rec)
+        result.history.append(rec)
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, {"config": identity, "epoch": epoch + 1, "state": task.state_dict(),
+                                              "history": result.history, "time_s": result.time_s,
+                                              "rng": capture_rng()})
+        if on_epoch is not None:
+            on_epoch(rec)
+    return result
+
+
+@dataclass
+class EvalResult:
+    """loss: mean cross-entropy (nats); accuracy (%); n: samples; predictions / labels (N,) int64 on the CPU
+    when collected, else None."""
+
+    loss: float
+    accuracy: float
+    n: int
+    predictions: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+
+
+@torch.no_grad()
+def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader: Iterable, device: torch.device,
+             collect: bool = False) -> EvalResult:
+    """The one evaluation loop: `forward(x (B, C, H, W)) -> logits (B, classes)` over `loader` batches
+    (x, y, index). The caller sets eval mode. Sums stay on the device (one host sync at the end).
+
+    Raises:
+        ValueError: the loader yields no sample.
+    """
+    metrics = RunningMetrics(device)
+    preds, labels = [], []
+    for x, y, _ in loader:
+        x, y = x.to(device), y.to(device)
+        logits = forward(x)
+        metrics.add("eval", F.cross_entropy(logits, y, reduction="sum"), logits, y)
+        if collect:
+            preds.append(logits.argmax(1).cpu())
+            labels.append(y.cpu())
+    n = metrics.count("eval")
+    if not n:
+        raise ValueError("evaluate: the loader yielded no sample")
+    s = metrics.summary("eval")
+    return EvalResult(s["eval_loss"], s["eval_acc"], n, torch.cat(preds) if collect else None,
+                      torch.cat(labels) if collect else None)

@@ -1,0 +1,246 @@
+"""dvc.yaml code deps cover what each stage imports (pipeline/deps.py), and the checker can fail."""
+
+from __future__ import annotations
+
+import copy
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.deps import (
+    DepsError,
+    covers,
+    import_closure,
+    main,
+    minimal_deps,
+    stage_closure,
+    stage_deps,
+    stage_modules,
+    stages,
+    uncovered,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+# ------------------------------------------------------------------------------------ the real dvc.yaml
+
+
+@pytest.mark.parametrize("stage", list(stages(DVC)))
+def test_stage_deps_cover_import_closure(stage):
+    missing = uncovered({"stages": {stage: DVC["stages"][stage]}}, ROOT)
+    if missing:
+        paste = "\n".join(f"      - {d}" for d in stage_deps({"stages": {stage: DVC["stages"][stage]}}, ROOT)[stage])
+        pytest.fail(f"dvc.yaml stage {stage!r}: deps do not cover {', '.join(f for _, f in missing)} (imported by "
+                    f"`{stages(DVC)[stage]['cmd']}`); computed deps (python -m pipeline.deps):\n{paste}")
+
+
+def test_checker_reports_a_removed_dep():
+    """Drop one dep of `search` that is in its closure: the checker reports exactly that stage and file (on top of
+    whatever the real dvc.yaml misses today), so the test above can fail."""
+    closure = {f.as_posix() for f in stage_closure(DVC["stages"]["search"]["cmd"], ROOT)}
+    deps = DVC["stages"]["search"]["deps"]
+    droppable = [d for d in deps if isinstance(d, str) and d in closure]
+    assert droppable, f"no file dep of `search` is in its closure {sorted(closure)}"
+    dropped = "pipeline/search.py" if "pipeline/search.py" in droppable else droppable[0]
+    before = set(uncovered(DVC, ROOT))
+    broken = copy.deepcopy(DVC)
+    broken["stages"]["search"]["deps"].remove(dropped)
+    after = set(uncovered(broken, ROOT))
+    assert ("search", dropped) not in before
+    assert after - before == {("search", dropped)}
+    assert before <= after
+
+
+def test_checker_passes_on_computed_deps():
+    """The deps printed by `python -m pipeline.deps` satisfy the checker (a paste makes the test pass)."""
+    fixed = copy.deepcopy(DVC)
+    for name, deps in stage_deps(DVC, ROOT).items():
+        fixed["stages"][name]["deps"] = deps
+    assert uncovered(fixed, ROOT) == []
+
+
+def test_every_stage_command_resolves():
+    for name, body in stages(DVC).items():
+        modules = stage_modules(body["cmd"], ROOT)
+        assert modules and all(m.startswith("pipeline.") for m in modules), (name, modules)
+
+
+# ------------------------------------------------------------------------------------ import_closure
+
+
+def test_import_closure_synthetic_package(tmp_path):
+    write_tree(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/main.py": """
+            import os
+            import numpy as np
+            from . import helpers
+            from .sub.deep import VALUE
+            from pkg import plain
+            from pkg.plain import NAME
+
+            def run():
+                from .lazy import thing   # imported lazily, inside a function
+                import pkg.sub.other
+                return thing
+        """,
+        "pkg/helpers.py": "X = 1\n",
+        "pkg/plain.py": "NAME = 'n'\n",
+        "pkg/lazy.py": "from .sub import chained\nthing = 1\n",
+        "pkg/unused.py": "Y = 2\n",
+        "pkg/sub/__init__.py": "from .. import helpers\n",
+        "pkg/sub/deep.py": "from ..plain import NAME as VALUE\n",
+        "pkg/sub/chained.py": "Z = 3\n",
+        "pkg/sub/other.py": "",
+        "pkg/sub/notimported.py": "",
+        "other/mod.py": "",
+    })
+    files = {p.as_posix() for p in import_closure("pkg.main", tmp_path, packages=("pkg",))}
+    assert files == {"pkg/__init__.py", "pkg/main.py", "pkg/helpers.py", "pkg/plain.py", "pkg/lazy.py",
+                     "pkg/sub/__init__.py", "pkg/sub/deep.py", "pkg/sub/chained.py", "pkg/sub/other.py"}
+    # a leaf module: itself and its package's __init__
+    assert {p.as_posix() for p in import_closure("pkg.helpers", tmp_path, packages=("pkg",))} == {
+        "pkg/__init__.py", "pkg/helpers.py"}
+
+
+def test_import_closure_eager_only_skips_function_bodies(tmp_path):
+    write_tree(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/cli.py": "from . import common\n\ndef cmd():\n    from . import stage\n",
+        "pkg/common.py": "",
+        "pkg/stage.py": "",
+    })
+    assert {p.name for p in import_closure("pkg.cli", tmp_path, ("pkg",), eager_only=("pkg.cli",))} == {
+        "__init__.py", "cli.py", "common.py"}
+    assert "stage.py" in {p.name for p in import_closure("pkg.cli", tmp_path, ("pkg",))}
+
+
+def test_import_closure_errors_name_file_and_line(tmp_path):
+    write_tree(tmp_path, {"pkg/__init__.py": "", "pkg/a.py": "import os\nfrom pkg.gone import x\n"})
+    with pytest.raises(DepsError, match=r"a\.py:2: imports 'pkg\.gone'"):
+        import_closure("pkg.a", tmp_path, ("pkg",))
+    with pytest.raises(DepsError, match="not found"):
+        import_closure("pkg.missing", tmp_path, ("pkg",))
+    write_tree(tmp_path, {"pkg/b.py": "from ... import x\n"})
+    with pytest.raises(DepsError, match="beyond the top-level package"):
+        import_closure("pkg.b", tmp_path, ("pkg",))
+
+
+def test_package_shadows_module_and_package_data_counts(tmp_path):
+    """A folder package beats a same-named module (Python's finder order); its data files are stage deps."""
+    write_tree(tmp_path, {
+        "pyproject.toml": '[project.scripts]\nitnas = "pipeline.cli:app"\n',
+        "itnas/__init__.py": "",
+        "itnas/report.py": "import itnas.stale\n",  # shadowed: never loaded
+        "itnas/report/__init__.py": "from .tables import load\n",
+        "itnas/report/tables.py": "",
+        "itnas/report/published.json": "{}",
+        "itnas/report/assets/style.css": "",
+        "itnas/report/__pycache__/tables.cpython-311.pyc": "",
+        "pipeline/__init__.py": "",
+        "pipeline/cli.py": "app = None\n\n@app.command()\ndef report():\n    from .report import report\n",
+        "pipeline/report.py": "from itnas.report import load\n",
+    })
+    assert {p.as_posix() for p in import_closure("itnas.report", tmp_path)} == {
+        "itnas/__init__.py", "itnas/report/__init__.py", "itnas/report/tables.py"}
+    files = stage_closure("itnas report", tmp_path)
+    assert {"itnas/report/published.json", "itnas/report/assets/style.css"} <= {p.as_posix() for p in files}
+    assert "itnas/report/__pycache__/tables.cpython-311.pyc" not in {p.as_posix() for p in files}
+    assert "itnas/report" in minimal_deps(files, tmp_path)
+
+
+# ------------------------------------------------------------------------------------ stages, coverage, printing
+
+SYNTH_REPO = {
+    "pyproject.toml": '[project]\nname = "x"\n[project.scripts]\nitnas = "pipeline.cli:app"\n',
+    "itnas/__init__.py": "",
+    "itnas/core.py": "",
+    "itnas/extra.py": "from .core import *\n",
+    "itnas/report.py": "",
+    "pipeline/__init__.py": "",
+    "pipeline/common.py": "from itnas import core\n",
+    "pipeline/cli.py": """
+        import typer
+        from .common import x
+        app = typer.Typer()
+
+        @app.command()
+        def search(method: str, seed: int):
+            from .search import search as stage
+            stage(method, seed)
+
+        @app.command("make-report")
+        def report_cmd():
+            from .report import report as stage
+            stage()
+    """,
+    "pipeline/search.py": "from itnas.extra import y\n",
+    "pipeline/report.py": "from itnas import report\n",
+}
+
+
+def test_stage_modules_and_closure_of_a_synthetic_cli(tmp_path):
+    write_tree(tmp_path, SYNTH_REPO)
+    assert stage_modules("itnas search ${item.method} ${item.seed}", tmp_path) == ["pipeline.search"]
+    assert stage_modules("itnas make-report", tmp_path) == ["pipeline.report"]
+    assert stage_modules("python -m pipeline.search", tmp_path) == ["pipeline.search"]
+    files = {p.as_posix() for p in stage_closure("itnas search a 0", tmp_path)}
+    # the CLI and its module-level imports, not the lazy imports of other commands (pipeline/report.py)
+    assert files == {"pipeline/__init__.py", "pipeline/cli.py", "pipeline/common.py", "pipeline/search.py",
+                     "itnas/__init__.py", "itnas/core.py", "itnas/extra.py"}
+
+
+def test_renamed_command_fails_loudly(tmp_path):
+    write_tree(tmp_path, SYNTH_REPO)
+    with pytest.raises(DepsError, match=r"has no command 'report'; commands: make-report, search"):
+        stage_modules("itnas report", tmp_path)
+    with pytest.raises(DepsError, match="expected `itnas COMMAND"):
+        stage_modules("dvc repro", tmp_path)
+
+
+def test_covers_and_minimal_deps(tmp_path):
+    assert covers("itnas", "itnas/arch.py") and covers("itnas/", "itnas/arch.py")
+    assert covers("itnas/arch.py", "itnas/arch.py") and covers({"itnas/arch.py": {"cache": False}}, "itnas/arch.py")
+    assert not covers("itnas/arch", "itnas/arch.py") and not covers("pipeline", "itnas/arch.py")
+    write_tree(tmp_path, SYNTH_REPO)
+    (tmp_path / "itnas" / "__pycache__").mkdir()
+    (tmp_path / "itnas" / "__pycache__" / "core.cpython-311.pyc").write_bytes(b"")
+    every_itnas = {Path("itnas") / n for n in ("__init__.py", "core.py", "extra.py", "report.py")}
+    assert minimal_deps(every_itnas | {Path("pipeline/cli.py")}, tmp_path) == ["itnas", "pipeline/cli.py"]
+    assert minimal_deps(every_itnas - {Path("itnas/report.py")}, tmp_path) == [
+        "itnas/__init__.py", "itnas/core.py", "itnas/extra.py"]
+
+
+def test_uncovered_and_main_on_a_synthetic_dvc_yaml(tmp_path, capsys):
+    write_tree(tmp_path, SYNTH_REPO)
+    dvc = {"stages": {
+        "search": {"matrix": {"method": ["a"]}, "cmd": "itnas search ${item.method} 0",
+                   "deps": ["data/prepared", "itnas", "pipeline/cli.py", "pipeline/common.py", "pipeline/search.py"]},
+        "report": {"cmd": "itnas make-report", "deps": ["runs", "pipeline/report.py"]},
+        "shell": {"cmd": "echo hello"},
+    }}
+    assert uncovered(dvc, tmp_path) == [
+        ("search", "pipeline/__init__.py"),
+        ("report", "itnas/__init__.py"), ("report", "itnas/core.py"), ("report", "itnas/report.py"),
+        ("report", "pipeline/__init__.py"), ("report", "pipeline/cli.py"), ("report", "pipeline/common.py")]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(dvc))
+    assert main(["--dvc-file", str(tmp_path / "dvc.yaml"), "--check"]) == 1
+    out = yaml.safe_load(capsys.readouterr().out)
+    assert out["search"]["deps"] == ["data/prepared", "itnas/__init__.py", "itnas/core.py", "itnas/extra.py",
+                                     "pipeline/__init__.py", "pipeline/cli.py", "pipeline/common.py",
+                                     "pipeline/search.py"]
+    assert out["report"]["deps"] == ["runs", "itnas/__init__.py", "itnas/core.py", "itnas/report.py",
+                                     "pipeline/__init__.py", "pipeline/cli.py", "pipeline/common.py",
+                                     "pipeline/report.py"]
+    assert "shell" not in out
