@@ -2,7 +2,7 @@
 
 This file is the core of ITNAS (Ma et al., "Inter-layer Transition in Neural Architecture Search",
 arXiv 2011.14525). The paper's code was never released; the equations are this project's own formulation,
-fixed in DESIGN.md 2.3 and 2.5:
+fixed in docs/method.md 2.3 and 2.5:
 
 - outer edge e: ``alpha_e = softmax(a_e)``;
 - inner edge e, in topological order: ``alpha_e = sum_{p in P(e)} w_e[p] * (alpha_p^T T_{p->e})`` with
@@ -43,7 +43,7 @@ class MethodSpec:
 
     Attributes:
         name: registry name.
-        inner: "independent" (own softmax per inner edge) or "transition" (DESIGN.md 2.3).
+        inner: "independent" (own softmax per inner edge) or "transition" (docs/method.md 2.3).
         learn_transition: Theta is learned (else T is the fixed op-identity matrix).
         learn_attention: b_e is learned (else w_e is uniform over P(e)).
         default_base: supernet base used when the params say `base: auto`.
@@ -158,7 +158,7 @@ class CellArchitecture(nn.Module):
         return F.softmax(self.attention_logits[start:stop], dim=0)
 
     def forward(self) -> torch.Tensor:
-        """alpha of every edge: (E, K), each row a probability vector (DESIGN.md 2.3)."""
+        """alpha of every edge: (E, K), each row a probability vector (docs/method.md 2.3)."""
         indep = F.softmax(self.edge_logits, dim=-1)  # (E_indep, K)
         if not self.inner_edges:
             return indep
@@ -174,7 +174,7 @@ class CellArchitecture(nn.Module):
         return torch.stack(alphas)
 
     def conditional(self, e: int, chosen: dict[int, int]) -> torch.Tensor:
-        """q_e of the `sequential` derivation (DESIGN.md 2.6): (K,).
+        """q_e of the `sequential` derivation (docs/method.md 2.6): (K,).
 
         q_e = sum_{p in P*(e)} w~_e[p] * T_{p->e}[o*_p, :], with P*(e) the kept predecessors (keys of `chosen`,
         edge index -> chosen op index) and w~_e the attention renormalised over P*(e). For an edge with an own

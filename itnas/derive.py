@@ -1,4 +1,4 @@
-"""alphas -> Genotype: the `marginal` and `sequential` derivations (DESIGN.md 2.6).
+"""alphas -> Genotype: the `marginal` and `sequential` derivations (docs/method.md 2.6).
 
 - `marginal` (the DARTS rule, Liu et al. 2019, section 2.4): for each intermediate node keep the
   `edges_per_node` incoming edges with the largest ``max_{o != none} alpha_e[o]`` (times softmax(beta_j)[e] on
@@ -29,7 +29,7 @@ __all__ = ["DERIVE_MODES", "TIE_RTOL", "derive_from_alphas", "derive_genotype"]
 
 DERIVE_MODES = ("marginal", "sequential")
 
-#: Relative resolution at which scores are compared (DESIGN.md 2.6).
+#: Relative resolution at which scores are compared (docs/method.md 2.6).
 TIE_RTOL = 1e-9
 
 

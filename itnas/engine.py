@@ -72,7 +72,8 @@ class RunningMetrics:
         n = self._n.get(stream, 0)
         if not n:
             return {}
-        return {f"{stream}_loss": self._loss[stream].item() / n, f"{stream}_acc": 100.0 * self._correct[stream].item() / n}
+        return {f"{stream}_loss": self._loss[stream].item() / n,
+                f"{stream}_acc": 100.0 * self._correct[stream].item() / n}
 
 
 class Task(Protocol):

@@ -76,7 +76,7 @@ class Genotype:
         Raises:
             GenotypeError: unknown space, an edge absent from the space, an op not allowed on that edge
                 (`none` is allowed only where the space keeps every edge, i.e. NB201: the DARTS rule never keeps
-                it, DESIGN.md 2.6), a repeated edge, the wrong number of inputs per node, a wrong concat list, or
+                it, docs/method.md 2.6), a repeated edge, the wrong number of inputs per node, a wrong concat list, or
                 an output node that never computes (no path of non-`none` edges from an input node reaches it,
                 so that part of the cell output is constant zero).
         """
@@ -105,7 +105,7 @@ class Genotype:
                 if space.edges_per_node is not None:  # DARTS-like cell: the derivation never keeps `none`
                     if op == "none":
                         raise GenotypeError(f"{cell_type} cell: op 'none' on edge ({src}, {dst}) of a {space.name}-"
-                                            f"space cell; a kept edge carries a non-none op (DESIGN.md 2.6), only "
+                                            f"space cell; a kept edge carries a non-none op (docs/method.md 2.6), only "
                                             f"nb201 cells may keep 'none'")
                     allowed = tuple(o for o in allowed if o != "none")
                 if op not in allowed:
@@ -144,7 +144,8 @@ class Genotype:
     # ------------------------------------------------------------------ views
     @property
     def collapse_count(self) -> int:
-        """Parameter-free ops (skip, pools, none, noise) in the normal cell: the collapse indicator (DESIGN.md 2.6)."""
+        """Parameter-free ops (skip, pools, none, noise) in the normal cell: the collapse indicator
+        (docs/method.md 2.6)."""
         return sum(1 for op, _, _ in self.normal if op in PARAMETER_FREE_OPS)
 
     def to_dict(self) -> dict:

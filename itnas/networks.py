@@ -1,6 +1,6 @@
 """Final networks built from a `Genotype`, trained from scratch (DARTS `model.py` NetworkCIFAR/NetworkImageNet).
 
-Recipe (DESIGN.md 3; Liu et al., DARTS, section 3.3): stem 3x3 conv to 3C, `layers` cells with reduction cells at
+Recipe (docs/method.md 3; Liu et al., DARTS, section 3.3): stem 3x3 conv to 3C, `layers` cells with reduction cells at
 layers//3 and 2*layers//3, auxiliary head at 2/3 depth, drop-path on every non-identity op.
 The auxiliary head pools adaptively to 2x2 (DARTS uses avgpool(5, stride 3), which assumes an 8x8 map): same
 parameters, and it also works on 28x28 inputs (7x7 maps).
@@ -46,7 +46,7 @@ class FinalCell(nn.Module):
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
         states = {0: self.preprocess0(s0), 1: self.preprocess1(s1)}
-        for (_, src, dst), op in zip(self.edges, self.ops):
+        for (_, src, dst), op in zip(self.edges, self.ops, strict=True):
             h = op(states[src])
             if self.training and drop_prob > 0 and not isinstance(op, Identity):
                 h = drop_path(h, drop_prob)

@@ -9,7 +9,7 @@ Use `create_op(name, C, stride, affine)`; `list_ops()` gives the registered name
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -174,7 +174,7 @@ _OPS: dict[str, OpFactory] = {
     "noise": lambda C, s, affine, trs: NoiseOp(s),
 }
 
-#: Ops without weights; their count in the normal cell is the collapse indicator (DESIGN.md 2.6).
+#: Ops without weights; their count in the normal cell is the collapse indicator (docs/method.md 2.6).
 PARAMETER_FREE_OPS = frozenset({"none", "avg_pool_3x3", "max_pool_3x3", "skip_connect", "noise"})
 
 

@@ -3,7 +3,7 @@
 The search writes them into the last epoch's history record (``rec["transitions"]``, ``rec["attention"]``);
 the report (`itnas.report.figures`) draws them. Edges are written as ``[src, dst]`` node lists (node ids of
 `itnas.spaces`), so a record can be read without parsing strings. For a cell type with P (predecessor, inner
-edge) pairs, I inner edges and K ops per edge (DESIGN.md 2.3):
+edge) pairs, I inner edges and K ops per edge (docs/method.md 2.3):
 
     transitions[cell_type] = [{"pred": [s, d], "edge": [s, d], "matrix": K rows of K floats}, ...]   # P records
     attention[cell_type]   = [{"edge": [s, d], "preds": [[s, d], ...], "weights": [w_0, ...]}, ...]  # I records

@@ -64,7 +64,7 @@ def alpha_entropy(alpha: torch.Tensor) -> list[float]:
 
 def _grads_or_zeros(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
     grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
 
 
 def unrolled_arch_grads(model: SearchModel, train_batch: Batch, val_batch: Batch, xi: float,
@@ -95,7 +95,7 @@ def unrolled_arch_grads(model: SearchModel, train_batch: Batch, val_batch: Batch
     g_train = _grads_or_zeros(F.cross_entropy(model(xt), yt), weights)
     backup = [w.detach().clone() for w in weights]
     with torch.no_grad():
-        for k, (w, g) in enumerate(zip(weights, g_train)):
+        for k, (w, g) in enumerate(zip(weights, g_train, strict=True)):
             step = g + weight_decay * w
             buf = momentum_buffers[k] if momentum_buffers is not None else None
             if buf is not None and momentum:
@@ -108,13 +108,13 @@ def unrolled_arch_grads(model: SearchModel, train_batch: Batch, val_batch: Batch
     hvp_terms = []
     for sign in (1.0, -1.0):
         with torch.no_grad():
-            for w, b, d in zip(weights, backup, d_w):
+            for w, b, d in zip(weights, backup, d_w, strict=True):
                 w.copy_(b + sign * eps * d)
         hvp_terms.append(_grads_or_zeros(F.cross_entropy(model(xt), yt), arch))
     with torch.no_grad():
-        for w, b in zip(weights, backup):
+        for w, b in zip(weights, backup, strict=True):
             w.copy_(b)
-    return [da - xi * (gp - gm) / (2 * eps) for da, gp, gm in zip(d_arch, *hvp_terms)]
+    return [da - xi * (gp - gm) / (2 * eps) for da, gp, gm in zip(d_arch, *hvp_terms, strict=True)]
 
 
 def arch_step(model: SearchModel, a_opt: torch.optim.Optimizer, train_batch: Batch, val_batch: Batch,
@@ -135,7 +135,7 @@ def arch_step(model: SearchModel, a_opt: torch.optim.Optimizer, train_batch: Bat
         weights = model.weight_parameters()
         bufs = [w_opt.state.get(w, {}).get("momentum_buffer") for w in weights] if w_opt is not None else None
         grads = unrolled_arch_grads(model, train_batch, val_batch, xi, weight_decay, bufs, momentum)
-        for p, g in zip(model.arch_parameters(), grads):
+        for p, g in zip(model.arch_parameters(), grads, strict=True):
             p.grad = g
     else:
         xv, yv = val_batch

@@ -1,7 +1,7 @@
 """Search spaces as data: nodes, edges, the op set of every edge, outer/inner edges and predecessors.
 
-A cell is a DAG (DESIGN.md 2.1-2.2). Node ids: input nodes first (`0..n_inputs-1`), then intermediate nodes.
-Edge e = (src, dst); edges are listed in the canonical order of DESIGN.md 3 (grouped by dst, then src), which
+A cell is a DAG (docs/method.md 2.1-2.2). Node ids: input nodes first (`0..n_inputs-1`), then intermediate nodes.
+Edge e = (src, dst); edges are listed in the canonical order of docs/method.md 3 (grouped by dst, then src), which
 is a topological order for the inner-edge recursion: every predecessor (k, src) of (src, dst) comes first.
 
 - outer edge: src is an input node;
@@ -13,9 +13,9 @@ Spaces: `darts`, `nb201`, and RobustDARTS `s1`..`s4` (Zela et al., ICLR 2020). `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
 
 __all__ = ["CELL_TYPES", "SearchSpace", "create_space", "list_spaces"]
 
@@ -57,7 +57,8 @@ class SearchSpace:
     def __post_init__(self):
         for cell_type, per_edge in self.ops.items():
             if len(per_edge) != len(self.edges):
-                raise ValueError(f"space {self.name}: {cell_type} has {len(per_edge)} op sets for {len(self.edges)} edges")
+                raise ValueError(f"space {self.name}: {cell_type} has {len(per_edge)} op sets for "
+                                 f"{len(self.edges)} edges")
             if len({len(o) for o in per_edge}) != 1:
                 raise ValueError(f"space {self.name}: every edge needs the same number of ops")
 
@@ -80,7 +81,7 @@ class SearchSpace:
         return range(self.n_inputs, self.n_nodes)
 
     def is_outer(self, e: int) -> bool:
-        """True when edge e starts at an input node (DESIGN.md 2.2)."""
+        """True when edge e starts at an input node (docs/method.md 2.2)."""
         return self.edges[e][0] < self.n_inputs
 
     @cached_property
@@ -109,7 +110,8 @@ def _dag_edges(n_inputs: int, n_nodes: int) -> tuple[tuple[int, int], ...]:
 
 
 def _darts_like(name: str, normal: tuple[tuple[str, ...], ...], reduce: tuple[tuple[str, ...], ...]) -> SearchSpace:
-    return SearchSpace(name=name, n_inputs=2, n_nodes=6, edges=_dag_edges(2, 6), ops={"normal": normal, "reduce": reduce},
+    return SearchSpace(name=name, n_inputs=2, n_nodes=6, edges=_dag_edges(2, 6),
+                       ops={"normal": normal, "reduce": reduce},
                        output="concat", edges_per_node=2, has_reduction_cell=True)
 
 
@@ -132,9 +134,11 @@ _ABBR = {"skip": "skip_connect", "sep3": "sep_conv_3x3", "sep5": "sep_conv_5x5",
 
 
 def _s1() -> SearchSpace:
-    # RobustDARTS S1 (DESIGN.md 3): two ops per edge, canonical edge order.
-    normal = "skip dil3|skip dil5|skip dil5|skip sep3|skip dil3|max3 skip|skip sep3|skip sep3|skip dil3|skip sep3|max3 skip|skip dil3|dil3 dil5|dil3 dil5"
-    reduce = "max3 avg3|max3 dil3|max3 avg3|max3 avg3|skip dil5|max3 avg3|max3 sep3|skip dil3|skip dil5|max3 avg3|max3 avg3|skip dil5|skip dil5|skip dil5"
+    # RobustDARTS S1 (docs/method.md 3): two ops per edge, canonical edge order.
+    normal = ("skip dil3|skip dil5|skip dil5|skip sep3|skip dil3|max3 skip|skip sep3|skip sep3|skip dil3|skip sep3|"
+              "max3 skip|skip dil3|dil3 dil5|dil3 dil5")
+    reduce = ("max3 avg3|max3 dil3|max3 avg3|max3 avg3|skip dil5|max3 avg3|max3 sep3|skip dil3|skip dil5|max3 avg3|"
+              "max3 avg3|skip dil5|skip dil5|skip dil5")
 
     def parse(s: str) -> tuple[tuple[str, ...], ...]:
         return tuple(tuple(_ABBR[a] for a in edge.split()) for edge in s.split("|"))

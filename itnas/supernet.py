@@ -156,7 +156,7 @@ class SearchNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, state: ArchState) -> torch.Tensor:
         s0 = s1 = self.stem(x)
-        for cell, t in zip(self.cells, self.cell_types):
+        for cell, t in zip(self.cells, self.cell_types, strict=True):
             w = None if state.edge_weights is None else state.edge_weights[t]
             s0, s1 = s1, cell(s0, s1, state.alphas[t], w)
         return self.classifier(self.global_pooling(s1).flatten(1))

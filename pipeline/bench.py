@@ -1,4 +1,5 @@
-"""Command `bench`: search-step and final-step speed and peak memory -> a Rich table and reports/bench.json."""
+"""Command `bench`: search-step and final-step speed and peak memory (`pipeline.benchmark`) -> a Rich table and
+reports/bench.json."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from pathlib import Path
 import torch
 from rich.table import Table
 
-from itnas.bench import check_bench_args, run_bench
 from itnas.config import ConfigError
 from itnas.genotype import Genotype
 
+from .benchmark import check_bench_args, run_bench
 from .common import console, progress_bar, resolve_device, write_json
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import yaml
@@ -15,8 +16,16 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from itnas.arch import list_methods
-from itnas.config import (ConfigError, DataConfig, DeriveConfig, EvalConfig, SearchConfig, TrainConfig, deep_merge,
-                          parse_config)
+from itnas.config import (
+    ConfigError,
+    DataConfig,
+    DeriveConfig,
+    EvalConfig,
+    SearchConfig,
+    TrainConfig,
+    deep_merge,
+    parse_config,
+)
 from itnas.networks import has_final_network
 from itnas.spaces import list_spaces
 

@@ -8,8 +8,17 @@ from itnas.contracts import SearchMetrics, SupernetMeta
 from itnas.data import ImageDataset, assert_search_excludes_test, load_search_data
 from itnas.search import run_search
 
-from .common import (data_config, checkpoint_for, console, epoch_progress, load_params, resolve_device, search_config,
-                     write_csv, write_json)
+from .common import (
+    checkpoint_for,
+    console,
+    data_config,
+    epoch_progress,
+    load_params,
+    resolve_device,
+    search_config,
+    write_csv,
+    write_json,
+)
 from .paths import SEARCH_DATA_DIR, RunPaths
 
 CURVE_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "collapse_count", "time_s"]

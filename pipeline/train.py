@@ -10,8 +10,17 @@ from itnas.genotype import Genotype
 from itnas.networks import final_network_from_config
 from itnas.train import train_final
 
-from .common import (data_config, checkpoint_for, console, epoch_progress, load_params, resolve_device, train_config,
-                     write_csv, write_json)
+from .common import (
+    checkpoint_for,
+    console,
+    data_config,
+    epoch_progress,
+    load_params,
+    resolve_device,
+    train_config,
+    write_csv,
+    write_json,
+)
 from .paths import TRAIN_DATA_DIR, RunPaths
 
 CURVE_COLUMNS = ["epoch", "lr", "drop_path_prob", "train_loss", "train_acc", "time_s"]

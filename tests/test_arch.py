@@ -1,4 +1,4 @@
-"""Architecture parameterisations (itnas/arch.py) against DESIGN.md 2.2, 2.3 and 2.5."""
+"""Architecture parameterisations (itnas/arch.py) against docs/method.md 2.2, 2.3 and 2.5."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ METHODS = list_methods()
 SPACES = list_spaces()
 TRANSITION_METHODS = ("itnas", "itnas_noattn", "itnas_notrans")
 
-# DESIGN.md 2.2, written out by hand: inner edge -> its predecessor edges P(e), as (src, dst) pairs.
+# docs/method.md 2.2, written out by hand: inner edge -> its predecessor edges P(e), as (src, dst) pairs.
 DARTS_P = {
     (2, 3): [(0, 2), (1, 2)],
     (2, 4): [(0, 2), (1, 2)],
@@ -96,7 +96,7 @@ def _softmax(v):
 
 
 def _hand_alphas(space, cell, spec):
-    """DESIGN.md 2.3 with explicit loops, in float64, from the cell's raw logits.
+    """docs/method.md 2.3 with explicit loops, in float64, from the cell's raw logits.
 
     Outer edge: softmax(a_e). Inner edge: sum_p w_e[p] * sum_o' alpha_p[o'] * T_{p->e}[o', o]."""
     ops = space.ops[cell.cell_type]
@@ -337,8 +337,8 @@ def test_identity_transition_init_s1_matches_op_names():
     assert torch.equal(cell.transition_logits[k].detach(), torch.tensor([[3.0, 0.0], [0.0, 0.0]]))
 
 
-# S1 (DESIGN.md 3): pairs (p -> e) whose op sets differ, written out by hand with the op sets of p and e. Rows are
-# the ops of p, columns the ops of e, in each edge's own order. "Identity" matches ops by name (DESIGN.md 2.3):
+# S1 (docs/method.md 3): pairs (p -> e) whose op sets differ, written out by hand with the op sets of p and e. Rows are
+# the ops of p, columns the ops of e, in each edge's own order. "Identity" matches ops by name (docs/method.md 2.3):
 # a row whose op is absent from e has no match.
 S1_PAIRS = [
     # cell, p, e, ops of p, ops of e, matched (row, col) pairs
@@ -377,7 +377,7 @@ def _s1_pair(cell, space, p, e):
 
 
 def test_s1_pairs_table_matches_the_space():
-    """The hand-written op sets and matches above are those of `create_space("s1")` (DESIGN.md 3)."""
+    """The hand-written op sets and matches above are those of `create_space("s1")` (docs/method.md 3)."""
     space = create_space("s1")
     for cell_type, p, e, ops_p, ops_e, matches in S1_PAIRS:
         assert space.ops[cell_type][space.edge_index(*p)] == ops_p

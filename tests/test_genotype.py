@@ -225,7 +225,7 @@ def test_malformed_edge_is_refused(edge):
 @pytest.mark.parametrize("cell", ["normal", "reduce"])
 @pytest.mark.parametrize("edge", [0, 3, 7])  # (0,2) outer; (1,3) outer; (2,5) inner
 def test_none_is_refused_in_darts_like_cells(space_name, cell, edge):
-    """The DARTS rule keeps non-`none` ops only (DESIGN.md 2.6): a darts/s3 genotype with `none` is refused."""
+    """The DARTS rule keeps non-`none` ops only (docs/method.md 2.6): a darts/s3 genotype with `none` is refused."""
     space = create_space(space_name)
     g = derive_from_alphas(space, _random_alphas(space, 1))
     edges = list(getattr(g, cell))

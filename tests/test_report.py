@@ -117,7 +117,7 @@ def test_transition_records(method, space_name):
             assert a["preds"] == [edges[p] for p in space.predecessors[e]] == [
                 r["pred"] for r in records if r["edge"] == a["edge"]]
             assert len(a["weights"]) == len(a["preds"]) and sum(a["weights"]) == pytest.approx(1.0, abs=1e-6)
-            # the records alone rebuild alpha_e = sum_p w_e[p] * alpha_p^T T_{p->e} (DESIGN.md 2.3)
+            # the records alone rebuild alpha_e = sum_p w_e[p] * alpha_p^T T_{p->e} (docs/method.md 2.3)
             mats = [torch.tensor(r["matrix"]) for r in records if r["edge"] == a["edge"]]
             rebuilt = sum(w * alphas[t][space.edge_index(*p)] @ m
                           for w, p, m in zip(a["weights"], a["preds"], mats, strict=True))

@@ -77,7 +77,7 @@ class RunResult:
 
     @property
     def collapse_count(self) -> int:
-        """Parameter-free ops in the normal cell of the derived genotype (DESIGN.md 2.6)."""
+        """Parameter-free ops in the normal cell of the derived genotype (docs/method.md 2.6)."""
         return int(self.metrics.get("collapse_count", self.genotype.collapse_count))
 
     @property

@@ -2,7 +2,7 @@
 published numbers (`published.json`, loaded by `load_published`) for context.
 
 Selection rule (`SELECTION_RULE`): every seed is reported, nothing is selected on test data, and the model of
-the last training epoch is evaluated once. Published DARTS-family numbers (DESIGN.md 5) are best-of-several
+the last training epoch is evaluated once. Published DARTS-family numbers are best-of-several
 searches on CIFAR-10; they are shown for context only, never compared with this pipeline's numbers.
 """
 
@@ -134,7 +134,7 @@ def ablation_table(runs: list[RunResult]) -> str:
     legend = ", ".join(f"{OP_ABBREVIATIONS.get(op, op)} = {op}" for op in used)
     return "\n".join([
         "### Every run", "", _md_table(header, rows), "",
-        (f"Ops: {legend}. Edges are written op(src->dst); node ids as in DESIGN.md 2.1. Collapse count = "
+        (f"Ops: {legend}. Edges are written op(src->dst); node ids as in docs/method.md 2.1. Collapse count = "
         "parameter-free ops (skip, pools, none, noise) in the normal cell."), "",
         "### Per method (over seeds)", "",
         _md_table(["method", "seeds", "test acc (%) mean ± std", "mean search time (s)", "mean collapse count"],
@@ -163,7 +163,7 @@ def _published_table(dataset: str) -> str:
               "NB201 test acc (%) C10 / C100 / IN16-120"]
     imagenet = ", ".join(f"{e['method']} {e['top1_error_pct']:g}" for e in published["imagenet"])
     return "\n".join([
-        (f"Published **CIFAR-10** numbers (DESIGN.md 5), for context only: they are CIFAR-10 / NAS-Bench-201 "
+        (f"Published **CIFAR-10** numbers, for context only: they are CIFAR-10 / NAS-Bench-201 "
         f"results of paper-size networks (C=36, 20 cells, 600 epochs), best of several searches, and are "
         f"**not comparable** with the {dataset} numbers above."), "",
         _md_table(header, _published_rows(published)), "", f"ImageNet top-1 error (%): {imagenet}."])

@@ -1,26 +1,20 @@
-"""Speed and memory benchmark: the search step of every (method, base) supernet, and the final-network train step.
+"""Speed and memory harness: the search step of every (method, base) supernet, and the final-network train step.
 
-What is timed (wall clock, `time.perf_counter`; `torch.cuda.synchronize` before and after each timed call on
-CUDA), on random inputs, step for step as `itnas.search.run_search` does it (hyperparameters: `SearchConfig`
-defaults):
+Outside the core library, it times the library's own optimizers and steps (`make_search_optimizers`,
+`arch_step`, `weight_step`; `make_final_optimizer`, `final_train_step`) on random inputs, with `SearchConfig` /
+`TrainConfig` defaults (first epoch's lr). Wall clock: `time.perf_counter`, `torch.cuda.synchronize` before and
+after each timed call on CUDA. Measures: weight step, architecture step (first or second order), alphas
+(`model.arch()` alone, under no_grad), search step (= weight + arch medians), final step (auxiliary loss,
+drop-path at its last-epoch probability).
 
-- weight step: alphas computed once under no_grad, forward on a train batch, backward, gradient clipping,
-  SGD step (the alphas are constant: nothing flows into the architecture);
-- architecture step: first order: forward on a val batch, backward into the architecture parameters only
-  (`loss.backward(inputs=arch_parameters)`), Adam step; second order: `unrolled_arch_grads` (DARTS eq. 7-8),
-  Adam step;
-- alphas: `model.arch()` alone, under no_grad (the alpha cost inside the weight step);
-- search step = weight step + architecture step (one `run_search` step), as the sum of the two medians.
+Noise control: after `warmup` untimed steps of each config, round r runs every config once, in an order rotated
+by r (no config always follows the same neighbour); each config reports the median over the rounds. The final
+network is one more entry of the same rounds.
 
-Noise control: the configs are measured side by side. After `warmup` untimed steps of each, round r runs every
-config once (in an order rotated by r, so that no config always follows the same neighbour), and each config
-reports the median over the rounds. The final network is one more entry of the same rounds.
-
-Peak memory (2 search steps, or 2 final train steps):
-- CUDA: `torch.cuda.max_memory_allocated` above what was allocated just before the model was built;
-- CPU: peak RSS (VmHWM, see `_peak_rss_mib`) of a fresh spawned process that builds the model and runs
-  the steps, minus the peak RSS of a baseline spawned process that imports the same modules, builds the same
-  random inputs and pays the size-independent costs (`_load_runtime`) only.
+Peak memory (2 search steps, or 2 final train steps): on CUDA, `torch.cuda.max_memory_allocated` above what was
+allocated just before the model was built; on CPU, peak RSS (VmHWM, `_peak_rss_mib`) of a fresh spawned process
+that builds the model and runs the steps, minus that of a baseline spawned process that imports the same
+modules, builds the same random inputs and pays the size-independent costs (`_load_runtime`) only.
 """
 
 from __future__ import annotations
@@ -41,24 +35,30 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from .arch import BASES, ArchState, get_method
-from .config import SearchConfig, TrainConfig
-from .genotype import PUBLISHED_GENOTYPES, Genotype
-from .networks import count_parameters, create_final_network
-from .search import arch_step, build_search_model, weight_step
+from itnas.arch import BASES, ArchState, list_methods
+from itnas.config import (ArchOptimizerConfig, NetworkConfig, SearchConfig, SearchDataConfig, SupernetConfig,
+                          TrainConfig, TrainDataConfig)
+from itnas.genotype import PUBLISHED_GENOTYPES, Genotype
+from itnas.networks import count_parameters, create_final_network
+from itnas.search import arch_step, build_search_model, make_search_optimizers, weight_step
+from itnas.spaces import list_spaces
+from itnas.train import final_train_step, make_final_optimizer
 
 __all__ = ["FinalBenchSpec", "FinalStepper", "SearchBenchSpec", "SearchStepper", "check_bench_args",
-           "peak_memory_mib", "random_batches", "run_bench", "time_ms"]
+           "peak_memory_mib", "random_batches", "run_bench", "search_times", "step_ratios", "time_ms",
+           "time_rounds"]
 
 log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
+Clock = Callable[[], float]  # seconds, monotonic
+Measures = dict[str, Callable[[], object]]  # measure name (e.g. "arch_step_ms") -> the call it times
 
 RATIO_TARGET_MAX = 1.05  # spec: the ITNAS parameterisation costs at most 5 % over darts on the same base
 MEMORY_STEPS = 2
 
 
+# ---------------------------------------------------------------------------------------------- what is stepped
 @dataclass(frozen=True)
 class SearchBenchSpec:
     """One search configuration: a (method, base) supernet and its input size.
@@ -83,8 +83,12 @@ class SearchBenchSpec:
     space: str = "darts"
 
     def search_config(self) -> SearchConfig:
-        return SearchConfig(method=self.method, base=self.base, space=self.space, C=self.C, layers=self.layers,
-                            partial_k=self.partial_k, batch_size=self.batch_size, order=self.order)
+        """The `SearchConfig` of this spec (every other field at its default). Raises pydantic ValidationError."""
+        return SearchConfig(method=self.method,
+                            supernet=SupernetConfig(space=self.space, base=self.base, C=self.C, layers=self.layers,
+                                                    partial_k=self.partial_k),
+                            arch_optimizer=ArchOptimizerConfig(order=self.order),
+                            data=SearchDataConfig(batch_size=self.batch_size, image_size=self.image_size))
 
 
 @dataclass(frozen=True)
@@ -99,20 +103,26 @@ class FinalBenchSpec:
     in_channels: int = 3
     num_classes: int = 10
 
+    def train_config(self) -> TrainConfig:
+        """The `TrainConfig` of this spec (stem stride 1, auxiliary head; every other field at its default)."""
+        return TrainConfig(network=NetworkConfig(C=self.C, layers=self.layers, stem_stride=1, auxiliary=True),
+                           data=TrainDataConfig(batch_size=self.batch_size, image_size=self.image_size))
+
 
 def check_bench_args(methods: list[str], bases: list[str], order: str, rounds: int, warmup: int, C: int = 16,
-                     partial_k: int = 4) -> None:
-    """Raises KeyError (unknown method, naming the valid ones) or ValueError (unknown base / order, bad counts,
-    C not divisible by partial_k on the pcdarts base)."""
-    for m in methods:
-        get_method(m)
-    bad = [b for b in bases if b not in BASES]
-    if bad:
-        raise ValueError(f"unknown bases {bad}; valid bases: {', '.join(BASES)}")
+                     partial_k: int = 4, space: str = "darts") -> None:
+    """Raises ValueError naming the bad value and the valid ones: unknown method, base, order or space, no method
+    or base, rounds < 1 or warmup < 0, C not divisible by partial_k on the pcdarts base."""
+    for kind, given, valid in (("methods", methods, list_methods()), ("bases", bases, list(BASES))):
+        bad = [v for v in given if v not in valid]
+        if bad:
+            raise ValueError(f"unknown {kind} {bad}; valid {kind}: {', '.join(valid)}")
+        if not given:
+            raise ValueError(f"need at least one of the {kind}: {', '.join(valid)}")
     if order not in ("first", "second"):
         raise ValueError(f"order={order!r}; valid orders: first, second")
-    if not methods or not bases:
-        raise ValueError("need at least one method and one base")
+    if space not in list_spaces():
+        raise ValueError(f"space={space!r}; valid spaces: {', '.join(list_spaces())}")
     if rounds < 1 or warmup < 0:
         raise ValueError(f"need rounds >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
     if "pcdarts" in bases and C % partial_k:
@@ -133,7 +143,7 @@ def random_batches(batch_size: int, image_size: int, in_channels: int, num_class
 
 
 class SearchStepper:
-    """A supernet and its two optimizers, stepping exactly as `run_search` does (first epoch's lr, no warm-up)."""
+    """A supernet and its two optimizers (`make_search_optimizers`), stepping as the search task does."""
 
     def __init__(self, spec: SearchBenchSpec, device: torch.device, train_batch: Batch, val_batch: Batch,
                  seed: int = 0):
@@ -142,10 +152,7 @@ class SearchStepper:
         self.cfg, self.train_batch, self.val_batch = cfg, train_batch, val_batch
         self.model = build_search_model(cfg, spec.num_classes, spec.in_channels).to(device)
         self.model.train()
-        self.weights = self.model.weight_parameters()
-        self.w_opt = torch.optim.SGD(self.weights, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        self.a_opt = torch.optim.Adam(self.model.arch_parameters(), cfg.arch_lr, betas=cfg.arch_betas,
-                                      weight_decay=cfg.arch_weight_decay)
+        self.w_opt, self.a_opt = make_search_optimizers(self.model, cfg)
 
     def alphas(self) -> ArchState:
         """`model.arch()` under no_grad (as in the weight step)."""
@@ -153,13 +160,14 @@ class SearchStepper:
             return self.model.arch()
 
     def arch_step(self) -> None:
-        """One architecture step on the val batch (first or second order) and an Adam step (`search.arch_step`)."""
-        arch_step(self.model, self.a_opt, self.train_batch, self.val_batch, self.cfg.order, self.cfg.lr, self.w_opt,
-                  self.cfg.weight_decay, self.cfg.momentum)
+        """One architecture step on the val batch and its Adam step (`itnas.search.arch_step`, xi = weight lr)."""
+        w = self.cfg.weight_optimizer
+        arch_step(self.model, self.a_opt, self.train_batch, self.val_batch, self.cfg.arch_optimizer.order, w.lr,
+                  self.w_opt, w.weight_decay, w.momentum)
 
     def weight_step(self) -> None:
-        """One weight step on the train batch, alphas held constant (`search.weight_step`)."""
-        weight_step(self.model, self.w_opt, self.train_batch, self.cfg.grad_clip)
+        """One weight step on the train batch, alphas held constant (`itnas.search.weight_step`)."""
+        weight_step(self.model, self.w_opt, self.train_batch, self.cfg.weight_optimizer.grad_clip)
 
     def step(self) -> None:
         """One search step: architecture step, then weight step."""
@@ -168,42 +176,109 @@ class SearchStepper:
 
 
 class FinalStepper:
-    """A final network and its optimizer, stepping as `itnas.train.train_final` does (`TrainConfig` defaults,
-    auxiliary loss, drop-path at its last-epoch probability)."""
+    """A final network and its optimizer (`make_final_optimizer`), stepping with `final_train_step` (drop-path at
+    its last-epoch probability)."""
 
     def __init__(self, spec: FinalBenchSpec, device: torch.device, batch: Batch, seed: int = 0):
-        cfg = TrainConfig()
+        cfg = spec.train_config()
+        n = cfg.network
         torch.manual_seed(seed)
         self.cfg, self.batch = cfg, batch
-        self.model = create_final_network(spec.genotype, spec.C, spec.layers, spec.num_classes, True,
-                                          spec.in_channels).to(device)
+        self.model = create_final_network(spec.genotype, n.C, n.layers, spec.num_classes, n.auxiliary,
+                                          spec.in_channels, n.stem_stride).to(device)
         self.model.train()
-        self.model.drop_path_prob = cfg.drop_path
-        self.opt = torch.optim.SGD(self.model.parameters(), cfg.lr, momentum=cfg.momentum,
-                                   weight_decay=cfg.weight_decay)
+        self.model.drop_path_prob = cfg.regularization.drop_path
+        self.opt = make_final_optimizer(self.model, cfg)
 
     def step(self) -> None:
-        x, y = self.batch
-        logits, aux = self.model(x)
-        loss = F.cross_entropy(logits, y) + self.cfg.auxiliary_weight * F.cross_entropy(aux, y)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.opt.step()
+        final_train_step(self.model, self.opt, self.batch, self.cfg)
 
 
+def _make_stepper(spec: SearchBenchSpec | FinalBenchSpec, device: torch.device, batches: tuple[Batch, Batch]):
+    if isinstance(spec, SearchBenchSpec):
+        return SearchStepper(spec, device, *batches)
+    return FinalStepper(spec, device, batches[0])
+
+
+# ---------------------------------------------------------------------------------------------- timing
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def time_ms(fn: Callable[[], object], device: torch.device) -> float:
-    """Wall time of `fn()` in ms, with device sync before and after."""
+def time_ms(fn: Callable[[], object], device: torch.device, clock: Clock = time.perf_counter) -> float:
+    """Wall time of `fn()` in ms by `clock` (seconds), with device sync before and after."""
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = clock()
     fn()
     _sync(device)
-    return (time.perf_counter() - t0) * 1e3
+    return (clock() - t0) * 1e3
+
+
+def time_rounds(entries: dict[str, Measures], rounds: int, warmup: int, device: torch.device,
+                clock: Clock = time.perf_counter, tick: Callable[[str], None] | None = None
+                ) -> dict[str, dict[str, list[float]]]:
+    """Time every entry side by side: `warmup` untimed calls of each measure, then `rounds` rounds; round r runs
+    the entries in their order rotated by r, each entry's measures in their order.
+
+    Args:
+        entries: label -> {measure name: call}. tick(what): called after every entry's warm-up and timed round.
+
+    Returns:
+        label -> measure name -> one time (ms) per round.
+    """
+    samples = {label: {name: [] for name in fns} for label, fns in entries.items()}
+    items = list(entries.items())
+    for _ in range(warmup):
+        for label, fns in items:
+            for fn in fns.values():
+                fn()
+            _sync(device)
+            if tick is not None:
+                tick(f"warm-up {label}")
+    for r in range(rounds):
+        t0 = time.perf_counter()
+        shift = r % len(items)
+        for label, fns in items[shift:] + items[:shift]:
+            for name, fn in fns.items():
+                samples[label][name].append(time_ms(fn, device, clock))
+            if tick is not None:
+                tick(f"round {r + 1}/{rounds} {label}")
+        log.info("bench round %d/%d: %.1f s", r + 1, rounds, time.perf_counter() - t0)
+    return samples
+
+
+def search_times(samples: dict[str, list[float]], batch_size: int) -> dict[str, float]:
+    """Medians over rounds of one search config's weight_step_ms, arch_step_ms and alphas_ms; search_step_ms
+    (= weight + arch) and search_img_per_s (B / search step s)."""
+    med = {name: statistics.median(v) for name, v in samples.items()}
+    search_ms = med["weight_step_ms"] + med["arch_step_ms"]
+    return {"weight_step_ms": med["weight_step_ms"], "arch_step_ms": med["arch_step_ms"],
+            "search_step_ms": search_ms, "alphas_ms": med["alphas_ms"],
+            "search_img_per_s": batch_size / (search_ms / 1e3)}
+
+
+def step_ratios(configs: list[dict], samples: dict[tuple[str, str], dict[str, list[float]]]) -> dict:
+    """Per base, every method over the `darts` method on the same base: step, weight step, arch step, alphas
+    (ratios of the medians in `configs`), and the median over rounds of the per-round search-step ratio (paired:
+    same round; `samples` keyed by (method, base)). itnas_within_target: itnas step ratio <= RATIO_TARGET_MAX."""
+    by_key = {(c["method"], c["base"]): c for c in configs}
+    out: dict[str, dict] = {}
+    for (method, base), c in by_key.items():
+        ref = by_key.get(("darts", base))
+        if method == "darts" or ref is None:
+            continue
+        s, r = samples[(method, base)], samples[("darts", base)]
+        paired = [(sw + sa) / (rw + ra) for sw, sa, rw, ra in
+                  zip(s["weight_step_ms"], s["arch_step_ms"], r["weight_step_ms"], r["arch_step_ms"])]
+        d = out.setdefault(base, {})
+        for name, key in (("step", "search_step_ms"), ("weight_step", "weight_step_ms"),
+                          ("arch_step", "arch_step_ms"), ("alphas", "alphas_ms")):
+            d[f"{method}_over_darts_{name}"] = c[key] / ref[key]
+        d[f"{method}_over_darts_step_paired"] = statistics.median(paired)
+        if method == "itnas":
+            d["itnas_within_target"] = d["itnas_over_darts_step"] <= RATIO_TARGET_MAX
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- peak memory
@@ -223,12 +298,6 @@ def _peak_rss_mib() -> float:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-def _make_stepper(spec: SearchBenchSpec | FinalBenchSpec, device: torch.device, batches: tuple[Batch, Batch]):
-    if isinstance(spec, SearchBenchSpec):
-        return SearchStepper(spec, device, *batches)
-    return FinalStepper(spec, device, batches[0])
 
 
 def _load_runtime() -> None:
@@ -319,36 +388,16 @@ def _load_average() -> list[float] | None:
         return None
 
 
+def _label(spec: SearchBenchSpec | FinalBenchSpec) -> str:
+    return f"{spec.method}/{spec.base}" if isinstance(spec, SearchBenchSpec) else "final"
+
+
 # ---------------------------------------------------------------------------------------------- the benchmark
-def _ratios(configs: list[dict], samples: dict[tuple[str, str], dict[str, list[float]]]) -> dict:
-    """Per base, every method over the `darts` method on the same base: step, weight step, arch step (ratios of
-    the medians), and the median over rounds of the per-round search-step ratio (paired: same round)."""
-    by_key = {(c["method"], c["base"]): c for c in configs}
-    out: dict[str, dict] = {}
-    for (method, base), c in by_key.items():
-        ref = by_key.get(("darts", base))
-        if method == "darts" or ref is None:
-            continue
-        s, r = samples[(method, base)], samples[("darts", base)]
-        paired = [(sw + sa) / (rw + ra) for sw, sa, rw, ra in
-                  zip(s["weight_step_ms"], s["arch_step_ms"], r["weight_step_ms"], r["arch_step_ms"])]
-        d = out.setdefault(base, {})
-        d[f"{method}_over_darts_step"] = c["search_step_ms"] / ref["search_step_ms"]
-        d[f"{method}_over_darts_weight_step"] = c["weight_step_ms"] / ref["weight_step_ms"]
-        d[f"{method}_over_darts_arch_step"] = c["arch_step_ms"] / ref["arch_step_ms"]
-        d[f"{method}_over_darts_alphas"] = c["alphas_ms"] / ref["alphas_ms"]
-        d[f"{method}_over_darts_step_paired"] = statistics.median(paired)
-        if method == "itnas":
-            d["itnas_within_target"] = d["itnas_over_darts_step"] <= RATIO_TARGET_MAX
-    return out
-
-
 def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8, batch_size: int = 32,
               image_size: int = 32, in_channels: int = 3, num_classes: int = 10, rounds: int = 5, warmup: int = 1,
               order: str = "first", final_C: int = 36, final_layers: int = 20, genotype: Genotype | None = None,
               device: torch.device | str = "cpu", measure_memory: bool = True, partial_k: int = 4,
-              space: str = "darts",
-              on_progress: Callable[[int, int, str], None] | None = None) -> dict:
+              space: str = "darts", on_progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Benchmark the search step of every (method, base) and the final-network train step.
 
     Args:
@@ -362,18 +411,17 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
 
     Returns:
         JSON-ready {"settings", "configs", "final", "ratios"}; see the module docstring for what is timed.
-        configs: one per (method, base): weight_step_ms, arch_step_ms, search_step_ms (= weight + arch),
-        alphas_ms, search_img_per_s (B / search step s), search_peak_mib (None when not measured),
-        weight_params_m (millions), arch_params (count), samples (every round's ms).
+        configs: one per (method, base): `search_times` (weight_step_ms, arch_step_ms, search_step_ms, alphas_ms,
+        search_img_per_s), search_peak_mib (None when not measured), weight_params_m (millions), arch_params
+        (count), samples (every round's ms).
         final: final_step_ms, final_img_per_s, final_peak_mib, params_m (without the auxiliary head), genotype.
-        ratios: per base, `<method>_over_darts_*` (see `_ratios`), and itnas_within_target (<= 1.05).
+        ratios: per base, `<method>_over_darts_*` (see `step_ratios`), and itnas_within_target (<= 1.05).
 
     Raises:
-        KeyError: unknown method. ValueError: unknown base or order, bad counts, C not divisible by partial_k.
-        GenotypeError: the genotype does not fit its space.
+        ValueError: see `check_bench_args`. GenotypeError: the genotype does not fit its space.
     """
     methods, bases = list(dict.fromkeys(methods)), list(dict.fromkeys(bases))  # a repeat would share its key
-    check_bench_args(methods, bases, order, rounds, warmup, C, partial_k)
+    check_bench_args(methods, bases, order, rounds, warmup, C, partial_k, space)
     device = torch.device(device)
     genotype = genotype if genotype is not None else PUBLISHED_GENOTYPES["darts_v2"]
     sizes = {"batch_size": batch_size, "image_size": image_size, "in_channels": in_channels,
@@ -392,55 +440,32 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
 
     load_start = _load_average()
     # memory first, one config at a time (nothing else resident on the device)
-    peaks: dict[object, float | None] = {s: None for s in [*specs, final_spec]}
+    peaks: dict[str, float | None] = {_label(s): None for s in [*specs, final_spec]}
     if measure_memory:
         baseline = _cpu_baseline_mib(final_spec) if device.type == "cpu" else None
-        for s in peaks:
-            peaks[s] = peak_memory_mib(s, device, MEMORY_STEPS, baseline)
+        for s in [*specs, final_spec]:
+            peaks[_label(s)] = peak_memory_mib(s, device, MEMORY_STEPS, baseline)
             tick(f"memory {_label(s)}")
 
     train_batch, val_batch = random_batches(batch_size, image_size, in_channels, num_classes, device)
     steppers = {s: SearchStepper(s, device, train_batch, val_batch) for s in specs}
     final = FinalStepper(final_spec, device, train_batch)
-    # every entry: (key, [(measure name, fn)])
-    entries: list[tuple[object, list[tuple[str, Callable]]]] = [
-        (s, [("alphas_ms", st.alphas), ("arch_step_ms", st.arch_step), ("weight_step_ms", st.weight_step)])
-        for s, st in steppers.items()]
-    entries.append((final_spec, [("final_step_ms", final.step)]))
-    samples: dict[object, dict[str, list[float]]] = {key: {name: [] for name, _ in fns} for key, fns in entries}
+    entries: dict[str, Measures] = {
+        _label(s): {"alphas_ms": st.alphas, "arch_step_ms": st.arch_step, "weight_step_ms": st.weight_step}
+        for s, st in steppers.items()}
+    entries["final"] = {"final_step_ms": final.step}
+    samples = time_rounds(entries, rounds, warmup, device, tick=tick)
 
-    for _ in range(warmup):
-        for key, fns in entries:
-            for _name, fn in fns:
-                fn()
-            _sync(device)
-            tick(f"warm-up {_label(key)}")
-    for r in range(rounds):
-        t0 = time.perf_counter()
-        shift = r % len(entries)
-        for key, fns in entries[shift:] + entries[:shift]:
-            for name, fn in fns:
-                samples[key][name].append(time_ms(fn, device))
-            tick(f"round {r + 1}/{rounds} {_label(key)}")
-        log.info("bench round %d/%d: %.1f s", r + 1, rounds, time.perf_counter() - t0)
-
-    configs = []
-    for s, st in steppers.items():
-        med = {name: statistics.median(v) for name, v in samples[s].items()}
-        search_ms = med["weight_step_ms"] + med["arch_step_ms"]
-        configs.append({
-            "method": s.method, "base": s.base, "order": s.order,
-            "weight_step_ms": med["weight_step_ms"], "arch_step_ms": med["arch_step_ms"],
-            "search_step_ms": search_ms, "alphas_ms": med["alphas_ms"],
-            "search_img_per_s": batch_size / (search_ms / 1e3), "search_peak_mib": peaks[s],
-            "weight_params_m": sum(p.numel() for p in st.model.weight_parameters()) / 1e6,
-            "arch_params": sum(p.numel() for p in st.model.arch_parameters()),
-            "samples": samples[s]})
-    final_ms = statistics.median(samples[final_spec]["final_step_ms"])
+    configs = [{"method": s.method, "base": s.base, "order": s.order, **search_times(samples[_label(s)], batch_size),
+                "search_peak_mib": peaks[_label(s)],
+                "weight_params_m": sum(p.numel() for p in st.model.weight_parameters()) / 1e6,
+                "arch_params": sum(p.numel() for p in st.model.arch_parameters()), "samples": samples[_label(s)]}
+               for s, st in steppers.items()]
+    final_ms = statistics.median(samples["final"]["final_step_ms"])
     final_rec = {"C": final_C, "layers": final_layers, "auxiliary": True, "drop_path_prob": final.model.drop_path_prob,
                  "final_step_ms": final_ms, "final_img_per_s": batch_size / (final_ms / 1e3),
-                 "final_peak_mib": peaks[final_spec], "params_m": count_parameters(final.model) / 1e6,
-                 "genotype": genotype.to_dict(), "samples": samples[final_spec]}
+                 "final_peak_mib": peaks["final"], "params_m": count_parameters(final.model) / 1e6,
+                 "genotype": genotype.to_dict(), "samples": samples["final"]}
     settings = {
         **{k: v for k, v in asdict(specs[0]).items() if k not in ("method", "base")},
         "methods": list(methods), "bases": list(bases), "rounds": rounds, "warmup": warmup,
@@ -453,10 +478,4 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
         "load_average_start": load_start, "load_average_end": _load_average(),
     }
     return {"settings": settings, "configs": configs, "final": final_rec,
-            "ratios": _ratios(configs, {(s.method, s.base): samples[s] for s in specs})}
-
-
-def _label(spec: object) -> str:
-    if isinstance(spec, SearchBenchSpec):
-        return f"{spec.method}/{spec.base}"
-    return "final"
+            "ratios": step_ratios(configs, {(s.method, s.base): samples[_label(s)] for s in specs})}
