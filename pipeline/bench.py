@@ -71,7 +71,7 @@ def bench(methods: list[str], bases: list[str], C: int, layers: int, batch_size:
     if threads:
         torch.set_num_threads(threads)
     try:
-        check_bench_args(methods, bases, order, rounds, warmup, C)
+        check_bench_args(methods, bases, order, rounds, warmup, C, layers=layers)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     dev = resolve_device({"device": device})

@@ -2,14 +2,11 @@
 
 Outside the core library, it times the library's own optimizers and steps (`make_search_optimizers`,
 `arch_step`, `weight_step`; `make_final_optimizer`, `final_train_step`) on random inputs, with `SearchConfig` /
-`TrainConfig` defaults (first epoch's lr). Wall clock: `time.perf_counter`, `torch.cuda.synchronize` before and
-after each timed call on CUDA. Measures: weight step, architecture step (first or second order), alphas
-(`model.arch()` alone, under no_grad), search step (= weight + arch medians), final step (auxiliary loss,
-drop-path at its last-epoch probability).
-
-Noise control: after `warmup` untimed steps of each config, round r runs every config once, in an order rotated
-by r (no config always follows the same neighbour); each config reports the median over the rounds. The final
-network is one more entry of the same rounds.
+`TrainConfig` defaults (first epoch's lr). Measures: weight step, architecture step (first or second order),
+alphas (`model.arch()` alone, under no_grad), search step (= weight + arch medians), final step (auxiliary loss,
+drop-path at its last-epoch probability). Timing, rounds and ratios: `pipeline.bench_timing` (interleaved rounds
+in rotated order, median per config, device sync around each call). The final network is one more entry of the
+same rounds.
 
 Peak memory (2 search steps, or 2 final train steps): on CUDA, `torch.cuda.max_memory_allocated` above what was
 allocated just before the model was built; on CPU, peak RSS (VmHWM, `_peak_rss_mib`) of a fresh spawned process
@@ -20,14 +17,12 @@ modules, builds the same random inputs and pays the size-independent costs (`_lo
 from __future__ import annotations
 
 import gc
-import logging
 import multiprocessing as mp
 import os
 import platform
 import resource
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -36,25 +31,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from itnas.arch import BASES, ArchState, list_methods
-from itnas.config import (ArchOptimizerConfig, NetworkConfig, SearchConfig, SearchDataConfig, SupernetConfig,
-                          TrainConfig, TrainDataConfig)
+from itnas.arch import BASES, ArchState
+from itnas.config import SearchConfig, TrainConfig, parse_config
 from itnas.genotype import PUBLISHED_GENOTYPES, Genotype
 from itnas.networks import count_parameters, create_final_network
 from itnas.search import arch_step, build_search_model, make_search_optimizers, weight_step
-from itnas.spaces import list_spaces
 from itnas.train import final_train_step, make_final_optimizer
 
+from .bench_timing import RATIO_TARGET_MAX, Measures, search_times, step_ratios, time_rounds
+
 __all__ = ["FinalBenchSpec", "FinalStepper", "SearchBenchSpec", "SearchStepper", "check_bench_args",
-           "peak_memory_mib", "random_batches", "run_bench", "search_times", "step_ratios", "time_ms",
-           "time_rounds"]
+           "peak_memory_mib", "random_batches", "run_bench"]
 
-log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
-Clock = Callable[[], float]  # seconds, monotonic
-Measures = dict[str, Callable[[], object]]  # measure name (e.g. "arch_step_ms") -> the call it times
-
-RATIO_TARGET_MAX = 1.05  # spec: the ITNAS parameterisation costs at most 5 % over darts on the same base
 MEMORY_STEPS = 2
 
 
@@ -83,12 +72,15 @@ class SearchBenchSpec:
     space: str = "darts"
 
     def search_config(self) -> SearchConfig:
-        """The `SearchConfig` of this spec (every other field at its default). Raises pydantic ValidationError."""
-        return SearchConfig(method=self.method,
-                            supernet=SupernetConfig(space=self.space, base=self.base, C=self.C, layers=self.layers,
-                                                    partial_k=self.partial_k),
-                            arch_optimizer=ArchOptimizerConfig(order=self.order),
-                            data=SearchDataConfig(batch_size=self.batch_size, image_size=self.image_size))
+        """The `SearchConfig` of this spec, every other field at its default. Raises ConfigError (a ValueError)
+        naming the bad key, its value and the valid ones: unknown method, space or order, C not divisible by
+        partial_k on the pcdarts base, ..."""
+        supernet = {"space": self.space, "base": self.base, "C": self.C, "layers": self.layers,
+                    "partial_k": self.partial_k}
+        return parse_config(SearchConfig, {"method": self.method, "supernet": supernet,
+                                           "arch_optimizer": {"order": self.order},
+                                           "data": {"batch_size": self.batch_size, "image_size": self.image_size}},
+                            "bench")
 
 
 @dataclass(frozen=True)
@@ -104,29 +96,29 @@ class FinalBenchSpec:
     num_classes: int = 10
 
     def train_config(self) -> TrainConfig:
-        """The `TrainConfig` of this spec (stem stride 1, auxiliary head; every other field at its default)."""
-        return TrainConfig(network=NetworkConfig(C=self.C, layers=self.layers, stem_stride=1, auxiliary=True),
-                           data=TrainDataConfig(batch_size=self.batch_size, image_size=self.image_size))
+        """The `TrainConfig` of this spec (stem stride 1, auxiliary head; every other field at its default).
+        Raises ConfigError naming a bad key (e.g. C < 1)."""
+        return parse_config(TrainConfig, {"network": {"C": self.C, "layers": self.layers, "stem_stride": 1,
+                                                      "auxiliary": True},
+                                          "data": {"batch_size": self.batch_size, "image_size": self.image_size}},
+                            "bench.final")
 
 
 def check_bench_args(methods: list[str], bases: list[str], order: str, rounds: int, warmup: int, C: int = 16,
-                     partial_k: int = 4, space: str = "darts") -> None:
-    """Raises ValueError naming the bad value and the valid ones: unknown method, base, order or space, no method
-    or base, rounds < 1 or warmup < 0, C not divisible by partial_k on the pcdarts base."""
-    for kind, given, valid in (("methods", methods, list_methods()), ("bases", bases, list(BASES))):
-        bad = [v for v in given if v not in valid]
-        if bad:
-            raise ValueError(f"unknown {kind} {bad}; valid {kind}: {', '.join(valid)}")
-        if not given:
-            raise ValueError(f"need at least one of the {kind}: {', '.join(valid)}")
-    if order not in ("first", "second"):
-        raise ValueError(f"order={order!r}; valid orders: first, second")
-    if space not in list_spaces():
-        raise ValueError(f"space={space!r}; valid spaces: {', '.join(list_spaces())}")
+                     partial_k: int = 4, space: str = "darts", layers: int = 8) -> None:
+    """Raises ValueError naming the bad value and the valid ones: no method or base, a base not in BASES (the
+    bench compares methods on one explicit base: no "auto"), rounds < 1 or warmup < 0, or any (method, base)
+    whose `SearchConfig` is invalid (ConfigError: unknown method, order or space, C % partial_k on pcdarts)."""
+    if not methods or not bases:
+        raise ValueError(f"need at least one method and one base, got methods={methods}, bases={bases}")
+    bad = [b for b in bases if b not in BASES]
+    if bad:
+        raise ValueError(f"unknown bases {bad}; valid bases: {', '.join(BASES)}")
     if rounds < 1 or warmup < 0:
         raise ValueError(f"need rounds >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
-    if "pcdarts" in bases and C % partial_k:
-        raise ValueError(f"the pcdarts base needs C divisible by partial_k={partial_k}, got C={C}")
+    for m in methods:
+        for b in bases:
+            SearchBenchSpec(m, b, C, layers, order=order, partial_k=partial_k, space=space).search_config()
 
 
 def random_batches(batch_size: int, image_size: int, in_channels: int, num_classes: int,
@@ -200,96 +192,11 @@ def _make_stepper(spec: SearchBenchSpec | FinalBenchSpec, device: torch.device, 
     return FinalStepper(spec, device, batches[0])
 
 
-# ---------------------------------------------------------------------------------------------- timing
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_ms(fn: Callable[[], object], device: torch.device, clock: Clock = time.perf_counter) -> float:
-    """Wall time of `fn()` in ms by `clock` (seconds), with device sync before and after."""
-    _sync(device)
-    t0 = clock()
-    fn()
-    _sync(device)
-    return (clock() - t0) * 1e3
-
-
-def time_rounds(entries: dict[str, Measures], rounds: int, warmup: int, device: torch.device,
-                clock: Clock = time.perf_counter, tick: Callable[[str], None] | None = None
-                ) -> dict[str, dict[str, list[float]]]:
-    """Time every entry side by side: `warmup` untimed calls of each measure, then `rounds` rounds; round r runs
-    the entries in their order rotated by r, each entry's measures in their order.
-
-    Args:
-        entries: label -> {measure name: call}. tick(what): called after every entry's warm-up and timed round.
-
-    Returns:
-        label -> measure name -> one time (ms) per round.
-    """
-    samples = {label: {name: [] for name in fns} for label, fns in entries.items()}
-    items = list(entries.items())
-    for _ in range(warmup):
-        for label, fns in items:
-            for fn in fns.values():
-                fn()
-            _sync(device)
-            if tick is not None:
-                tick(f"warm-up {label}")
-    for r in range(rounds):
-        t0 = time.perf_counter()
-        shift = r % len(items)
-        for label, fns in items[shift:] + items[:shift]:
-            for name, fn in fns.items():
-                samples[label][name].append(time_ms(fn, device, clock))
-            if tick is not None:
-                tick(f"round {r + 1}/{rounds} {label}")
-        log.info("bench round %d/%d: %.1f s", r + 1, rounds, time.perf_counter() - t0)
-    return samples
-
-
-def search_times(samples: dict[str, list[float]], batch_size: int) -> dict[str, float]:
-    """Medians over rounds of one search config's weight_step_ms, arch_step_ms and alphas_ms; search_step_ms
-    (= weight + arch) and search_img_per_s (B / search step s)."""
-    med = {name: statistics.median(v) for name, v in samples.items()}
-    search_ms = med["weight_step_ms"] + med["arch_step_ms"]
-    return {"weight_step_ms": med["weight_step_ms"], "arch_step_ms": med["arch_step_ms"],
-            "search_step_ms": search_ms, "alphas_ms": med["alphas_ms"],
-            "search_img_per_s": batch_size / (search_ms / 1e3)}
-
-
-def step_ratios(configs: list[dict], samples: dict[tuple[str, str], dict[str, list[float]]]) -> dict:
-    """Per base, every method over the `darts` method on the same base: step, weight step, arch step, alphas
-    (ratios of the medians in `configs`), and the median over rounds of the per-round search-step ratio (paired:
-    same round; `samples` keyed by (method, base)). itnas_within_target: itnas step ratio <= RATIO_TARGET_MAX."""
-    by_key = {(c["method"], c["base"]): c for c in configs}
-    out: dict[str, dict] = {}
-    for (method, base), c in by_key.items():
-        ref = by_key.get(("darts", base))
-        if method == "darts" or ref is None:
-            continue
-        s, r = samples[(method, base)], samples[("darts", base)]
-        paired = [(sw + sa) / (rw + ra) for sw, sa, rw, ra in
-                  zip(s["weight_step_ms"], s["arch_step_ms"], r["weight_step_ms"], r["arch_step_ms"])]
-        d = out.setdefault(base, {})
-        for name, key in (("step", "search_step_ms"), ("weight_step", "weight_step_ms"),
-                          ("arch_step", "arch_step_ms"), ("alphas", "alphas_ms")):
-            d[f"{method}_over_darts_{name}"] = c[key] / ref[key]
-        d[f"{method}_over_darts_step_paired"] = statistics.median(paired)
-        if method == "itnas":
-            d["itnas_within_target"] = d["itnas_over_darts_step"] <= RATIO_TARGET_MAX
-    return out
-
-
 # ---------------------------------------------------------------------------------------------- peak memory
 def _peak_rss_mib() -> float:
-    """Peak resident set size of this process's own address space, MiB.
-
-    Linux: VmHWM of /proc/self/status (kB). Not `getrusage(RUSAGE_SELF).ru_maxrss`: exec() folds the peak RSS of
-    the address space it replaces into ru_maxrss, so a spawned child reports at least its parent's peak (seen
-    here: a child of a 1.7 GiB parent reported 1.7 GiB, however small its own use). Elsewhere: ru_maxrss (KiB;
-    bytes on macOS), with that caveat.
-    """
+    """Peak resident set size of this process's own address space, MiB: VmHWM of /proc/self/status (Linux).
+    Not `ru_maxrss`: exec() folds the peak RSS of the address space it replaces into it, so a spawned child
+    reports at least its parent's peak (seen: 1.7 GiB in a child of a 1.7 GiB parent). Elsewhere: ru_maxrss."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -329,10 +236,6 @@ def _in_fresh_process(fn: Callable, *args):
         return pool.submit(fn, *args).result()
 
 
-def _cpu_baseline_mib(spec: SearchBenchSpec | FinalBenchSpec) -> float:
-    return _in_fresh_process(_rss_worker, spec, True, 0, torch.get_num_threads())
-
-
 def peak_memory_mib(spec: SearchBenchSpec | FinalBenchSpec, device: torch.device, steps: int = MEMORY_STEPS,
                     cpu_baseline_mib: float | None = None) -> float:
     """Peak memory (MiB) of building `spec`'s model and running `steps` steps (see the module docstring).
@@ -354,7 +257,7 @@ def peak_memory_mib(spec: SearchBenchSpec | FinalBenchSpec, device: torch.device
         del stepper
         return peak / 2**20
     if cpu_baseline_mib is None:
-        cpu_baseline_mib = _cpu_baseline_mib(spec)
+        cpu_baseline_mib = _in_fresh_process(_rss_worker, spec, True, 0, torch.get_num_threads())
     return _in_fresh_process(_rss_worker, spec, False, steps, torch.get_num_threads()) - cpu_baseline_mib
 
 
@@ -421,7 +324,7 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
         ValueError: see `check_bench_args`. GenotypeError: the genotype does not fit its space.
     """
     methods, bases = list(dict.fromkeys(methods)), list(dict.fromkeys(bases))  # a repeat would share its key
-    check_bench_args(methods, bases, order, rounds, warmup, C, partial_k, space)
+    check_bench_args(methods, bases, order, rounds, warmup, C, partial_k, space, layers)
     device = torch.device(device)
     genotype = genotype if genotype is not None else PUBLISHED_GENOTYPES["darts_v2"]
     sizes = {"batch_size": batch_size, "image_size": image_size, "in_channels": in_channels,
@@ -429,6 +332,7 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
     specs = [SearchBenchSpec(m, b, C, layers, order=order, partial_k=partial_k, space=space, **sizes)
              for m in methods for b in bases]
     final_spec = FinalBenchSpec(genotype, final_C, final_layers, **sizes)
+    final_spec.train_config()  # a bad final size fails now, not after the memory measurements
     total = (len(specs) + 1) * (warmup + rounds + (1 if measure_memory else 0))
     done = 0
 
@@ -442,7 +346,8 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
     # memory first, one config at a time (nothing else resident on the device)
     peaks: dict[str, float | None] = {_label(s): None for s in [*specs, final_spec]}
     if measure_memory:
-        baseline = _cpu_baseline_mib(final_spec) if device.type == "cpu" else None
+        threads = torch.get_num_threads()  # one baseline process for every config:
+        baseline = _in_fresh_process(_rss_worker, final_spec, True, 0, threads) if device.type == "cpu" else None
         for s in [*specs, final_spec]:
             peaks[_label(s)] = peak_memory_mib(s, device, MEMORY_STEPS, baseline)
             tick(f"memory {_label(s)}")

@@ -26,6 +26,7 @@ Command line (for maintainers; prints YAML to paste into dvc.yaml)::
 
     python -m pipeline.deps            # per stage: its non-code deps as they are, then the computed code deps
     python -m pipeline.deps --check    # exit 1 (and name stage and file) when dvc.yaml misses a code dep
+    python -m pipeline.deps --write    # rewrite the deps lists of dvc.yaml in place
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import re
 import shlex
 import sys
 import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["PACKAGES", "DepsError", "covers", "import_closure", "main", "minimal_deps", "package_data", "stage_closure",
+__all__ = ["PACKAGES", "DepsError", "covers", "import_closure", "main", "minimal_deps", "package_data",
+           "rewrite_deps", "stage_closure",
            "stage_deps", "stage_modules", "stages", "uncovered"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -383,6 +386,24 @@ def stage_deps(dvc: dict, root: Path | None = None) -> dict[str, list[str]]:
     return out
 
 
+def rewrite_deps(text: str, computed: dict[str, list[str]]) -> str:
+    """dvc.yaml text with the `deps:` list of every stage in `computed` replaced by its computed deps; comments,
+    order and everything else are kept (a line-based edit: stage keys at 2 spaces, list items at 6)."""
+    out, stage, lines, i = [], None, text.splitlines(keepends=True), 0
+    while i < len(lines):
+        line = lines[i]
+        m = re.match(r"^  ([\w-]+):\s*(#.*)?$", line)
+        if m:
+            stage = m.group(1)
+        out.append(line)
+        i += 1
+        if line.strip() == "deps:" and stage in computed:
+            while i < len(lines) and lines[i].startswith("      - "):
+                i += 1
+            out += [f"      - {dep}\n" for dep in computed[stage] if isinstance(dep, str)]
+    return "".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the deps of every stage of dvc.yaml as YAML; with --check, exit 1 when dvc.yaml misses a code dep."""
     import yaml
@@ -390,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.deps", description=__doc__.splitlines()[0])
     parser.add_argument("--dvc-file", type=Path, default=None, help="dvc.yaml (default: the repository's)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a stage's deps miss a file it imports")
+    parser.add_argument("--write", action="store_true", help="rewrite the deps lists of dvc.yaml in place")
     args = parser.parse_args(argv)
     dvc_file = args.dvc_file or REPO_ROOT / "dvc.yaml"
     root = dvc_file.resolve().parent
@@ -399,6 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     except (DepsError, OSError, yaml.YAMLError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.write:
+        if any(not isinstance(d, str) for deps in computed.values() for d in deps):
+            print("error: --write handles plain path deps only; edit dvc.yaml by hand", file=sys.stderr)
+            return 2
+        dvc_file.write_text(rewrite_deps(dvc_file.read_text(), computed))
+        print(f"# {dvc_file.name}: deps rewritten for {len(computed)} stages", file=sys.stderr)
+        return 0
     for name, deps in computed.items():
         print(f"{name}:\n  deps:")
         for dep in deps:

@@ -14,7 +14,7 @@ import yaml
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, DistributedSampler
 
-import itnas.data as data_mod
+import itnas.datasets as data_mod
 from itnas.data import (
     DataError,
     ImageDataset,

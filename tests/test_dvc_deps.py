@@ -15,6 +15,7 @@ from pipeline.deps import (
     import_closure,
     main,
     minimal_deps,
+    rewrite_deps,
     stage_closure,
     stage_deps,
     stage_modules,
@@ -68,6 +69,20 @@ def test_checker_passes_on_computed_deps():
     for name, deps in stage_deps(DVC, ROOT).items():
         fixed["stages"][name]["deps"] = deps
     assert uncovered(fixed, ROOT) == []
+
+
+def test_rewrite_deps_fixes_a_stale_file_and_keeps_the_rest():
+    """`python -m pipeline.deps --write`: drop a code dep from the real dvc.yaml text, rewrite, and the checker is
+    satisfied again; params, outs and comments are untouched."""
+    text = (ROOT / "dvc.yaml").read_text()
+    stale = text.replace("      - pipeline/search.py\n", "", 1)
+    assert uncovered(yaml.safe_load(stale), ROOT) == [("search", "pipeline/search.py")]
+    fixed = rewrite_deps(stale, stage_deps(yaml.safe_load(stale), ROOT))
+    assert uncovered(yaml.safe_load(fixed), ROOT) == []
+    assert fixed == text  # the real dvc.yaml is exactly what the generator writes
+    for stage, body in yaml.safe_load(fixed)["stages"].items():
+        for key in ("params", "outs", "metrics", "plots", "cmd"):
+            assert body.get(key) == DVC["stages"][stage].get(key)
 
 
 def test_every_stage_command_resolves():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from itnas.config import ConfigError, TrainConfig, parse_config
+from itnas.contracts import FinalNetworkConfig
 from itnas.data import ImageDataset, ImageSplit
 from itnas.genotype import PUBLISHED_GENOTYPES
 from itnas.networks import count_multiply_adds, count_parameters, create_final_network, final_network_from_config
@@ -18,17 +19,17 @@ def _split(n: int, side: int = 8, seed: int = 0) -> ImageSplit:
                       torch.randint(0, 3, (n,), generator=g), "train", torch.arange(n))
 
 
-def _cfg(**kw) -> TrainConfig:
-    base = {"C": 4, "layers": 3, "epochs": 2, "batch_size": 8, "lr": 0.05, "drop_path": 0.1, "cutout": 0,
-            "crop_padding": 0, "hflip": False, "auxiliary": True}
-    base.update(kw)
-    return TrainConfig(**base)
+def _cfg(drop_path: float = 0.1, stem_stride: int = 1, channels_last: bool = False) -> TrainConfig:
+    return TrainConfig(epochs=2, network={"C": 4, "layers": 3, "stem_stride": stem_stride, "auxiliary": True},
+                       optimizer={"lr": 0.05, "lr_min": 0.0}, regularization={"drop_path": drop_path},
+                       data={"batch_size": 8, "cutout": 0, "crop_padding": 0, "hflip": False},
+                       channels_last=channels_last)
 
 
 def _net(cfg: TrainConfig, seed: int = 0):
     torch.manual_seed(seed)
-    return create_final_network(PUBLISHED_GENOTYPES["darts_v2"], cfg.C, cfg.layers, 3, cfg.auxiliary, 1,
-                                cfg.stem_stride)
+    n = cfg.network
+    return create_final_network(PUBLISHED_GENOTYPES["darts_v2"], n.C, n.layers, 3, n.auxiliary, 1, n.stem_stride)
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_GENOTYPES))
@@ -45,26 +46,32 @@ def test_stem_stride_two_is_stride_one_on_half_the_input(name):
 
 
 def test_stem_stride_out_of_range_is_named():
-    with pytest.raises(ConfigError, match=r"train\.stem_stride=3"):
-        parse_config(TrainConfig, {"stem_stride": 3}, "train")
+    with pytest.raises(ConfigError, match=r"train\.network\.stem_stride=3"):
+        parse_config(TrainConfig, {"network": {"stem_stride": 3}}, "train")
     with pytest.raises(ValueError, match="stem_stride must be 1 or 2, got 3"):
         create_final_network(PUBLISHED_GENOTYPES["darts_v2"], C=4, layers=3, stem_stride=3)
 
 
 def test_evaluation_rebuilds_the_trained_network():
-    """`final_network_from_config` (used by the train and evaluate stages) rebuilds the network of a training
-    config exactly: stride-2 weights loaded into it give the logits of the trained model; a stride-1 network
-    would load the same weights silently (same shapes) and give other logits."""
-    config = {"genotype": PUBLISHED_GENOTYPES["darts_v2"].to_dict(), "num_classes": 3, "in_channels": 1,
-              "train": _cfg(stem_stride=2).model_dump()}
+    """`final_network_from_config` (used by the train and evaluate stages) rebuilds the network of a
+    `FinalNetworkConfig` exactly, also from its JSON dump (what model.pt stores): stride-2 weights loaded into it
+    give the logits of the trained model; a stride-1 network would load the same weights silently (same shapes)
+    and give other logits."""
+    config = FinalNetworkConfig(genotype=PUBLISHED_GENOTYPES["darts_v2"].to_dict(),
+                                network=_cfg(stem_stride=2).network, num_classes=3, in_channels=1, image_size=16,
+                                mean=[0.5], std=[0.25])
+    stored = config.model_dump(mode="json")
+    assert FinalNetworkConfig.model_validate(stored) == config
     torch.manual_seed(0)
     trained = final_network_from_config(config).eval()
-    rebuilt = final_network_from_config(config).eval()
+    rebuilt = final_network_from_config(FinalNetworkConfig.model_validate(stored)).eval()
+    assert rebuilt.stem[0].stride == (2, 2)
     rebuilt.load_state_dict(trained.state_dict())
     x = torch.randn(2, 1, 16, 16)
     torch.testing.assert_close(rebuilt(x)[0], trained(x)[0], rtol=0, atol=0)
-    old = dict(config, train={k: v for k, v in config["train"].items() if k != "stem_stride"})
-    stride1 = final_network_from_config(old).eval()  # checkpoints without the key predate it: stride 1
+    # a network block without stem_stride means the DARTS default, stride 1
+    old = dict(stored, network={k: v for k, v in stored["network"].items() if k != "stem_stride"})
+    stride1 = final_network_from_config(FinalNetworkConfig.model_validate(old)).eval()
     stride1.load_state_dict(trained.state_dict())
     assert stride1.stem[0].stride == (1, 1) and not torch.allclose(stride1(x)[0], trained(x)[0])
 
