@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 from .spaces import SearchSpace
 
-__all__ = ["METHODS", "Architecture", "ArchState", "CellArchitecture", "MethodSpec", "create_architecture",
+__all__ = ["BASES", "BASE_SPECS", "METHODS", "BaseSpec", "get_base",
+           "Architecture", "ArchState", "CellArchitecture", "MethodSpec", "create_architecture",
            "get_method", "list_methods"]
 
 
@@ -64,7 +65,33 @@ METHODS: dict[str, MethodSpec] = {
     "pcdarts": MethodSpec("pcdarts", "independent", False, False, "pcdarts"),
 }
 
-BASES = ("darts", "pcdarts")
+@dataclass(frozen=True)
+class BaseSpec:
+    """A supernet base (docs/method.md 2.4).
+
+    Attributes:
+        partial_channels: 1/K of the channels go through each mixed op (PC-DARTS partial channel connections).
+        edge_normalization: node j weights its incoming edges by softmax(beta_j) (PC-DARTS edge normalisation).
+    """
+
+    name: str
+    partial_channels: bool
+    edge_normalization: bool
+
+
+BASE_SPECS: dict[str, BaseSpec] = {
+    "darts": BaseSpec("darts", partial_channels=False, edge_normalization=False),
+    "pcdarts": BaseSpec("pcdarts", partial_channels=True, edge_normalization=True),
+}
+BASES = tuple(BASE_SPECS)
+
+
+def get_base(name: str) -> BaseSpec:
+    """Look up a base. Raises ValueError naming the valid bases."""
+    try:
+        return BASE_SPECS[name]
+    except KeyError:
+        raise ValueError(f"unknown base {name!r}; valid bases: auto, {', '.join(BASES)}") from None
 
 
 def list_methods() -> list[str]:
@@ -229,15 +256,14 @@ class Architecture(nn.Module):
         super().__init__()
         self.spec = get_method(method)
         base = self.spec.default_base if base == "auto" else base
-        if base not in BASES:
-            raise ValueError(f"unknown base {base!r}; valid bases: auto, {', '.join(BASES)}")
+        self.base_spec = get_base(base)
         self.space, self.base = space, base
         self.cells = nn.ModuleDict({
             t: CellArchitecture(space, t, self.spec, alpha_init_scale, transition_init, transition_gamma)
             for t in space.cell_types
         })
         self.beta_logits = None
-        if base == "pcdarts":
+        if self.base_spec.edge_normalization:
             self.beta_logits = nn.ParameterDict({
                 t: nn.Parameter(alpha_init_scale * torch.randn(space.n_edges)) for t in space.cell_types})
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .arch import BASES, get_method, list_methods
+from .arch import BASES, get_base, get_method, list_methods
 from .spaces import list_spaces
 
 __all__ = ["ArchOptimizerConfig", "ArchitectureConfig", "ConfigError", "DataConfig", "DeriveConfig", "EvalConfig",
@@ -164,7 +164,7 @@ class SearchConfig(_Strict):
     @model_validator(mode="after")
     def _partial_channels(self) -> SearchConfig:
         s = self.supernet
-        if self.base == "pcdarts" and s.C % s.partial_k:
+        if get_base(self.base).partial_channels and s.C % s.partial_k:
             raise ValueError(f"supernet.C={s.C} must be divisible by supernet.partial_k={s.partial_k} on the pcdarts "
                              f"base (method {self.method})")
         return self

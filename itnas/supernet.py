@@ -257,6 +257,6 @@ def create_search_model(space: SearchSpace, method: str, base: str = "auto", C: 
         KeyError: unknown method. ValueError: unknown base, or C not divisible by partial_k.
     """
     arch = Architecture(space, method, base, alpha_init_scale, transition_init, transition_gamma)
-    k = partial_k if arch.base == "pcdarts" else 1
+    k = partial_k if arch.base_spec.partial_channels else 1
     net = SEARCH_NETWORKS[space.layout](space, C, layers, num_classes, in_channels, k, track_running_stats)
     return SearchModel(net, arch)
