@@ -48,11 +48,17 @@ class SupernetMeta(_Contract):
 
 class SearchMetrics(_Contract):
     """search_time_s: wall seconds of the search; search_val_acc (%) of the last evaluation (None when
-    val_every = 0); search_collapse_count: parameter-free ops in the last epoch's normal cell."""
+    val_every = 0); search_collapse_count: parameter-free ops in the last epoch's normal cell; how decided the
+    last epoch's marginal genotype is: the smallest and the median margin of its decisions (alpha units), how many
+    margins lie within float noise (`itnas.derive.NOISE_MARGIN`), and the largest alpha of any edge."""
 
     search_time_s: float
     search_val_acc: float | None
     search_collapse_count: int
+    search_min_margin: float | None = None
+    search_median_margin: float | None = None
+    search_margins_within_noise: int = 0
+    search_max_alpha: float | None = None
 
 
 class RunMetrics(_Contract):

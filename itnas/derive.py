@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
+from dataclasses import dataclass
 
 import torch
 
@@ -25,7 +27,8 @@ from .arch import Architecture
 from .genotype import Genotype
 from .spaces import SearchSpace
 
-__all__ = ["DERIVE_MODES", "TIE_RTOL", "derive_from_alphas", "derive_genotype"]
+__all__ = ["DERIVE_MODES", "NOISE_MARGIN", "TIE_RTOL", "Decision", "derive_from_alphas", "derive_genotype",
+           "derive_with_margins", "margin_summary"]
 
 DERIVE_MODES = ("marginal", "sequential")
 
@@ -53,23 +56,71 @@ def _argmax_first(values: list[float]) -> int:
     return best
 
 
+#: A margin below this (in alpha units, probabilities) is within float noise: float32 alphas carry ~1e-7 of
+#: rounding, and another CPU type or thread count moves them by about that much (docs/method.md 2.6).
+NOISE_MARGIN = 1e-6
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One choice the derivation made and how decided it was.
+
+    Attributes:
+        kind: "op" (the op kept on an edge) or "edge" (the edges kept into a node).
+        cell_type: "normal" | "reduce". node: the node the edge(s) go into.
+        chosen / runner_up: op names (kind "op") or "src->dst" edges (kind "edge": the weakest kept edge and the
+            strongest dropped one).
+        margin: score of `chosen` minus score of `runner_up` (alpha units; >= 0 up to the tie rounding).
+    """
+
+    kind: str
+    cell_type: str
+    node: int
+    chosen: str
+    runner_up: str
+    margin: float
+
+
 def _select_node(space: SearchSpace, ops: tuple[tuple[str, ...], ...], scores: dict[int, list[float]],
-                 edge_weights: list[float] | None, node: int) -> dict[int, int]:
-    """Choose edges (and their ops) into `node` from per-edge op scores. Returns {edge: op index}."""
+                 edge_weights: list[float] | None, node: int, cell_type: str = "normal",
+                 decisions: list[Decision] | None = None) -> dict[int, int]:
+    """Choose edges (and their ops) into `node` from per-edge op scores. Returns {edge: op index}; appends one
+    `Decision` per kept op and one per node whose edges were selected to `decisions` when given."""
     chosen_op, strength = {}, {}
     for e in space.incoming[node]:
         names, s = ops[e], scores[e]
-        if space.edges_per_node is None:  # NB201: every edge, `none` allowed
-            chosen_op[e] = _argmax_first(s)
-            continue
-        candidates = [k for k, name in enumerate(names) if name != "none"]
+        candidates = list(range(len(names))) if space.edges_per_node is None else [
+            k for k, name in enumerate(names) if name != "none"]  # NB201 keeps `none`; the DARTS rule never does
         k_best = candidates[_argmax_first([s[k] for k in candidates])]
         chosen_op[e] = k_best
-        strength[e] = s[k_best] * (edge_weights[e] if edge_weights is not None else 1.0)
+        if decisions is not None and len(candidates) > 1:
+            k_next = max((k for k in candidates if k != k_best), key=lambda k: (_tie_key(s[k]), -k))
+            decisions.append(Decision("op", cell_type, node, names[k_best], names[k_next], s[k_best] - s[k_next]))
+        if space.edges_per_node is not None:
+            strength[e] = s[k_best] * (edge_weights[e] if edge_weights is not None else 1.0)
     if space.edges_per_node is None:
         return chosen_op
-    ranked = sorted(strength, key=lambda e: (-_tie_key(strength[e]), e))[: space.edges_per_node]
+    order = sorted(strength, key=lambda e: (-_tie_key(strength[e]), e))
+    ranked = order[: space.edges_per_node]
+    if decisions is not None and len(order) > len(ranked):
+        last, first_out = ranked[-1], order[len(ranked)]
+
+        def name(e: int) -> str:
+            return "{}->{}".format(*space.edges[e])
+
+        decisions.append(Decision("edge", cell_type, node, name(last), name(first_out),
+                                  strength[last] - strength[first_out]))
     return {e: chosen_op[e] for e in sorted(ranked)}
+
+
+def margin_summary(decisions: list[Decision], noise: float = NOISE_MARGIN) -> dict[str, float | int]:
+    """How decided a genotype is: {min_margin, median_margin (alpha units), n_decisions, n_within_noise (margins
+    below `noise`)}; margins are None when there was nothing to choose."""
+    margins = [d.margin for d in decisions]
+    if not margins:
+        return {"min_margin": None, "median_margin": None, "n_decisions": 0, "n_within_noise": 0}
+    return {"min_margin": min(margins), "median_margin": statistics.median(margins), "n_decisions": len(margins),
+            "n_within_noise": sum(m < noise for m in margins)}
 
 
 def _to_genotype(space: SearchSpace, picks: dict[str, dict[int, int]]) -> Genotype:
@@ -94,6 +145,11 @@ def derive_from_alphas(space: SearchSpace, alphas: dict[str, torch.Tensor],
         ValueError: an alpha tensor has the wrong shape.
         GenotypeError: the derived cell is invalid (NB201: every path into the output node has a `none` op).
     """
+    return _marginal(space, alphas, edge_weights, None)
+
+
+def _marginal(space: SearchSpace, alphas: dict[str, torch.Tensor], edge_weights: dict[str, torch.Tensor] | None,
+              decisions: list[Decision] | None) -> Genotype:
     picks = {}
     for t in space.cell_types:
         a = alphas[t]
@@ -104,11 +160,10 @@ def derive_from_alphas(space: SearchSpace, alphas: dict[str, torch.Tensor],
         w = None if edge_weights is None else edge_weights[t].detach().to(device="cpu", dtype=torch.float64).tolist()
         picks[t] = {}
         for j in space.intermediate_nodes:
-            picks[t].update(_select_node(space, space.ops[t], scores, w, j))
+            picks[t].update(_select_node(space, space.ops[t], scores, w, j, t, decisions))
     return _to_genotype(space, picks)
 
 
-@torch.no_grad()
 def derive_genotype(arch: Architecture, mode: str = "marginal") -> Genotype:
     """Derive the genotype of a trained `Architecture` with `mode` ("marginal" or "sequential").
 
@@ -117,14 +172,24 @@ def derive_genotype(arch: Architecture, mode: str = "marginal") -> Genotype:
 
     Raises:
         ValueError: unknown mode (the message lists the valid ones).
-        GenotypeError: the derived cell is invalid (NB201: every path into the output node has a `none` op).
+        GenotypeError: the derived cell is invalid.
     """
+    return derive_with_margins(arch, mode)[0]
+
+
+@torch.no_grad()
+def derive_with_margins(arch: Architecture, mode: str = "marginal") -> tuple[Genotype, list[Decision]]:
+    """`derive_genotype` plus every decision it made with its margin to the runner-up (`Decision`): for each kept
+    op the score gap to the next op of its edge, for each node the gap between the weakest kept and the strongest
+    dropped edge. Scores are alphas (marginal) or conditionals q_e (sequential), times the edge weights on the
+    pcdarts base for edges. Raises as `derive_genotype`."""
     if mode not in DERIVE_MODES:
         raise ValueError(f"unknown derive mode {mode!r}; valid modes: {', '.join(DERIVE_MODES)}")
     arch = copy.deepcopy(arch).to(device="cpu", dtype=torch.float64)
     state = arch()
+    decisions: list[Decision] = []
     if mode == "marginal":
-        return derive_from_alphas(arch.space, state.alphas, state.edge_weights)
+        return _marginal(arch.space, state.alphas, state.edge_weights, decisions), decisions
     space = arch.space
     picks = {}
     for t in space.cell_types:
@@ -140,6 +205,6 @@ def derive_genotype(arch: Architecture, mode: str = "marginal") -> Genotype:
                 else:
                     kept = {p: chosen[p] for p in space.predecessors[e] if p in chosen}
                     scores[e] = cell.conditional(e, kept).tolist()
-            chosen.update(_select_node(space, space.ops[t], scores, w, j))
+            chosen.update(_select_node(space, space.ops[t], scores, w, j, t, decisions))
         picks[t] = chosen
-    return _to_genotype(space, picks)
+    return _to_genotype(space, picks), decisions

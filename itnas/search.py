@@ -12,6 +12,8 @@ resumes where it stopped and equals an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .config import SearchConfig
-from .derive import derive_genotype
+from .derive import derive_with_margins, margin_summary
 from .engine import RunningMetrics, evaluate, run_epochs
 from .records import transition_records
 from .spaces import create_space
@@ -171,16 +173,24 @@ def even_batches(n: int, n_batches: int, generator: torch.Generator) -> list[lis
 
 
 def epoch_arch_record(model: SearchModel) -> dict[str, Any]:
-    """What the architecture looks like now: alphas (cell type -> E x K), alpha entropy per edge (nats), PC-DARTS
-    edge weights (cell type -> E, or None), the marginal genotype (dict) and its collapse count."""
+    """What the architecture looks like now: alphas (cell type -> E x K), alpha entropy per edge (nats) and
+    relative to uniform (H / log K: 1 = uniform, 0 = one-hot), PC-DARTS edge weights (cell type -> E, or None),
+    the marginal genotype (dict), its collapse count, and how decided it is: every decision with its margin to
+    the runner-up (`itnas.derive.Decision`) and their summary (`margin_summary`, plus the largest alpha)."""
     with torch.no_grad():
         state = model.arch()
-        genotype = derive_genotype(model.arch, "marginal")
+        genotype, decisions = derive_with_margins(model.arch, "marginal")
+    log_k = {t: math.log(a.shape[1]) for t, a in state.alphas.items()}
+    entropy = {t: alpha_entropy(a) for t, a in state.alphas.items()}
     return {"alphas": {t: a.cpu().tolist() for t, a in state.alphas.items()},
-            "alpha_entropy": {t: alpha_entropy(a) for t, a in state.alphas.items()},
+            "alpha_entropy": entropy,
+            "alpha_entropy_rel": {t: [h / log_k[t] for h in hs] for t, hs in entropy.items()},
             "edge_weights": None if state.edge_weights is None else {t: w.cpu().tolist()
                                                                       for t, w in state.edge_weights.items()},
-            "genotype": genotype.to_dict(), "collapse_count": genotype.collapse_count}
+            "genotype": genotype.to_dict(), "collapse_count": genotype.collapse_count,
+            "decisions": [dataclasses.asdict(d) for d in decisions],
+            "decisiveness": {**margin_summary(decisions),
+                             "max_alpha": max(float(a.max()) for a in state.alphas.values())}}
 
 
 class SearchTask:

@@ -6,6 +6,7 @@ import torch
 
 from itnas.contracts import SearchMetrics, SupernetMeta
 from itnas.data import ImageDataset, assert_search_excludes_test, load_search_data
+from itnas.derive import NOISE_MARGIN
 from itnas.search import run_search
 
 from .common import (
@@ -59,8 +60,21 @@ def search(method: str, seed: int, params_file: str = "params.yaml") -> None:
     write_json(run.search_history, result.history)
     write_csv(run.search_curves, result.history, CURVE_COLUMNS)
     last = result.history[-1]
+    d = last["decisiveness"]
     metrics = SearchMetrics(search_time_s=round(result.search_time_s, 1), search_val_acc=last.get("val_acc"),
-                            search_collapse_count=last["collapse_count"])
+                            search_collapse_count=last["collapse_count"], search_min_margin=d["min_margin"],
+                            search_median_margin=d["median_margin"], search_margins_within_noise=d["n_within_noise"],
+                            search_max_alpha=d["max_alpha"])
     write_json(run.search_metrics, metrics.model_dump())
     run.search_checkpoint.unlink(missing_ok=True)  # outputs written: a later rerun (new data, code, -f) starts fresh
-    console.print(f"search done in {result.search_time_s:.0f} s -> {run.search_dir}")
+    console.print(f"search done in {result.search_time_s:.0f} s -> {run.search_dir}; genotype margins: smallest "
+                  f"{_fmt(d['min_margin'])}, median {_fmt(d['median_margin'])} (alpha units), largest alpha "
+                  f"{d['max_alpha']:.3f}")
+    if d["n_within_noise"]:
+        console.print(f"[yellow]warning: {d['n_within_noise']} of {d['n_decisions']} choices of this genotype are "
+                      f"decided by less than {NOISE_MARGIN:g}, i.e. by float rounding: another CPU type or thread "
+                      f"count may derive another genotype. Search longer or with a larger arch_optimizer.lr.")
+
+
+def _fmt(margin: float | None) -> str:
+    return "-" if margin is None else f"{margin:.2e}"
