@@ -7,6 +7,9 @@ search-train; the final training: one SGD step with the auxiliary loss); the eng
 - resume from a full-state checkpoint (task state, history, elapsed seconds, every RNG), written atomically
   after every epoch and refused when it belongs to another run (`identity`),
 - running loss / accuracy sums kept on the device (`RunningMetrics`: one host sync per epoch, not per step),
+- a divergence guard: the steps flag a non-finite loss, gradient norm or architecture parameter on the device
+  (`RunningMetrics.check_finite`); the engine reads the flags a few times per epoch (`CHECKS_PER_EPOCH`) and at
+  the epoch's end, and stops with `NonFiniteError` (stage, epoch, step) before that epoch is checkpointed,
 - progress callbacks that read the loss on the host at most every `progress_interval_s` seconds,
 - `stop_after_epochs` (an interruption on purpose: tests, budgets).
 
@@ -29,11 +32,24 @@ import torch.nn.functional as F
 
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 
-__all__ = ["EngineResult", "EvalResult", "RunningMetrics", "Task", "cosine_lr", "evaluate", "run_epochs"]
+__all__ = ["CHECKS_PER_EPOCH", "EngineResult", "EvalResult", "NonFiniteError", "RunningMetrics", "Task", "cosine_lr",
+           "evaluate", "run_epochs"]
 
 log = logging.getLogger(__name__)
 
 StepCallback = Callable[[int, int, int, "float | None"], None]
+
+CHECKS_PER_EPOCH = 4
+"""How often per epoch (besides its end) the engine reads the divergence flags: each read is one host sync."""
+
+
+class NonFiniteError(RuntimeError):
+    """A run diverged: a loss, gradient norm or parameter became NaN or infinite. The message names the run, the
+    quantity, the epoch and step (1-based), and what the checkpoint keeps; `epoch` and `step` are 0-based."""
+
+    def __init__(self, message: str, what: str, epoch: int, step: int):
+        super().__init__(message)
+        self.what, self.epoch, self.step = what, epoch, step
 
 
 def cosine_lr(lr: float, lr_min: float, epoch: int, epochs: int) -> float:
@@ -44,14 +60,20 @@ def cosine_lr(lr: float, lr_min: float, epoch: int, epochs: int) -> float:
 
 class RunningMetrics:
     """Per-stream running sums on the device: loss (float64, nats x samples), correct predictions (int64) and the
-    sample count (host int). `summary()` is the only host sync: `{stream}_loss` (nats) and `{stream}_acc` (%)."""
+    sample count (host int). `summary()` is a host sync: `{stream}_loss` (nats) and `{stream}_acc` (%).
+
+    Divergence flags: `check_finite(what, *tensors)` records on the device, without a host sync, the first step
+    (`step`, set by the engine before each step) at which one of the tensors held a NaN or an infinity;
+    `first_nonfinite()` reads the flags (one host sync)."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self._loss: dict[str, torch.Tensor] = {}
         self._correct: dict[str, torch.Tensor] = {}
         self._n: dict[str, int] = {}
+        self._first_bad: dict[str, torch.Tensor] = {}  # what -> () int64 on the device: first bad step, -1 = none
         self.last_loss: torch.Tensor | None = None
+        self.step = 0
 
     def add(self, stream: str, loss_sum: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         """Add one batch: loss_sum () summed over the batch, logits (B, classes), y (B,)."""
@@ -62,6 +84,27 @@ class RunningMetrics:
         self._loss[stream] += loss_sum.double()
         self._correct[stream] += (logits.argmax(1) == y).sum()
         self._n[stream] += len(y)
+
+    def check_finite(self, what: str, *values: torch.Tensor) -> None:
+        """Flag the current step when any element of `values` (tensors of any shape, on the device) is NaN or
+        infinite. A few small device ops, no host sync; the first flagged step per `what` is kept."""
+        finite = [v.detach().isfinite().all() for v in values]
+        ok = finite[0] if len(finite) == 1 else torch.stack(finite).all()
+        first = self._first_bad.get(what)
+        if first is None:
+            first = torch.full((), -1, dtype=torch.int64, device=ok.device)
+        self._first_bad[what] = torch.where(ok | (first >= 0), first, self.step)
+
+    def first_nonfinite(self) -> tuple[str, int] | None:
+        """(what, step) of the earliest flagged step (ties: the first `what` checked), or None. One host sync."""
+        if not self._first_bad:
+            return None
+        steps = torch.stack([t.to(self.device) for t in self._first_bad.values()]).tolist()
+        bad = [(s, k, what) for k, (what, s) in enumerate(zip(self._first_bad, steps, strict=True)) if s >= 0]
+        if not bad:
+            return None
+        s, _, what = min(bad)
+        return what, s
 
     def count(self, stream: str) -> int:
         """Samples seen by `stream` (0 when it saw none)."""
@@ -125,7 +168,8 @@ class _Progress:
 def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.device,
                checkpoint_path: str | Path | None = None, identity: dict | None = None,
                stop_after_epochs: int | None = None, on_step: StepCallback | None = None,
-               on_epoch: Callable[[dict], None] | None = None, progress_interval_s: float = 0.25) -> EngineResult:
+               on_epoch: Callable[[dict], None] | None = None, progress_interval_s: float = 0.25,
+               name: str = "run") -> EngineResult:
     """Run `task` for `epochs` epochs (cosine lr from `lr` to `lr_min`), resuming from `checkpoint_path`.
 
     Args:
@@ -135,12 +179,15 @@ def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.
         stop_after_epochs: stop (as if interrupted) after this many epochs in total.
         on_step(epoch, step, n_steps, loss or None): progress; the loss (nats) is read at most every
             `progress_interval_s` seconds. on_epoch(record): after each epoch's checkpoint.
+        name: the run in error messages (e.g. "search (itnas, seed 0)").
 
     Returns:
         EngineResult: records {epoch, lr, **task.epoch_stats, time_s (s), **task.record}.
 
     Raises:
         CheckpointError: the checkpoint is unreadable or of another identity.
+        NonFiniteError: a step flagged a non-finite value (`RunningMetrics.check_finite`) or the epoch's statistics
+            hold one; raised before the epoch is checkpointed, so the checkpoint keeps the last good epoch.
     """
     identity = identity or {}
     result = EngineResult()
@@ -160,10 +207,19 @@ def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.
         batches = task.batches(epoch)
         n_steps = len(batches) if isinstance(batches, Sized) else 0
         metrics = RunningMetrics(device)
+        check_every = max(1, -(-n_steps // CHECKS_PER_EPOCH)) if n_steps else 64
         for step, batch in enumerate(batches):
+            metrics.step = step
             task.step(batch, metrics)
+            if (step + 1) % check_every == 0:
+                _stop_if_nonfinite(metrics, name, epoch, epochs, n_steps, checkpoint_path)
             progress(epoch, step + 1, n_steps, metrics.last_loss)
+        _stop_if_nonfinite(metrics, name, epoch, epochs, n_steps, checkpoint_path)
         rec = {"epoch": epoch, "lr": epoch_lr, **task.epoch_stats(epoch, metrics)}
+        bad = [k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise NonFiniteError(f"{name} diverged: non-finite {', '.join(bad)} at the end of epoch {epoch + 1} of "
+                                 f"{epochs}; {_kept(checkpoint_path, epoch)}", bad[0], epoch, n_steps)
         rec["time_s"] = time.perf_counter() - t0
         result.time_s += rec["time_s"]
         rec = task.record(rec)
@@ -175,6 +231,26 @@ def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.
         if on_epoch is not None:
             on_epoch(rec)
     return result
+
+
+def _kept(checkpoint_path: str | Path | None, epoch: int) -> str:
+    """What survives a divergence in `epoch` (0-based): the checkpoint of the epochs before it, if any."""
+    advice = "lower the learning rate or the gradient clip"
+    if checkpoint_path is None or not epoch:
+        return f"nothing was saved; {advice}"
+    return f"{checkpoint_path} keeps the last good epoch ({epoch}); {advice}"
+
+
+def _stop_if_nonfinite(metrics: RunningMetrics, name: str, epoch: int, epochs: int, n_steps: int,
+                       checkpoint_path: str | Path | None) -> None:
+    """Read the divergence flags (one host sync); raise NonFiniteError naming the first bad step."""
+    found = metrics.first_nonfinite()
+    if found is None:
+        return
+    what, step = found
+    of = f" of {n_steps}" if n_steps else ""
+    raise NonFiniteError(f"{name} diverged: non-finite {what} at epoch {epoch + 1} of {epochs}, step {step + 1}{of}; "
+                         f"{_kept(checkpoint_path, epoch)}", what, epoch, step)
 
 
 @dataclass

@@ -148,10 +148,12 @@ def arch_step(model: SearchModel, a_opt: torch.optim.Optimizer, train_batch: Bat
     return logits
 
 
-def weight_step(model: SearchModel, w_opt: torch.optim.Optimizer, train_batch: Batch, grad_clip: float
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def weight_step(model: SearchModel, w_opt: torch.optim.Optimizer, train_batch: Batch, grad_clip: float, *,
+                metrics: RunningMetrics | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One weight step (DARTS Algorithm 1, line 2) with the alphas held constant (computed once, under no_grad,
-    so nothing back-propagates into the architecture). Returns (loss (), logits (B, classes)), detached."""
+    so nothing back-propagates into the architecture). With `metrics`, the loss and the gradient norm (before
+    clipping) are checked for NaN/inf on the device (`RunningMetrics.check_finite`, no host sync).
+    Returns (loss (), logits (B, classes)), detached."""
     x, y = train_batch
     with torch.no_grad():
         state = model.arch()
@@ -159,7 +161,10 @@ def weight_step(model: SearchModel, w_opt: torch.optim.Optimizer, train_batch: B
     logits = model(x, state)
     loss = F.cross_entropy(logits, y)
     loss.backward()
-    nn.utils.clip_grad_norm_(model.weight_parameters(), grad_clip)
+    grad_norm = nn.utils.clip_grad_norm_(model.weight_parameters(), grad_clip)
+    if metrics is not None:
+        metrics.check_finite("training loss", loss)
+        metrics.check_finite("weight gradient norm", grad_norm)
     w_opt.step()
     return loss.detach(), logits.detach()
 
@@ -243,9 +248,10 @@ class SearchTask:
             w = cfg.weight_optimizer
             logits_v = arch_step(self.model, self.a_opt, (x, y), (xv, yv), cfg.arch_optimizer.order, self.lr,
                                  self.w_opt, w.weight_decay, w.momentum)
+            metrics.check_finite("architecture parameter", *self.model.arch_parameters())
             if logits_v is not None:
                 metrics.add("arch_step_val", F.cross_entropy(logits_v, yv, reduction="sum"), logits_v, yv)
-        loss, logits = weight_step(self.model, self.w_opt, (x, y), cfg.weight_optimizer.grad_clip)
+        loss, logits = weight_step(self.model, self.w_opt, (x, y), cfg.weight_optimizer.grad_clip, metrics=metrics)
         metrics.add("train", loss.double() * len(y), logits, y)
         metrics.last_loss = loss
 
@@ -283,7 +289,7 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
                device: torch.device | str = "cpu", checkpoint_path: str | Path | None = None,
                stop_after_epochs: int | None = None, make_loader=None, identity: dict | None = None,
                on_step: Callable[[int, int, int, float | None], None] | None = None,
-               on_epoch: Callable[[dict], None] | None = None) -> SearchResult:
+               on_epoch: Callable[[dict], None] | None = None, name: str | None = None) -> SearchResult:
     """Search an architecture.
 
     Args:
@@ -297,6 +303,7 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
             a checkpoint of another config or identity is refused.
         on_step(epoch, step, n_steps, train_loss or None) / on_epoch(record): progress callbacks (the loss is
             read on the host a few times per second at most).
+        name: the run in error messages (default "search (<method>, seed <seed>)").
 
     Returns:
         SearchResult. History records hold epoch, lr, train/val loss (nats) and accuracy (%), time_s, alphas,
@@ -305,6 +312,8 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
 
     Raises:
         CheckpointError: the checkpoint is unreadable or from another config.
+        NonFiniteError: a training loss, weight gradient norm or architecture parameter became NaN/inf (the
+            checkpoint keeps the last good epoch).
     """
     if make_loader is None:
         from .data import make_loader
@@ -314,5 +323,6 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
     task = SearchTask(cfg, model, train_set, val_set, device, make_loader)
     w = cfg.weight_optimizer
     result = run_epochs(task, w.lr, w.lr_min, cfg.schedule.epochs, device, checkpoint_path,
-                        {**cfg.model_dump(mode="json"), **(identity or {})}, stop_after_epochs, on_step, on_epoch)
+                        {**cfg.model_dump(mode="json"), **(identity or {})}, stop_after_epochs, on_step, on_epoch,
+                        name=name or f"search ({cfg.method}, seed {cfg.seed})")
     return SearchResult(model, result.history, result.time_s)

@@ -34,11 +34,12 @@ def make_final_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
     return torch.optim.SGD(model.parameters(), o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
-def final_train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def final_train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig, *,
+                     metrics: RunningMetrics | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One training step of the final network: cross-entropy (+ auxiliary_weight x the auxiliary head's loss when
     the model returns one), backward, gradient-norm clipping, SGD step. batch: (x (B, C, H, W), y (B,)) on the
-    model's device. Returns (loss () nats, logits (B, classes)), detached."""
+    model's device. With `metrics`, the loss and the gradient norm (before clipping) are checked for NaN/inf on
+    the device (no host sync). Returns (loss () nats, logits (B, classes)), detached."""
     x, y = batch
     r = cfg.regularization
     logits, aux = model(x)
@@ -47,7 +48,10 @@ def final_train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Batch,
         loss = loss + r.auxiliary_weight * F.cross_entropy(aux, y, label_smoothing=r.label_smoothing)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.grad_clip)
+    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.grad_clip)
+    if metrics is not None:
+        metrics.check_finite("training loss", loss)
+        metrics.check_finite("gradient norm", grad_norm)
     opt.step()
     return loss.detach(), logits.detach()
 
@@ -84,7 +88,7 @@ class FinalTrainTask:
         x, y, _ = batch
         x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
         y = y.to(self.device, non_blocking=True)
-        loss, logits = final_train_step(self.model, self.opt, (x, y), self.cfg)
+        loss, logits = final_train_step(self.model, self.opt, (x, y), self.cfg, metrics=metrics)
         metrics.add("train", loss.double() * len(y), logits, y)
         metrics.last_loss = loss
 
@@ -99,7 +103,7 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
                 checkpoint_path: str | Path | None = None, config: dict | None = None,
                 stop_after_epochs: int | None = None, make_loader=None,
                 on_step: Callable[[int, int, int, float | None], None] | None = None,
-                on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+                on_epoch: Callable[[dict], None] | None = None, name: str | None = None) -> list[dict]:
     """Train `model` (a `FinalNetwork`, already on `device`) in place; with `cfg.channels_last` the model and every
     input batch are converted to the channels-last memory format (the model stays so afterwards).
 
@@ -109,12 +113,15 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
             stored in the checkpoint (a checkpoint of another config is an error); defaults to cfg.
         stop_after_epochs: stop (as if interrupted) after this many epochs in total.
         on_step(epoch, step, n_steps, loss or None) / on_epoch(record): progress callbacks.
+        name: the run in error messages (default "final training (seed <seed>)").
 
     Returns:
         history: per epoch {epoch, lr, drop_path_prob, train_loss (nats), train_acc (%), time_s}.
 
     Raises:
         CheckpointError: unreadable checkpoint or one of another config.
+        NonFiniteError: the training loss or gradient norm became NaN/inf (the checkpoint keeps the last good
+            epoch).
     """
     if make_loader is None:
         from .data import make_loader
@@ -123,7 +130,7 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
     config = config if config is not None else cfg.model_dump(mode="json")
     o = cfg.optimizer
     return run_epochs(task, o.lr, o.lr_min, cfg.epochs, device, checkpoint_path, config, stop_after_epochs,
-                      on_step, on_epoch).history
+                      on_step, on_epoch, name=name or f"final training (seed {seed})").history
 
 
 @torch.no_grad()

@@ -182,8 +182,12 @@ def test_table_has_one_row_per_run(runs):
         rows = [line for line in table.splitlines() if line.startswith(f"| {method} | {seed} |")]
         assert len(rows) == 1, (method, seed)
         cells = [c.strip() for c in rows[0].strip("|").split("|")]
-        assert len(cells) == 11
+        assert len(cells) == 13
         assert cells[-1] == f"{acc:.2f}"
+        run = next(r for r in runs if (r.method, r.seed) == (method, seed))
+        d = run.history[-1]["decisiveness"]
+        assert cells[4].strip("*") == f"{d['min_margin']:.2g} / {d['median_margin']:.2g}"
+        assert cells[5] == f"{d['max_alpha']:.3f}"
 
 
 def test_summary_is_mean_and_sample_std(runs):

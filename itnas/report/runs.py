@@ -81,6 +81,12 @@ class RunResult:
         return int(self.metrics.get("collapse_count", self.genotype.collapse_count))
 
     @property
+    def decisiveness(self) -> dict[str, Any]:
+        """How decided the last search epoch's marginal genotype is (`itnas.search.epoch_arch_record`):
+        min_margin, median_margin (alpha units), n_within_noise, max_alpha; {} for histories without it."""
+        return (self.history[-1].get("decisiveness") or {}) if self.history else {}
+
+    @property
     def search_time_s(self) -> float | None:
         """Wall seconds of the search (metrics, else the sum of the history's epoch times, else None)."""
         if self.metrics.get("search_time_s") is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..derive import NOISE_MARGIN
 from ..genotype import Genotype
 from .runs import RunResult
 
@@ -109,6 +110,14 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _margins(d: dict[str, Any]) -> str:
+    """'smallest / median' margin (alpha units, 2 significant digits); bold when any choice is within noise."""
+    if d.get("min_margin") is None:
+        return "–"
+    text = f"{d['min_margin']:.2g} / {d['median_margin']:.2g}"
+    return f"**{text}**" if d.get("n_within_noise") else text
+
+
 def ablation_table(runs: list[RunResult]) -> str:
     """Markdown: one row per run (method, seed), then a per-method summary and the selection rule.
 
@@ -118,13 +127,14 @@ def ablation_table(runs: list[RunResult]) -> str:
     Summary columns: test accuracy mean ± sample std (ddof=1; "n=1" and no std for one seed), mean search time
     (s), mean collapse count.
     """
-    header = ["method", "seed", "normal cell", "reduction cell", "params (M)", "params (M), C=36 20 cells",
-              "mult-adds (M)", "mult-adds (M), C=36 20 cells 32x32", "collapse count", "search time (s)",
-              "test acc (%)"]
+    header = ["method", "seed", "normal cell", "reduction cell", "smallest / median margin", "largest alpha",
+              "params (M)", "params (M), C=36 20 cells", "mult-adds (M)", "mult-adds (M), C=36 20 cells 32x32",
+              "collapse count", "search time (s)", "test acc (%)"]
     rows = []
     for r in runs:
-        m = r.metrics
+        m, d = r.metrics, r.decisiveness
         rows.append([r.method, str(r.seed), _compact_cell(r.genotype, "normal"), _compact_cell(r.genotype, "reduce"),
+                     _margins(d), _fmt(d.get("max_alpha"), 3),
                      _fmt(m.get("params_m"), 3), _fmt(m.get("params_m_c36_l20"), 2), _fmt(m.get("madds_m"), 1),
                      _fmt(m.get("madds_m_c36_l20_32px"), 1), str(r.collapse_count), _fmt(r.search_time_s, 1),
                      _fmt(r.test_acc, 2)])
@@ -136,6 +146,11 @@ def ablation_table(runs: list[RunResult]) -> str:
         "### Every run", "", _md_table(header, rows), "",
         (f"Ops: {legend}. Edges are written op(src->dst); node ids as in docs/method.md 2.1. Collapse count = "
         "parameter-free ops (skip, pools, none, noise) in the normal cell."), "",
+        ("Margins (docs/method.md 2.6): for every choice of the last search epoch's marginal genotype (each kept op, "
+         "each node's kept edges) the gap in alpha to the runner-up; the smallest and the median are shown, "
+         f"**bold** when a choice is within float noise (< {NOISE_MARGIN:g}): such a genotype is decided by "
+         "rounding, and another CPU type or thread count may derive another one. Uniform alphas are 1/K "
+         "(0.125 for the 8 DARTS ops)."), "",
         "### Per method (over seeds)", "",
         _md_table(["method", "seeds", "test acc (%) mean ± std", "mean search time (s)", "mean collapse count"],
                   summary_rows), "",
