@@ -26,6 +26,14 @@ __all__ = ["CELL_TITLES", "OP_ABBREVIATIONS", "SELECTION_RULE", "MethodSummary",
 
 log = logging.getLogger(__name__)
 
+#: What a rerun reproduces, and what a comparison of methods needs (shown in every report).
+REPRODUCIBILITY = (
+    "A rerun with the same params is bitwise identical on the same machine type with the same number of threads. "
+    "Across CPU types (or thread counts) float reductions run in another order: the numbers differ in the last "
+    "bits, those differences grow during training, and a genotype whose smallest margin is small can change "
+    "(the margins column says how decided each genotype is). One seed ranks nothing: compare methods by the mean "
+    "± std over several seeds, and read differences smaller than that std as noise.")
+
 SELECTION_RULE = ("every seed is reported; no selection on test data; "
                   "the model of the last training epoch is evaluated once")
 
@@ -209,7 +217,8 @@ def write_markdown(runs: list[RunResult], path: Path, context: dict[str, Any]) -
     commands = context.get("commands") or []
     if commands:
         lines += ["- commands:", "", "  ```", *[f"  {c}" for c in commands], "  ```"]
-    lines += ["", "## Results", "", ablation_table(runs), "", "## Genotypes", ""]
+    lines += ["", "## Reproducibility", "", REPRODUCIBILITY, "",
+              "## Results", "", ablation_table(runs), "", "## Genotypes", ""]
     for r in runs:
         lines.append(f"### {r.name} (test acc {r.test_acc:.2f} %, collapse count {r.collapse_count})")
         lines.append("")
