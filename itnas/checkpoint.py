@@ -53,6 +53,18 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {"a.b.c": leaf}, so that a mismatch names the exact key."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
 def load_checkpoint(path: str | Path, config: dict | None = None) -> dict[str, Any]:
     """Load a checkpoint; with `config`, also check it was written by a run of the same config.
 
@@ -71,6 +83,7 @@ def load_checkpoint(path: str | Path, config: dict | None = None) -> dict[str, A
     if not isinstance(payload, dict) or "config" not in payload:
         raise CheckpointError(f"checkpoint {path} is not an itnas checkpoint (no stored config)")
     if config is not None and payload["config"] != config:
-        diff = sorted(k for k in set(config) | set(payload["config"]) if config.get(k) != payload["config"].get(k))
+        new, old = _flatten(config), _flatten(payload["config"])
+        diff = sorted(k for k in set(new) | set(old) if new.get(k) != old.get(k))
         raise CheckpointMismatch(f"checkpoint {path} was written with a different config (keys differ: {diff})")
     return payload

@@ -20,7 +20,8 @@ from .spaces import list_spaces
 
 __all__ = ["ArchOptimizerConfig", "ArchitectureConfig", "ConfigError", "DataConfig", "DeriveConfig", "EvalConfig",
            "NetworkConfig", "RegularizationConfig", "ScheduleConfig", "SearchConfig", "SearchDataConfig",
-           "SGDConfig", "SupernetConfig", "TrainConfig", "TrainDataConfig", "deep_merge", "parse_config"]
+           "SGDConfig", "SupernetConfig", "TrainConfig", "TrainDataConfig", "TrainSGDConfig", "deep_merge",
+           "parse_config"]
 
 
 class ConfigError(ValueError):
@@ -218,6 +219,12 @@ class TrainDataConfig(_Strict):
     hflip: bool = True
 
 
+class TrainSGDConfig(SGDConfig):
+    """`SGDConfig` of the final training: the cosine schedule ends at lr_min = 0 (DARTS CIFAR recipe)."""
+
+    lr_min: float = Field(0.0, ge=0)
+
+
 class TrainConfig(_Strict):
     """Final training from scratch (DARTS CIFAR recipe, Liu et al. 2019 section 3.3; docs/method.md 4).
 
@@ -226,7 +233,7 @@ class TrainConfig(_Strict):
 
     epochs: int = Field(600, ge=1)
     network: NetworkConfig = NetworkConfig()
-    optimizer: SGDConfig = SGDConfig(lr=0.025, lr_min=0.0)
+    optimizer: TrainSGDConfig = TrainSGDConfig()
     regularization: RegularizationConfig = RegularizationConfig()
     data: TrainDataConfig = TrainDataConfig()
     channels_last: bool = False

@@ -1,7 +1,8 @@
 """Data for the stages: sources (`itnas.datasets`), splits (`itnas.splits`), and here the samples and loaders.
 
 `ImageDataset` turns an `ImageSplit` into normalised float samples (optionally resized once, augmented);
-`make_loader` into seeded batches whose order depends only on (seed, epoch), or on a given sampler.
+`make_loader` into seeded batches whose order depends only on (seed, epoch), or on a given sampler; training
+loaders drop a tail batch of one sample (`drop_single`, `num_batches`).
 Everything of the two other modules is re-exported, so `from itnas.data import ...` reaches the whole data API.
 """
 
@@ -17,6 +18,7 @@ from .datasets import (
     SourceData,
     channel_mean_std,
     create_dataset,
+    dataset_num_classes,
     list_datasets,
     register_dataset,
 )
@@ -33,8 +35,10 @@ from .splits import (
 )
 
 __all__ = ["ContentOverlap", "DataError", "ImageDataset", "ImageSplit", "SearchData", "SourceData", "SplitIndices",
-           "TrainData", "assert_search_excludes_test", "channel_mean_std", "create_dataset", "find_test_overlap",
-           "list_datasets", "load_search_data", "load_train_data", "make_loader", "make_splits", "register_dataset"]
+           "TrainData", "assert_search_excludes_test", "channel_mean_std", "create_dataset", "dataset_num_classes",
+           "find_test_overlap", "list_datasets", "load_search_data", "load_train_data", "make_loader", "make_splits",
+           "num_batches", "register_dataset"]
+
 
 class ImageDataset(Dataset):
     """(image, label, index) samples from an `ImageSplit`: float (C, H, W), normalised; optional augmentation.
@@ -86,16 +90,30 @@ class ImageDataset(Dataset):
         return x, int(self.split.labels[i]), i
 
 
+def num_batches(n: int, batch_size: int, drop_last: bool = False, drop_single: bool = False) -> int:
+    """Batches of a loader over `n` samples (see `make_loader`): ceil(n / batch_size), minus the tail when it is
+    dropped (`drop_last`: any partial tail; `drop_single`: a tail of exactly one sample after a full batch)."""
+    full, tail = divmod(n, batch_size)
+    if tail and (drop_last or (drop_single and tail == 1 and full)):
+        return full
+    return full + (tail > 0)
+
+
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0,
-                drop_last: bool = False, sampler: Sampler | None = None) -> DataLoader:
+                drop_last: bool = False, sampler: Sampler | None = None, drop_single: bool = False) -> DataLoader:
     """A loader for one epoch: the order depends only on (seed, epoch), so a resumed run sees the same batches.
 
     Yields (x (B, C, H, W) float, y (B,) int64, index (B,) int64 into `dataset`) with B = batch_size (the last
-    batch smaller unless drop_last). `sampler` (e.g. a `DistributedSampler`) replaces the seeded shuffle and
-    `shuffle` is ignored; when it has `set_epoch` it is called with `epoch`. The loader's own generator is seeded
-    either way, so iterating never draws from the global RNG.
+    batch smaller unless drop_last). `drop_single` (training loaders) drops the last batch only when it holds a
+    single sample after at least one full batch: batch norm in train mode cannot normalise one value per channel
+    (a batch of one at a 1x1 map, e.g. the auxiliary head's), and every other size keeps its batches unchanged.
+    `sampler` (e.g. a `DistributedSampler`) replaces the seeded shuffle and `shuffle` is ignored; when it has
+    `set_epoch` it is called with `epoch`. The loader's own generator is seeded either way, so iterating never
+    draws from the global RNG.
     """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    n = len(sampler) if sampler is not None else len(dataset)
+    drop_last = drop_last or num_batches(n, batch_size, drop_single=drop_single) < num_batches(n, batch_size)
     if sampler is None:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g, drop_last=drop_last,
                           num_workers=0)

@@ -1,7 +1,8 @@
 """Data sources: a registry of data sets (timm style) read into `SourceData`.
 
 `create_dataset(name, root, download)` reads a data set into a `SourceData` (uint8 train and test images with
-labels and class names); `list_datasets()` names the entries, `register_dataset` adds one.
+labels and class names); `list_datasets()` names the entries, `register_dataset` adds one, `dataset_num_classes`
+gives an entry's number of classes without reading it (the params check needs it before any data is loaded).
 `SourceData.fingerprint()` hashes its images and labels. `channel_mean_std` gives the per-channel
 normalisation of the training images (exact, from integer pixel histograms).
 
@@ -26,8 +27,8 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-__all__ = ["DataError", "ImageSplit", "SourceData", "channel_mean_std", "create_dataset", "list_datasets",
-           "register_dataset"]
+__all__ = ["DataError", "ImageSplit", "SourceData", "channel_mean_std", "create_dataset", "dataset_num_classes",
+           "list_datasets", "register_dataset"]
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +123,12 @@ class SourceData:
 
 DatasetReader = Callable[[Path, bool], SourceData]  # (root, download) -> SourceData
 _DATASETS: dict[str, DatasetReader] = {}
+_NUM_CLASSES: dict[str, int] = {}  # what each entry declares, known before reading it
 
 
-def register_dataset(name: str) -> Callable[[DatasetReader], DatasetReader]:
-    """Decorator: register `reader(root: Path, download: bool) -> SourceData` under `name`.
+def register_dataset(name: str, num_classes: int | None = None) -> Callable[[DatasetReader], DatasetReader]:
+    """Decorator: register `reader(root: Path, download: bool) -> SourceData` under `name`, with the number of
+    classes it yields (`num_classes`; lets the params check reject split sizes before any data is read).
 
     Raises:
         ValueError: `name` is already registered.
@@ -135,9 +138,16 @@ def register_dataset(name: str) -> Callable[[DatasetReader], DatasetReader]:
         if name in _DATASETS:
             raise ValueError(f"dataset {name!r} is already registered")
         _DATASETS[name] = reader
+        if num_classes is not None:
+            _NUM_CLASSES[name] = num_classes
         return reader
 
     return add
+
+
+def dataset_num_classes(name: str) -> int | None:
+    """The number of classes registered data set `name` declares, or None (unknown name, or none declared)."""
+    return _NUM_CLASSES.get(name)
 
 
 def list_datasets() -> list[str]:
@@ -159,7 +169,7 @@ def create_dataset(name: str, root: str | Path, download: bool = False) -> Sourc
     return reader(Path(root), download)
 
 
-@register_dataset("fashion_mnist")
+@register_dataset("fashion_mnist", num_classes=10)
 def _fashion_mnist(root: Path, download: bool) -> SourceData:
     """Fashion-MNIST (Xiao et al. 2017): 60,000 + 10,000 images of 1x28x28, 10 classes, via torchvision."""
     from torchvision.datasets import FashionMNIST
@@ -187,7 +197,7 @@ def _fashion_mnist(root: Path, download: bool) -> SourceData:
                       test.targets.long(), list(train.classes))
 
 
-@register_dataset("digits")
+@register_dataset("digits", num_classes=10)
 def _digits(root: Path, download: bool) -> SourceData:
     """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes; `root` and `download` unused), scaled to uint8
     and split 75/25 into train/test (stratified, seed 0: a fixed test set, like a real data set's)."""

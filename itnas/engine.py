@@ -8,8 +8,10 @@ search-train; the final training: one SGD step with the auxiliary loss); the eng
   after every epoch and refused when it belongs to another run (`identity`),
 - running loss / accuracy sums kept on the device (`RunningMetrics`: one host sync per epoch, not per step),
 - a divergence guard: the steps flag a non-finite loss, gradient norm or architecture parameter on the device
-  (`RunningMetrics.check_finite`); the engine reads the flags a few times per epoch (`CHECKS_PER_EPOCH`) and at
-  the epoch's end, and stops with `NonFiniteError` (stage, epoch, step) before that epoch is checkpointed,
+  (`RunningMetrics.check_finite`); the engine reads the flags a few times per epoch (`CHECKS_PER_EPOCH`), and at
+  the epoch's end also checks the statistics and every tensor of the task's state (batch-norm running statistics
+  go infinite while the loss stays finite); it stops with `NonFiniteError` (run, epoch, step) before that epoch
+  is checkpointed,
 - progress callbacks that read the loss on the host at most every `progress_interval_s` seconds,
 - `stop_after_epochs` (an interruption on purpose: tests, budgets).
 
@@ -186,8 +188,9 @@ def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.
 
     Raises:
         CheckpointError: the checkpoint is unreadable or of another identity.
-        NonFiniteError: a step flagged a non-finite value (`RunningMetrics.check_finite`) or the epoch's statistics
-            hold one; raised before the epoch is checkpointed, so the checkpoint keeps the last good epoch.
+        NonFiniteError: a step flagged a non-finite value (`RunningMetrics.check_finite`), or the epoch's
+            statistics or the task's state (weights, buffers, optimizer moments) hold one at the epoch's end; raised
+            before the epoch is checkpointed, so the checkpoint keeps the last good epoch.
     """
     identity = identity or {}
     result = EngineResult()
@@ -223,9 +226,14 @@ def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.
         rec["time_s"] = time.perf_counter() - t0
         result.time_s += rec["time_s"]
         rec = task.record(rec)
+        state = task.state_dict()
+        bad_tensor = _first_nonfinite_tensor(state)
+        if bad_tensor is not None:
+            raise NonFiniteError(f"{name} diverged: non-finite value in {bad_tensor} at the end of epoch {epoch + 1} "
+                                 f"of {epochs}; {_kept(checkpoint_path, epoch)}", bad_tensor, epoch, n_steps)
         result.history.append(rec)
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, {"config": identity, "epoch": epoch + 1, "state": task.state_dict(),
+            save_checkpoint(checkpoint_path, {"config": identity, "epoch": epoch + 1, "state": state,
                                               "history": result.history, "time_s": result.time_s,
                                               "rng": capture_rng()})
         if on_epoch is not None:
@@ -239,6 +247,29 @@ def _kept(checkpoint_path: str | Path | None, epoch: int) -> str:
     if checkpoint_path is None or not epoch:
         return f"nothing was saved; {advice}"
     return f"{checkpoint_path} keeps the last good epoch ({epoch}); {advice}"
+
+
+def _tensors(obj: Any, prefix: str = "") -> Iterable[tuple[str, torch.Tensor]]:
+    """(dotted name, tensor) of every floating-point tensor in a nested state dict (dicts, lists, tuples)."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point() or obj.is_complex():
+            yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, list | tuple):
+        for k, v in enumerate(obj):
+            yield from _tensors(v, f"{prefix}.{k}" if prefix else str(k))
+
+
+def _first_nonfinite_tensor(state: dict[str, Any]) -> str | None:
+    """The name of the first tensor of `state` (weights, buffers such as batch-norm running statistics, optimizer
+    moments) holding a NaN or an infinity, or None. One host sync (once per epoch, before the checkpoint)."""
+    named = list(_tensors(state))
+    if not named:
+        return None
+    flags = torch.stack([t.detach().isfinite().all().to(named[0][1].device) for _, t in named]).tolist()
+    return next((name for (name, _), ok in zip(named, flags, strict=True) if not ok), None)
 
 
 def _stop_if_nonfinite(metrics: RunningMetrics, name: str, epoch: int, epochs: int, n_steps: int,

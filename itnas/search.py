@@ -228,7 +228,7 @@ class SearchTask:
 
     def batches(self, epoch: int):
         cfg = self.cfg
-        loader = self.make_loader(self.train_set, cfg.data.batch_size, True, cfg.seed, epoch)
+        loader = self.make_loader(self.train_set, cfg.data.batch_size, True, cfg.seed, epoch, drop_single=True)
         self.search_arch = epoch >= cfg.schedule.warmup_epochs
         self.val_iter = None
         if self.search_arch:  # one iterator per epoch: every search-val sample exactly once

@@ -82,7 +82,7 @@ class FinalTrainTask:
     def batches(self, epoch: int):
         self.model.drop_path_prob = self.cfg.regularization.drop_path * epoch / self.cfg.epochs
         self.model.train()
-        return self.make_loader(self.train_set, self.cfg.data.batch_size, True, self.seed, epoch)
+        return self.make_loader(self.train_set, self.cfg.data.batch_size, True, self.seed, epoch, drop_single=True)
 
     def step(self, batch, metrics: RunningMetrics) -> None:
         x, y, _ = batch

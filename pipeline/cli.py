@@ -1,6 +1,6 @@
 """`itnas` command line: one subcommand per DVC stage, plus `bench`.
 
-    itnas prepare
+    itnas check-params            itnas prepare
     itnas search METHOD SEED      itnas derive METHOD SEED
     itnas train METHOD SEED       itnas evaluate METHOD SEED
     itnas report                  itnas bench
@@ -16,6 +16,7 @@ import typer
 from itnas.checkpoint import CheckpointError
 from itnas.config import ConfigError
 from itnas.data import DataError
+from itnas.engine import NonFiniteError
 from itnas.genotype import GenotypeError
 
 from .common import console, setup_logging
@@ -33,10 +34,18 @@ def _run(fn: Callable, *args) -> None:
     setup_logging()
     try:
         fn(*args)
-    except (ConfigError, DataError, GenotypeError, CheckpointError, FileNotFoundError, KeyError) as err:
+    except (ConfigError, DataError, GenotypeError, CheckpointError, NonFiniteError, FileNotFoundError,
+            KeyError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        console.print(f"[red]error:[/red] {msg}")
+        console.print(f"[red]error:[/red] {msg}", soft_wrap=True)  # a one-line message stays one line
         sys.exit(2)
+
+
+@app.command("check-params")
+def check_params(params: str = PARAMS) -> None:
+    """Validate the whole params file (first stage of dvc.yaml), remove checkpoints no stage can resume."""
+    from .check import check_params as stage
+    _run(stage, params)
 
 
 @app.command()

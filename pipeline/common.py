@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,10 +29,11 @@ from itnas.config import (
     deep_merge,
     parse_config,
 )
+from itnas.data import dataset_num_classes, num_batches
 from itnas.networks import has_final_network
 from itnas.spaces import list_spaces
 
-from .paths import RunPaths
+from .paths import CKPT_DIR, RunPaths, run_name
 
 console = Console(stderr=True)
 
@@ -57,9 +61,11 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(params, dict):
         raise ConfigError(f"{path} must hold a mapping of blocks ({', '.join(TOP_KEYS)}), got {type(params).__name__}")
-    unknown = sorted(set(params) - set(TOP_KEYS))
+    unknown = sorted(set(params) - set(TOP_KEYS), key=str)
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level keys {unknown}; valid keys: {', '.join(TOP_KEYS)}")
+        hints = [f"{m[0]!r} for {k!r}" for k in unknown if (m := difflib.get_close_matches(str(k), TOP_KEYS, 1))]
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+        raise ConfigError(f"{path}: unknown top-level keys {unknown}{hint}; valid keys: {', '.join(TOP_KEYS)}")
     validate_params(params)
     return params
 
@@ -125,16 +131,45 @@ def eval_config(params: dict) -> EvalConfig:
 
 
 def validate_params(params: dict) -> None:
-    """Check the whole params file at once (every block, every method's resolved search config), so that a typo
-    in a block that the current stage does not read still stops it. Raises ConfigError."""
+    """Check the whole params file at once (every block, every method's resolved search config, the split sizes
+    against the data set's classes and the search steps), so that a typo in a block that the current stage does
+    not read still stops it, and a degenerate split stops before any work. Raises ConfigError."""
     resolve_device(params)
-    data_config(params)
+    data = data_config(params)
     pairs = run_list(params)
-    for method in dict.fromkeys([m for m, _ in pairs] + list(params.get("methods") or {})):
-        search_config(params, method, 0)
+    searches = {method: search_config(params, method, 0)
+                for method in dict.fromkeys([m for m, _ in pairs] + list(params.get("methods") or {}))}
     derive_config(params)
     train_config(params)
     eval_config(params)
+    problems = _split_problems(params, data, searches)
+    if problems:
+        raise ConfigError("invalid parameters:\n  " + "\n  ".join(problems))
+
+
+def _split_problems(params: dict, data: DataConfig, searches: dict[str, SearchConfig]) -> list[str]:
+    """Split sizes that cannot work, each naming its keys and the smallest valid value: a stratified split needs an
+    image of every class (fewer makes scikit-learn fail in prepare); every architecture step of an epoch needs a
+    search-val batch (fewer val images than search steps leaves empty batches)."""
+    problems = []
+    k = dataset_num_classes(data.dataset)
+    if k is not None:
+        for key in ("search_train_size", "search_val_size", "train_size", "test_size"):
+            size = getattr(data, key)
+            if (size or key.startswith("search")) and size < k:
+                also = " (or 0 = all)" if not key.startswith("search") else ""
+                problems.append(f"data.{key}={size}: fewer images than the {k} classes of {data.dataset} (the split "
+                                f"is stratified: every class needs an image in it); smallest valid value: {k}{also}")
+    for method, cfg in searches.items():
+        steps = num_batches(data.search_train_size, cfg.data.batch_size, drop_single=True)
+        if data.search_val_size < steps:
+            overrides = ((params.get("methods") or {}).get(method) or {}).get("data") or {}
+            where = f"methods.{method}.data.batch_size" if "batch_size" in overrides else "search.data.batch_size"
+            problems.append(f"data.search_val_size={data.search_val_size}: fewer search-val images than the {steps} "
+                            f"search steps per epoch of method {method} (data.search_train_size="
+                            f"{data.search_train_size} / {where}={cfg.data.batch_size}): every architecture step "
+                            f"needs a search-val batch; smallest valid value: {steps} (or a larger {where})")
+    return problems
 
 
 def resolve_device(params: dict) -> torch.device:
@@ -149,19 +184,110 @@ def resolve_device(params: dict) -> torch.device:
     raise ConfigError(f"device={name!r}; valid values: auto, cpu, cuda, cuda:N")
 
 
-def checkpoint_for(path: Path, config: dict) -> None:
-    """Before a stage runs: keep a checkpoint of the same config (the run resumes from it), discard one of other
-    params or data, and stop with an error naming an unreadable one (CheckpointError)."""
-    from itnas.checkpoint import CheckpointMismatch, load_checkpoint
+def code_identity(stage_cmd: str) -> dict[str, str]:
+    """{file: SHA-256 (16 hex chars)} of every repository file that `stage_cmd` (e.g. "itnas search itnas 0") runs:
+    its import closure (`pipeline.deps.stage_closure`, the files dvc.yaml lists as the stage's code deps). Part of
+    a checkpoint's identity, so that a checkpoint of other code is not resumed. Without a source checkout (no
+    pyproject.toml), every file of the two packages is hashed."""
+    from .deps import REPO_ROOT, DepsError, stage_closure
 
+    try:
+        files = sorted(stage_closure(stage_cmd, REPO_ROOT))
+    except (DepsError, OSError):
+        files = sorted(p.relative_to(REPO_ROOT) for pkg in ("itnas", "pipeline")
+                       for p in (REPO_ROOT / pkg).rglob("*.py") if "__pycache__" not in p.parts)
+    return {f.as_posix(): hashlib.sha256((REPO_ROOT / f).read_bytes()).hexdigest()[:16] for f in files}
+
+
+def search_identity(params: dict, method: str, seed: int) -> dict:
+    """What a search checkpoint must match besides the data fingerprint: the resolved search config and the code."""
+    return {**search_config(params, method, seed).model_dump(mode="json"),
+            "code": code_identity(f"itnas search {method} {seed}")}
+
+
+def train_identity(params: dict, method: str, seed: int) -> dict:
+    """What a training checkpoint must match besides the network (genotype, data shape) and the data fingerprint:
+    the training config, the seed and the code."""
+    return {"train": train_config(params).model_dump(mode="json"), "seed": seed,
+            "code": code_identity(f"itnas train {method} {seed}")}
+
+
+def identity_diff(stored: dict, expected: dict) -> str | None:
+    """Why a checkpoint of identity `stored` is not a run of `expected` (keys of `expected` only), or None.
+    Names the changed code files when the code differs."""
+    keys = sorted(k for k in expected if stored.get(k) != expected[k])
+    if not keys:
+        return None
+    parts = []
+    if "code" in keys:
+        old, new = stored.get("code") or {}, expected["code"]
+        changed = sorted(f for f in set(old) | set(new) if old.get(f) != new.get(f))
+        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+        parts.append(f"other code ({shown} changed)")
+        keys.remove("code")
+    if keys:
+        parts.append(f"other params or data (keys differ: {keys})")
+    return " and ".join(parts)
+
+
+def checkpoint_for(path: Path, config: dict) -> None:
+    """Before a stage runs: keep a checkpoint of the same identity (params, data, code: the run resumes from it),
+    discard one of another identity with a message saying what differs, and stop with an error naming an
+    unreadable one (CheckpointError). A temporary file of an interrupted checkpoint write is removed."""
+    from itnas.checkpoint import load_checkpoint
+
+    path.with_suffix(path.suffix + ".tmp").unlink(missing_ok=True)
     if not path.exists():
         return
-    try:
-        ck = load_checkpoint(path, config)
+    ck = load_checkpoint(path)
+    reason = identity_diff(ck["config"], config) or (None if ck["config"] == config else "another run")
+    if reason is None:
         console.print(f"resuming from {path} ({ck['epoch']} epochs done)")
-    except CheckpointMismatch:
-        console.print(f"[yellow]{path} holds a run of other params or data; starting over")
-        path.unlink()
+        return
+    console.print(f"[yellow]{path} holds a run of {reason}; discarding it and starting over")
+    path.unlink()
+
+
+def stale_checkpoints(params: dict) -> list[tuple[Path, str]]:
+    """(path, reason) of every checkpoint under `CKPT_DIR` that no stage of `params` can resume: run folders of
+    (method, seed) pairs that `runs` no longer lists, and search / training checkpoints of other params or code
+    (`search_identity`, `train_identity`; the data fingerprint and the genotype are checked when the stage
+    starts). An unreadable checkpoint is left for its stage to report."""
+    from itnas.checkpoint import CheckpointError, load_checkpoint
+
+    if not CKPT_DIR.is_dir():
+        return []
+    runs = {run_name(m, s): (m, s) for m, s in run_list(params)}
+    stale = []
+    for folder in sorted(p for p in CKPT_DIR.iterdir() if p.is_dir()):
+        if folder.name not in runs:
+            stale.append((folder, f"run {folder.name} is not in runs.methods x runs.seeds"))
+            continue
+        method, seed = runs[folder.name]
+        paths = RunPaths(method, seed)
+        for path, identity in ((paths.search_checkpoint, search_identity), (paths.train_checkpoint, train_identity)):
+            if not path.exists():
+                continue
+            try:
+                reason = identity_diff(load_checkpoint(path)["config"], identity(params, method, seed))
+            except CheckpointError:
+                continue
+            if reason is not None:
+                stale.append((path, f"a run of {reason}"))
+    return stale
+
+
+def remove_stale_checkpoints(params: dict) -> list[Path]:
+    """Delete `stale_checkpoints(params)` with a message each; returns the removed paths."""
+    removed = []
+    for path, reason in stale_checkpoints(params):
+        console.print(f"[yellow]removing {path}: {reason}")
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path)
+    return removed
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -202,6 +328,18 @@ def progress_bar(description: str) -> Iterator[Progress]:
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, transient=False) as progress:
         yield progress
+
+
+def one_line(err: Exception) -> str:
+    """`TypeName: message` on one line; a pydantic ValidationError as its first fields and messages."""
+    from pydantic import ValidationError
+
+    if isinstance(err, ValidationError):
+        errors = err.errors()
+        shown = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in errors[:4])
+        more = f"; and {len(errors) - 4} more" if len(errors) > 4 else ""
+        return f"{err.title}: {shown}{more}"
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
 
 
 def load_output(path: Path) -> dict:

@@ -12,7 +12,7 @@ from itnas.derive import derive_genotype
 from itnas.search import build_search_model
 from itnas.supernet import SearchModel
 
-from .common import console, derive_config, load_output, load_params
+from .common import console, derive_config, load_output, load_params, one_line
 from .paths import RunPaths
 
 
@@ -26,8 +26,8 @@ def load_supernet(path: Path) -> tuple[SearchModel, SupernetMeta]:
         model = build_search_model(meta.config, meta.num_classes, meta.in_channels)
         model.load_state_dict(payload["model"])
     except (KeyError, ValidationError, RuntimeError) as err:
-        raise CheckpointError(f"{path} is not a supernet of this version ({type(err).__name__}: {err}); restore it "
-                              f"with `dvc checkout` or rebuild it with `dvc repro`") from None
+        raise CheckpointError(f"{path} is not a supernet of this version ({one_line(err)}); restore it with "
+                              f"`dvc checkout` or rebuild it with `dvc repro`") from None
     return model, meta
 
 

@@ -13,7 +13,16 @@ from itnas.genotype import Genotype
 from itnas.networks import count_multiply_adds, count_parameters, create_final_network, final_network_from_config
 from itnas.train import evaluate as evaluate_model
 
-from .common import console, data_config, eval_config, load_output, load_params, resolve_device, write_json
+from .common import (
+    console,
+    data_config,
+    eval_config,
+    load_output,
+    load_params,
+    one_line,
+    resolve_device,
+    write_json,
+)
 from .paths import TRAIN_DATA_DIR, RunPaths
 
 PAPER_C, PAPER_LAYERS = 36, 20  # DARTS CIFAR final-network size (docs/method.md 4)
@@ -28,8 +37,8 @@ def evaluate(method: str, seed: int, params_file: str = "params.yaml") -> None:
     try:
         net = FinalNetworkConfig.model_validate(ck["config"]["final"])
     except (KeyError, TypeError, ValidationError) as err:
-        raise CheckpointError(f"{run.model} is not a trained network of this version ({err}); rebuild it with "
-                              f"`dvc repro`") from None
+        raise CheckpointError(f"{run.model} is not a trained network of this version ({one_line(err)}); restore "
+                              f"it with `dvc checkout` or rebuild it with `dvc repro`") from None
     genotype = Genotype.from_dict(net.genotype)
     model = final_network_from_config(net)
     model.load_state_dict(ck["model"])

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CKPT_DIR", "PREPARED_DIR", "REPORT_DIR", "RUNS_DIR", "SEARCH_DATA_DIR", "TRAIN_DATA_DIR", "RunPaths",
-           "run_name"]
+__all__ = ["CKPT_DIR", "PARAMS_CHECKED", "PREPARED_DIR", "REPORT_DIR", "RUNS_DIR", "SEARCH_DATA_DIR", "TRAIN_DATA_DIR",
+           "RunPaths", "run_name"]
 
 PREPARED_DIR = Path("data/prepared")
 SEARCH_DATA_DIR = PREPARED_DIR / "search"  # search-train / search-val splits (prepare stage output)
@@ -15,6 +15,7 @@ TRAIN_DATA_DIR = PREPARED_DIR / "train"  # final-training / test splits (prepare
 RUNS_DIR = Path("runs")
 CKPT_DIR = Path(".itnas_ckpt")
 REPORT_DIR = Path("reports")
+PARAMS_CHECKED = Path("params.checked")  # the check stage's marker: the prepare stage depends on it, so runs first
 
 
 def run_name(method: str, seed: int) -> str:

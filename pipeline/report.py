@@ -7,9 +7,9 @@ import json
 from itnas.report import RunFilesMissing, RunResult, load_run, method_summary, write_html, write_markdown
 
 from .common import console, derive_config, load_params, run_dir, run_list, search_config, train_config
-from .paths import PREPARED_DIR, REPORT_DIR
+from .paths import REPORT_DIR, TRAIN_DATA_DIR
 
-SUMMARY_FILE = PREPARED_DIR / "summary.json"
+SUMMARY_FILE = TRAIN_DATA_DIR / "summary.json"  # written by the prepare stage
 COMMANDS = ["dvc repro            # runs, in order:", "itnas prepare",
             "itnas search METHOD SEED   # then derive, train, evaluate; once per (method, seed) of `runs`",
             "itnas report"]

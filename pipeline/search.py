@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 
 from itnas.contracts import SearchMetrics, SupernetMeta
-from itnas.data import ImageDataset, assert_search_excludes_test, load_search_data
+from itnas.data import ImageDataset, assert_search_excludes_test, load_search_data, num_batches
 from itnas.derive import NOISE_MARGIN
 from itnas.search import run_search
 
 from .common import (
     checkpoint_for,
+    code_identity,
     console,
     data_config,
     epoch_progress,
@@ -36,12 +37,13 @@ def search(method: str, seed: int, params_file: str = "params.yaml") -> None:
     size = cfg.data.image_size
     train_set = ImageDataset(data.search_train, data.mean, data.std, image_size=size)
     val_set = ImageDataset(data.search_val, data.mean, data.std, image_size=size)
-    identity = {"data_fingerprint": data.fingerprint()}
+    # the checkpoint's identity: params, data and the code of this stage (a checkpoint of other code is discarded)
+    identity = {"data_fingerprint": data.fingerprint(), "code": code_identity(f"itnas search {method} {seed}")}
     checkpoint_for(run.search_checkpoint, {**cfg.model_dump(mode="json"), **identity})
     s, sched = cfg.supernet, cfg.schedule
     console.print(f"search {run.name} on {device}: space {s.space}, base {cfg.base}, C={s.C}, {s.layers} cells, "
                   f"{sched.epochs} epochs ({sched.warmup_epochs} warm-up), {cfg.arch_optimizer.order} order")
-    steps = -(-len(train_set) // cfg.data.batch_size)
+    steps = num_batches(len(train_set), cfg.data.batch_size, drop_single=True)
     with epoch_progress(f"search {run.name}", sched.epochs, steps) as (on_step, say):
 
         def on_epoch(rec):
@@ -50,7 +52,8 @@ def search(method: str, seed: int, params_file: str = "params.yaml") -> None:
                 f"collapse {rec['collapse_count']} ({rec['time_s']:.0f} s)")
 
         result = run_search(cfg, train_set, val_set, len(data.classes), data.in_channels, device,
-                            run.search_checkpoint, identity=identity, on_step=on_step, on_epoch=on_epoch)
+                            run.search_checkpoint, identity=identity, on_step=on_step, on_epoch=on_epoch,
+                            name=f"search {run.name}")
     meta = SupernetMeta(config=cfg, num_classes=len(data.classes), in_channels=data.in_channels,
                         base=result.model.arch.base, data_fingerprint=identity["data_fingerprint"],
                         device=str(device), torch=torch.__version__)

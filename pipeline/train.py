@@ -5,13 +5,14 @@ from __future__ import annotations
 import torch
 
 from itnas.contracts import FinalNetworkConfig
-from itnas.data import ImageDataset, load_train_data
+from itnas.data import ImageDataset, load_train_data, num_batches
 from itnas.genotype import Genotype
 from itnas.networks import final_network_from_config
 from itnas.train import train_final
 
 from .common import (
     checkpoint_for,
+    code_identity,
     console,
     data_config,
     epoch_progress,
@@ -42,19 +43,21 @@ def train(method: str, seed: int, params_file: str = "params.yaml") -> None:
                              mean=data.mean, std=data.std)
     identity = {"final": net.model_dump(mode="json"), "train": cfg.model_dump(mode="json"), "seed": seed,
                 "data_fingerprint": data.fingerprint()}
+    # the checkpoint also knows the code of this stage (a checkpoint of other code is discarded); the outputs don't
+    ck_identity = {**identity, "code": code_identity(f"itnas train {method} {seed}")}
     torch.manual_seed(seed)
     model = final_network_from_config(net).to(device)
-    checkpoint_for(run.train_checkpoint, identity)
+    checkpoint_for(run.train_checkpoint, ck_identity)
     console.print(f"train {run.name} on {device}: C={cfg.network.C}, {cfg.network.layers} cells, {cfg.epochs} "
                   f"epochs, {len(train_set)} images of {net.image_size} px")
-    steps = -(-len(train_set) // d.batch_size)
+    steps = num_batches(len(train_set), d.batch_size, drop_single=True)
     with epoch_progress(f"train {run.name}", cfg.epochs, steps) as (on_step, say):
 
         def on_epoch(rec):
             say(f"epoch {rec['epoch'] + 1}: train {rec['train_acc']:.1f}% ({rec['time_s']:.0f} s)")
 
-        history = train_final(model, cfg, train_set, seed, device, run.train_checkpoint, identity,
-                              on_step=on_step, on_epoch=on_epoch)
+        history = train_final(model, cfg, train_set, seed, device, run.train_checkpoint, ck_identity,
+                              on_step=on_step, on_epoch=on_epoch, name=f"train {run.name}")
     run.train_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"config": identity, "model": model.state_dict(), "history": history}, run.model)
     write_csv(run.train_curves, history, CURVE_COLUMNS)

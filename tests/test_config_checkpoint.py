@@ -167,6 +167,11 @@ def test_deep_merge_overrides_nested_keys_only():
     assert deep_merge({"a": 2}, {"a": {"b": 1}}) == {"a": {"b": 1}}
 
 
+def test_partial_train_optimizer_keeps_the_training_lr_min():
+    assert TrainConfig().optimizer.lr_min == 0.0
+    assert parse_config(TrainConfig, {"optimizer": {"lr": 0.05}}, "train").optimizer.lr_min == 0.0
+
+
 def test_configs_are_frozen():
     cfg = parse_config(SearchConfig, {}, "search")
     with pytest.raises(ValidationError, match="frozen"):
@@ -250,7 +255,7 @@ def test_config_mismatch(tmp_path):
         load_checkpoint(path, other)
     msg = str(exc.value)
     # the differing top-level blocks are named, the equal ones are not
-    assert str(path) in msg and "keys differ: ['method', 'supernet']" in msg
+    assert str(path) in msg and "keys differ: ['method', 'supernet.C']" in msg
     extra = {**cfg, "new_key": 1}
     with pytest.raises(CheckpointError, match=r"keys differ: \['new_key'\]"):
         load_checkpoint(path, extra)

@@ -42,9 +42,9 @@ def _split(n: int, seed: int, source: str = "train") -> ImageSplit:
 
 
 def _cfg(method: str = "itnas", **blocks) -> SearchConfig:
-    """A tiny search (C=4, 3 cells, 8x8, batch 8) on the darts base; `blocks` deep-merge nested overrides."""
+    """A tiny search (C=4, 3 cells, 8x8, batch 8; the method's default base); `blocks` deep-merge nested overrides."""
     base = {"method": method,
-            "supernet": {"base": "darts", "C": 4, "layers": 3, "track_running_stats": False},
+            "supernet": {"C": 4, "layers": 3, "track_running_stats": False},
             "schedule": {"epochs": 2, "warmup_epochs": 0, "val_every": 0},
             "data": {"batch_size": 8}}
     return SearchConfig.model_validate(deep_merge(base, blocks))

@@ -80,7 +80,7 @@ def _reference(model, train, val, xi, wd=0.0, bufs=None, momentum=0.0):
     (xt, yt), (xv, yv) = train, val
     g = torch.autograd.grad(F.cross_entropy(model(xt), yt), weights, create_graph=True, allow_unused=True)
     new = {}
-    for k, (name, w, gk) in enumerate(zip(names, weights, g)):
+    for k, (name, w, gk) in enumerate(zip(names, weights, g, strict=True)):
         step = (torch.zeros_like(w) if gk is None else gk) + wd * w
         if bufs is not None and bufs[k] is not None:
             step = step + momentum * bufs[k]
@@ -90,7 +90,7 @@ def _reference(model, train, val, xi, wd=0.0, bufs=None, momentum=0.0):
     first = torch.autograd.grad(F.cross_entropy(functional_call(model, {n: t.detach() for n, t in new.items()},
                                                                 (xv,)), yv), arch, allow_unused=True)
     def z(gs):
-        return [torch.zeros_like(p) if gi is None else gi.detach() for p, gi in zip(arch, gs)]
+        return [torch.zeros_like(p) if gi is None else gi.detach() for p, gi in zip(arch, gs, strict=True)]
 
     return z(grads), z(first)
 
@@ -108,13 +108,13 @@ def _check(model, train, val, xi, wd=0.0, bufs=None, momentum=0.0, eps_scale=1e-
     before = [p.detach().clone() for p in model.weight_parameters()]
     got = unrolled_arch_grads(model, train, val, xi, wd, bufs, momentum, eps_scale)
     after = model.weight_parameters()
-    assert all(torch.equal(b, a) for b, a in zip(before, after)), "weights not restored exactly"
+    assert all(torch.equal(b, a) for b, a in zip(before, after, strict=True)), "weights not restored exactly"
     assert all(p.grad is None for p in model.parameters()), "unrolled_arch_grads must not touch .grad"
     assert len(got) == len(model.arch_parameters())
-    for g, p in zip(got, model.arch_parameters()):
+    for g, p in zip(got, model.arch_parameters(), strict=True):
         assert g.shape == p.shape and g.dtype == torch.float64
     assert _rel(got, ref) < 1e-3
-    for g, r in zip(got, ref):
+    for g, r in zip(got, ref, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-3 * float(_flat(ref).abs().max()))
     # the second-order term is not negligible here, so the comparison above really tests it
     assert _rel(first, ref) > 1e-2
@@ -164,7 +164,7 @@ def test_eps_scale_does_not_change_result(factor):
     base = unrolled_arch_grads(model, train, val, XI, 3e-4, eps_scale=3e-4)
     other = unrolled_arch_grads(model, train, val, XI, 3e-4, eps_scale=3e-4 * factor)
     assert _rel(other, base) < 1e-3
-    for a, b in zip(other, base):
+    for a, b in zip(other, base, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3 * float(_flat(base).abs().max()))
 
 

@@ -204,7 +204,7 @@ def test_reduction_cells_halve_the_resolution():
     state = model.arch()
     s0 = s1 = model.net.stem(x)
     sizes = []
-    for cell, t in zip(model.net.cells, types):
+    for cell, t in zip(model.net.cells, types, strict=True):
         s0, s1 = s1, cell(s0, s1, state.alphas[t], None)
         sizes.append(tuple(s1.shape[1:]))
     assert sizes == [(16, 8, 8), (32, 4, 4), (64, 2, 2)]

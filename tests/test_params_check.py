@@ -1,0 +1,257 @@
+"""Params checked before anything runs (the `check` stage), checkpoints that know their code and are removed when
+no stage can resume them, and config errors named with their keys (issue 10, items 1, 3, 7)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny_project import ROOT, itnas, one_line_error, tiny_params, write_params
+
+import pipeline.deps
+from itnas.checkpoint import save_checkpoint
+from itnas.config import ConfigError
+from pipeline.check import MARKER_TEXT
+from pipeline.common import (
+    checkpoint_for,
+    code_identity,
+    load_params,
+    search_identity,
+    train_identity,
+)
+from pipeline.deps import stage_closure, stages
+from pipeline.paths import PARAMS_CHECKED
+
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+# ------------------------------------------------------------------------------------- the check stage (item 1)
+
+
+def test_check_stage_runs_before_every_other_stage():
+    """dvc.yaml: `check` depends on params.yaml itself and writes an uncached marker; `prepare` depends on the
+    marker, and every other stage on prepare's outputs, directly or through another stage."""
+    body = stages(DVC)["check"]
+    assert body["cmd"] == "itnas check-params" and "params.yaml" in body["deps"]
+    assert body["outs"] == [{PARAMS_CHECKED.as_posix(): {"cache": False}}]
+    assert PARAMS_CHECKED.as_posix() in stages(DVC)["prepare"]["deps"]
+    outs = {name: [next(iter(o)) if isinstance(o, dict) else o for o in b.get("outs", []) + b.get("metrics", [])]
+            for name, b in stages(DVC).items()}
+
+    def upstream(name: str, seen: set[str]) -> set[str]:
+        for dep in stages(DVC)[name].get("deps", []):
+            for other, paths in outs.items():
+                if other not in seen and any(dep == p or p.startswith(dep.rstrip("/") + "/")
+                                             or dep.startswith(p.rstrip("/") + "/") for p in paths):
+                    seen.add(other)
+                    upstream(other, seen)
+        return seen
+
+    for name in stages(DVC):
+        if name != "check":
+            assert "check" in upstream(name, set()), f"stage {name} can run before `check`"
+
+
+def test_check_params_writes_a_marker_that_never_changes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params()
+    write_params(tmp_path, params)
+    result = itnas("check-params")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / PARAMS_CHECKED).read_text() == MARKER_TEXT
+    for change in ({"search": {**params["search"], "schedule": {"epochs": 7}}},
+                   {"data": {**params["data"], "train_size": 500}}, {"runs": {"methods": ["itnas"], "seeds": [3]}}):
+        write_params(tmp_path, {**params, **change})
+        assert itnas("check-params").exit_code == 0
+        assert (tmp_path / PARAMS_CHECKED).read_bytes() == MARKER_TEXT.encode()
+
+
+@pytest.mark.parametrize("edit,named", [
+    (lambda p: p.update(serach={"schedule": {"epochs": 1}}), r"unknown top-level keys \['serach'\] \(did you mean "
+                                                            r"'search' for 'serach'\?\); valid keys: device, data, "),
+    (lambda p: p["search"]["schedule"].update(epocs=1), r"search\.schedule\.epocs: unknown key; valid keys: epochs, "),
+    (lambda p: p["methods"]["darts"].update(weight_optimiser={"lr": 1}), r"methods\.darts\)\.weight_optimiser: "
+                                                                         r"unknown key; valid keys: method, seed, "),
+    (lambda p: p["train"]["network"].update(layres=3), r"train\.network\.layres: unknown key; valid keys: C, layers"),
+])
+def test_check_params_names_a_misspelt_key(tmp_path, monkeypatch, edit, named):
+    """A misspelt key anywhere stops the first stage with exit 2, naming the key and the valid keys; no marker."""
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params()
+    edit(params)
+    write_params(tmp_path, params)
+    result = itnas("check-params")
+    assert result.exit_code == 2
+    assert re.search(named, result.stderr), result.stderr
+    assert not (tmp_path / PARAMS_CHECKED).exists()
+
+
+def _dvc(root: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    proc = subprocess.run(list(args), cwd=root, env=env, capture_output=True, text=True)
+    if ok:
+        assert proc.returncode == 0, f"{' '.join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_stops_at_a_misspelt_key_and_reruns_nothing_needless(tmp_path):
+    """The issue's input, with the real dvc: `dvc exp run -S '+serach.schedule.epochs=1'` fails at once naming the
+    key; a valid change of the search block reruns `check` but not `prepare`."""
+    for name in ("itnas", "pipeline"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    write_params(tmp_path, tiny_params())
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "prepare"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "prepared"]):
+        _dvc(tmp_path, *cmd)
+    splits = tmp_path / "data/prepared/search/splits.json"
+    mtime = splits.stat().st_mtime_ns
+
+    bad = _dvc(tmp_path, "dvc", "exp", "run", "-S", "+serach.schedule.epochs=1", "prepare", ok=False)
+    assert bad.returncode != 0
+    assert "unknown top-level keys ['serach']" in bad.stderr + bad.stdout and "valid keys: device" in bad.stderr
+    assert "Running stage 'prepare'" not in bad.stdout
+
+    _dvc(tmp_path, "git", "checkout", "--", "params.yaml", PARAMS_CHECKED.as_posix())
+    good = _dvc(tmp_path, "dvc", "exp", "run", "-S", "search.schedule.epochs=2", "prepare")
+    assert "Running stage 'check'" in good.stdout and "Stage 'prepare' didn't change" in good.stdout
+    assert splits.stat().st_mtime_ns == mtime
+
+
+# ------------------------------------------------------------------------- config errors with both keys (item 7)
+
+
+def test_partial_k_not_dividing_C_names_both_keys(tmp_path, monkeypatch):
+    params = tiny_params()
+    params["search"]["supernet"]["C"] = 4
+    params["methods"]["pcdarts"]["supernet"] = {"base": "pcdarts", "partial_k": 3}
+    path = write_params(tmp_path, params)
+    with pytest.raises(ConfigError, match=r"search \(with methods\.pcdarts\): supernet\.C=4 must be divisible by "
+                                          r"supernet\.partial_k=3 on the pcdarts base"):
+        load_params(path)
+    params["runs"]["methods"] = ["pcdarts"]  # also when pcdarts is run, and through the command line
+    write_params(tmp_path, params)
+    monkeypatch.chdir(tmp_path)
+    result = itnas("check-params")
+    assert result.exit_code == 2 and "supernet.partial_k=3" in result.stderr and "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------ checkpoints that know their code (item 3)
+
+
+def test_code_identity_hashes_the_stage_closure(tmp_path, monkeypatch):
+    """The files hashed are the stage's import closure (dvc.yaml's code deps); changing one changes its hash only."""
+    search = code_identity("itnas search darts 0")
+    assert set(search) == {p.as_posix() for p in stage_closure("itnas search darts 0")}
+    assert "itnas/search.py" in search and "itnas/search.py" not in code_identity("itnas train darts 0")
+    copy = tmp_path / "repo"
+    for name in ("itnas", "pipeline"):
+        shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    with (copy / "itnas/engine.py").open("a") as f:
+        f.write("\n# a code change\n")
+    monkeypatch.setattr(pipeline.deps, "REPO_ROOT", copy)
+    changed = code_identity("itnas search darts 0")
+    assert {f for f in search if search[f] != changed[f]} == {"itnas/engine.py"}
+
+
+def _fake_checkpoint(path: Path, identity: dict) -> None:
+    save_checkpoint(path, {"config": identity, "epoch": 1, "state": {}, "history": [{}], "time_s": 1.0, "rng": {}})
+
+
+def test_checkpoint_of_other_code_is_discarded_with_a_message(tmp_path, capsys):
+    params = tiny_params()
+    identity = {**search_identity(params, "darts", 0), "data_fingerprint": "f" * 16}
+    ck = tmp_path / "search.pt"
+    _fake_checkpoint(ck, identity)
+    checkpoint_for(ck, identity)
+    assert ck.exists() and "resuming from" in capsys.readouterr().err
+    old = {**identity, "code": {**identity["code"], "itnas/search.py": "0" * 16}}
+    _fake_checkpoint(ck, old)
+    (tmp_path / "search.pt.tmp").write_bytes(b"half a write")  # what a kill during the write leaves
+    checkpoint_for(ck, identity)
+    err = capsys.readouterr().err
+    assert "holds a run of other code (itnas/search.py changed); discarding it and starting over" in " ".join(
+        err.split())
+    assert not ck.exists() and not (tmp_path / "search.pt.tmp").exists()
+    _fake_checkpoint(ck, {**old, "data_fingerprint": "0" * 16})
+    checkpoint_for(ck, identity)
+    assert "other code (itnas/search.py changed) and other params or data (keys differ: ['data_fingerprint'])" in (
+        " ".join(capsys.readouterr().err.split()))
+
+
+def test_search_stage_discards_a_checkpoint_of_other_code(tmp_path, monkeypatch):
+    """The search stage's checkpoint identity includes the code: an interrupted search of other code is not
+    resumed (its epochs would be mixed into the new code's result)."""
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params()
+    params["search"]["schedule"]["epochs"] = 1
+    params["methods"]["pcdarts"]["schedule"] = {"warmup_epochs": 0}
+    write_params(tmp_path, params)
+    assert itnas("prepare").exit_code == 0
+    from itnas.data import load_search_data
+
+    fingerprint = load_search_data("data/prepared/search", "data/raw").fingerprint()
+    identity = {**search_identity(params, "darts", 0), "data_fingerprint": fingerprint}
+    identity["code"] = {**identity["code"], "itnas/engine.py": "0" * 16}  # written by other engine code
+    _fake_checkpoint(tmp_path / ".itnas_ckpt/darts-s0/search.pt", identity)
+    result = itnas("search", "darts", "0")
+    assert result.exit_code == 0, result.output
+    assert "other code (itnas/engine.py changed); discarding it" in " ".join(result.stderr.split())
+    assert "resuming" not in result.stderr and (tmp_path / "runs/darts-s0/search/supernet.pt").exists()
+
+
+def test_check_stage_removes_checkpoints_no_stage_can_resume(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params()
+    params["runs"]["seeds"] = [0, 1]
+    write_params(tmp_path, params)
+    ck = tmp_path / ".itnas_ckpt"
+    # a run that is no longer listed (e.g. runs.seeds shrank after an interrupted run)
+    _fake_checkpoint(ck / "itnas-s5/search.pt", {})
+    # darts-s0: a search of another learning rate, a training of other code
+    other = {**params, "search": {**params["search"], "weight_optimizer": {"lr": 0.5}}}
+    _fake_checkpoint(ck / "darts-s0/search.pt", {**search_identity(other, "darts", 0), "data_fingerprint": "x"})
+    stale_train = train_identity(params, "darts", 0)
+    stale_train["code"] = {**stale_train["code"], "itnas/train.py": "0" * 16}
+    _fake_checkpoint(ck / "darts-s0/train.pt", {**stale_train, "final": {}, "data_fingerprint": "x"})
+    # darts-s1: both resumable (the data and the genotype are checked when the stage starts)
+    _fake_checkpoint(ck / "darts-s1/search.pt", {**search_identity(params, "darts", 1), "data_fingerprint": "x"})
+    _fake_checkpoint(ck / "darts-s1/train.pt", {**train_identity(params, "darts", 1), "final": {},
+                                                "data_fingerprint": "x"})
+    (ck / "darts-s1/broken.pt").write_bytes(b"")  # not a checkpoint of a stage: left alone
+
+    result = itnas("check-params")
+    assert result.exit_code == 0, result.output
+    err = " ".join(result.stderr.split())
+    assert "removing .itnas_ckpt/itnas-s5: run itnas-s5 is not in runs.methods x runs.seeds" in err
+    assert ("removing .itnas_ckpt/darts-s0/search.pt: a run of other params or data (keys differ: "
+            "['weight_optimizer'])") in err
+    assert "removing .itnas_ckpt/darts-s0/train.pt: a run of other code (itnas/train.py changed)" in err
+    assert "removed 3 stale checkpoint(s)" in err
+    assert not (ck / "itnas-s5").exists() and not (ck / "darts-s0/search.pt").exists()
+    assert not (ck / "darts-s0/train.pt").exists()
+    assert (ck / "darts-s1/search.pt").exists() and (ck / "darts-s1/train.pt").exists()
+
+
+def test_unreadable_checkpoint_is_named_by_its_stage(tmp_path, monkeypatch):
+    """An unreadable checkpoint (not a DVC output) stops the stage naming the file; the check stage leaves it."""
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, tiny_params())
+    assert itnas("prepare").exit_code == 0
+    ck = tmp_path / ".itnas_ckpt/darts-s0/search.pt"
+    ck.parent.mkdir(parents=True)
+    ck.write_bytes(b"PK\x03\x04 truncated")
+    assert itnas("check-params").exit_code == 0 and ck.exists()
+    result = itnas("search", "darts", "0")
+    assert result.exit_code == 2
+    line = one_line_error(result)
+    assert line.startswith("error: checkpoint .itnas_ckpt/darts-s0/search.pt is unreadable") and "delete it" in line

@@ -1,0 +1,54 @@
+"""A tiny stage project for tests that run the `itnas` stage commands in a scratch folder (not a test module).
+
+scikit-learn's bundled digits (10 classes, 8x8, no files needed), one run (darts, seed 0), C=4, 3 cells: the
+search takes about a second per epoch on one thread. `itnas(...)` invokes the real command line in-process, so
+the test sees the exit code and the one-line message a user sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from click.testing import Result
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_params() -> dict:
+    """The committed params.yaml shrunk: digits, 64 + 64 search images, 300 training / 100 test images."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["device"] = "cpu"
+    params["data"].update(dataset="digits", search_train_size=64, search_val_size=64, train_size=300, test_size=100)
+    params["runs"] = {"methods": ["darts"], "seeds": [0]}
+    search = params["search"]
+    search["supernet"].update(C=4, layers=3, partial_k=4)
+    search["schedule"].update(epochs=3, warmup_epochs=0, val_every=0)
+    search["data"].update(batch_size=16, image_size=0)
+    train = params["train"]
+    train["epochs"] = 1
+    train["network"].update(C=4, layers=3)
+    train["data"].update(batch_size=64)
+    return params
+
+
+def write_params(root: Path, params: dict, name: str = "params.yaml") -> Path:
+    path = root / name
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def itnas(*args: str) -> Result:
+    """Run `itnas ARGS` in-process in the current folder (exit code, stdout, stderr)."""
+    return CliRunner().invoke(app, list(args))
+
+
+def one_line_error(result: Result) -> str:
+    """The `error: ...` line a failed stage printed (asserting there is exactly one and nothing after it)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [k for k, line in enumerate(lines) if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0] == len(lines) - 1, result.stderr
+    return lines[-1]
