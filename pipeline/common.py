@@ -160,15 +160,20 @@ def _split_problems(params: dict, data: DataConfig, searches: dict[str, SearchCo
                 also = " (or 0 = all)" if not key.startswith("search") else ""
                 problems.append(f"data.{key}={size}: fewer images than the {k} classes of {data.dataset} (the split "
                                 f"is stratified: every class needs an image in it); smallest valid value: {k}{also}")
+    too_few: dict[tuple[str, int], list[str]] = {}  # (batch-size key, batch size) -> methods
     for method, cfg in searches.items():
         steps = num_batches(data.search_train_size, cfg.data.batch_size, drop_single=True)
         if data.search_val_size < steps:
             overrides = ((params.get("methods") or {}).get(method) or {}).get("data") or {}
             where = f"methods.{method}.data.batch_size" if "batch_size" in overrides else "search.data.batch_size"
-            problems.append(f"data.search_val_size={data.search_val_size}: fewer search-val images than the {steps} "
-                            f"search steps per epoch of method {method} (data.search_train_size="
-                            f"{data.search_train_size} / {where}={cfg.data.batch_size}): every architecture step "
-                            f"needs a search-val batch; smallest valid value: {steps} (or a larger {where})")
+            too_few.setdefault((where, cfg.data.batch_size), []).append(method)
+    for (where, batch_size), methods in too_few.items():
+        steps = num_batches(data.search_train_size, batch_size, drop_single=True)
+        problems.append(f"data.search_val_size={data.search_val_size}: fewer search-val images than the {steps} "
+                        f"search steps per epoch (data.search_train_size={data.search_train_size} / {where}="
+                        f"{batch_size}; method{'s' if len(methods) > 1 else ''} {', '.join(methods)}): every "
+                        f"architecture step needs a search-val batch; smallest valid value: {steps} (or a larger "
+                        f"{where})")
     return problems
 
 

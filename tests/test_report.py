@@ -259,8 +259,8 @@ def test_report_stage(runs_root, monkeypatch):
 
     monkeypatch.chdir(runs_root)
     Path("params.yaml").write_text(f"runs:\n  methods: {list(METHODS)}\n  seeds: {list(SEEDS)}\n")
-    Path("data/prepared").mkdir(parents=True, exist_ok=True)
-    Path("data/prepared/summary.json").write_text(json.dumps({"dataset": "fashion_mnist", "test_size": 1000}))
+    Path("data/prepared/train").mkdir(parents=True, exist_ok=True)
+    Path("data/prepared/train/summary.json").write_text(json.dumps({"dataset": "fashion_mnist", "test_size": 1000}))
     report("params.yaml")
     md = Path("reports/report.md").read_text()
     assert "fashion_mnist" in md and all(f"| {m} | {s} |" in md for m in METHODS for s in SEEDS)

@@ -124,7 +124,7 @@ def test_checkpoint_of_other_config_is_refused(tmp_path):
     train, val = ImageDataset(_split(8, 0), [0.5], [0.25]), ImageDataset(_split(8, 1), [0.5], [0.25])
     ck = tmp_path / "search.pt"
     run_search(_cfg(schedule={"epochs": 1}), train, val, 3, 1, checkpoint_path=ck)
-    with pytest.raises(CheckpointMismatch, match=r"different config \(keys differ: \['supernet'\]\)"):
+    with pytest.raises(CheckpointMismatch, match=r"different config \(keys differ: \['supernet.C'\]\)"):
         run_search(_cfg(schedule={"epochs": 1}, supernet={"C": 8}), train, val, 3, 1, checkpoint_path=ck)
     with pytest.raises(CheckpointMismatch, match=r"keys differ: \['data_fingerprint'\]"):
         run_search(_cfg(schedule={"epochs": 1}), train, val, 3, 1, checkpoint_path=ck,
