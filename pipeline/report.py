@@ -10,7 +10,7 @@ from .common import console, derive_config, load_params, run_dir, run_list, sear
 from .paths import REPORT_DIR, TRAIN_DATA_DIR
 
 SUMMARY_FILE = TRAIN_DATA_DIR / "summary.json"  # written by the prepare stage
-COMMANDS = ["dvc repro            # runs, in order:", "itnas prepare",
+COMMANDS = ["dvc repro            # runs, in order:", "itnas check-params", "itnas prepare",
             "itnas search METHOD SEED   # then derive, train, evaluate; once per (method, seed) of `runs`",
             "itnas report"]
 

@@ -31,8 +31,10 @@ REPRODUCIBILITY = (
     "A rerun with the same params is bitwise identical on the same machine type with the same number of threads. "
     "Across CPU types (or thread counts) float reductions run in another order: the numbers differ in the last "
     "bits, those differences grow during training, and a genotype whose smallest margin is small can change "
-    "(the margins column says how decided each genotype is). One seed ranks nothing: compare methods by the mean "
-    "± std over several seeds, and read differences smaller than that std as noise.")
+    "(the margins column says how decided each genotype is). Measured on the CPU defaults: the same search at 1 "
+    "and at 2 threads ends with alphas up to 0.07 apart and genotypes that differ in 2-4 of the 8 edges of a cell, "
+    "so margins below that are not reproducible across thread counts or CPU types. One seed ranks nothing: "
+    "compare methods by the mean ± std over several seeds, and read differences smaller than that std as noise.")
 
 SELECTION_RULE = ("every seed is reported; no selection on test data; "
                   "the model of the last training epoch is evaluated once")
@@ -156,8 +158,9 @@ def ablation_table(runs: list[RunResult]) -> str:
         "parameter-free ops (skip, pools, none, noise) in the normal cell."), "",
         ("Margins (docs/method.md 2.6): for every choice of the last search epoch's marginal genotype (each kept op, "
          "each node's kept edges) the gap in alpha to the runner-up; the smallest and the median are shown, "
-         f"**bold** when a choice is within float noise (< {NOISE_MARGIN:g}): such a genotype is decided by "
-         "rounding, and another CPU type or thread count may derive another one. Uniform alphas are 1/K "
+         f"**bold** when a choice is within float rounding (< {NOISE_MARGIN:g}). Larger margins are not "
+         "reproducible across CPU types and thread counts either when they are below the trajectory noise (see "
+         "Reproducibility). Uniform alphas are 1/K "
          "(0.125 for the 8 DARTS ops)."), "",
         "### Per method (over seeds)", "",
         _md_table(["method", "seeds", "test acc (%) mean ± std", "mean search time (s)", "mean collapse count"],
