@@ -94,6 +94,11 @@ def get_base(name: str) -> BaseSpec:
         raise ValueError(f"unknown base {name!r}; valid bases: auto, {', '.join(BASES)}") from None
 
 
+#: Default initialisation of the transitions (docs/method.md 2.3; measured in itnas/config.py ArchitectureConfig).
+DEFAULT_TRANSITION_INIT = "identity"
+DEFAULT_TRANSITION_GAMMA = 2.0
+
+
 def list_methods() -> list[str]:
     """Names of the registered methods."""
     return list(METHODS)
@@ -138,7 +143,7 @@ class CellArchitecture(nn.Module):
     """
 
     def __init__(self, space: SearchSpace, cell_type: str, method: MethodSpec, alpha_init_scale: float = 1e-3,
-                 transition_init: str = "uniform", transition_gamma: float = 1.0):
+                 transition_init: str = DEFAULT_TRANSITION_INIT, transition_gamma: float = DEFAULT_TRANSITION_GAMMA):
         super().__init__()
         if transition_init not in ("uniform", "identity"):
             raise ValueError(f"transition_init must be 'uniform' or 'identity', got {transition_init!r}")
@@ -252,7 +257,7 @@ class Architecture(nn.Module):
     """
 
     def __init__(self, space: SearchSpace, method: str, base: str = "auto", alpha_init_scale: float = 1e-3,
-                 transition_init: str = "uniform", transition_gamma: float = 1.0):
+                 transition_init: str = DEFAULT_TRANSITION_INIT, transition_gamma: float = DEFAULT_TRANSITION_GAMMA):
         super().__init__()
         self.spec = get_method(method)
         base = self.spec.default_base if base == "auto" else base

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .arch import BASES, get_base, get_method, list_methods
+from .arch import BASES, DEFAULT_TRANSITION_GAMMA, DEFAULT_TRANSITION_INIT, get_base, get_method, list_methods
 from .spaces import list_spaces
 
 __all__ = ["ArchOptimizerConfig", "ArchitectureConfig", "ConfigError", "DataConfig", "DeriveConfig", "EvalConfig",
@@ -97,8 +97,8 @@ class ArchitectureConfig(_Strict):
     """
 
     alpha_init_scale: float = Field(1e-3, ge=0)
-    transition_init: Literal["uniform", "identity"] = "identity"
-    transition_gamma: float = 2.0
+    transition_init: Literal["uniform", "identity"] = DEFAULT_TRANSITION_INIT
+    transition_gamma: float = Field(DEFAULT_TRANSITION_GAMMA, gt=0)
 
 
 class SGDConfig(_Strict):

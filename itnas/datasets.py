@@ -54,9 +54,6 @@ class ImageSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def to_dict(self) -> dict:
-        return {"images": self.images, "labels": self.labels, "source": self.source, "source_index": self.source_index}
-
 
 def _digest(*parts: bytes | str) -> str:
     """SHA-256 (hex, 16 chars) of the parts in order."""
@@ -211,7 +208,7 @@ def _digits(root: Path, download: bool) -> SourceData:
                       [str(i) for i in range(10)])
 
 
-# ------------------------------------------------------------------------------------------------------ splits
+# -------------------------------------------------------------------------------------------- normalisation
 def channel_mean_std(images: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation (unbiased, as `torch.std`) of images / 255.
 

@@ -66,8 +66,9 @@ class Decision:
     """One choice the derivation made and how decided it was.
 
     Attributes:
-        kind: "op" (the op kept on an edge) or "edge" (the edges kept into a node).
-        cell_type: "normal" | "reduce". node: the node the edge(s) go into.
+        kind: "op" (the op on a kept edge) or "edge" (the edges kept into a node).
+        cell_type: "normal" | "reduce". node: the node the edge(s) go into. edge: "src->dst" of the kept edge
+            (kind "op"), or "" (kind "edge").
         chosen / runner_up: op names (kind "op") or "src->dst" edges (kind "edge": the weakest kept edge and the
             strongest dropped one).
         margin: score of `chosen` minus score of `runner_up` (alpha units; >= 0 up to the tie rounding).
@@ -76,17 +77,29 @@ class Decision:
     kind: str
     cell_type: str
     node: int
+    edge: str
     chosen: str
     runner_up: str
     margin: float
+
+
+def _gap(best: float, runner_up: float) -> float:
+    """best - runner_up, and exactly 0 for a tie under the rounded comparison (the tie rule decided)."""
+    return 0.0 if _tie_key(best) == _tie_key(runner_up) else best - runner_up
 
 
 def _select_node(space: SearchSpace, ops: tuple[tuple[str, ...], ...], scores: dict[int, list[float]],
                  edge_weights: list[float] | None, node: int, cell_type: str = "normal",
                  decisions: list[Decision] | None = None) -> dict[int, int]:
     """Choose edges (and their ops) into `node` from per-edge op scores. Returns {edge: op index}; appends one
-    `Decision` per kept op and one per node whose edges were selected to `decisions` when given."""
-    chosen_op, strength = {}, {}
+    `Decision` per kept edge (its op against the runner-up op) and one per node whose edges were selected (the
+    weakest kept edge against the strongest dropped one) to `decisions` when given. Dropped edges' ops are not
+    decisions of the genotype and are not recorded."""
+
+    def name(e: int) -> str:
+        return "{}->{}".format(*space.edges[e])
+
+    chosen_op, strength, op_decisions = {}, {}, {}
     for e in space.incoming[node]:
         names, s = ops[e], scores[e]
         candidates = list(range(len(names))) if space.edges_per_node is None else [
@@ -95,21 +108,22 @@ def _select_node(space: SearchSpace, ops: tuple[tuple[str, ...], ...], scores: d
         chosen_op[e] = k_best
         if decisions is not None and len(candidates) > 1:
             k_next = max((k for k in candidates if k != k_best), key=lambda k: (_tie_key(s[k]), -k))
-            decisions.append(Decision("op", cell_type, node, names[k_best], names[k_next], s[k_best] - s[k_next]))
+            op_decisions[e] = Decision("op", cell_type, node, name(e), names[k_best], names[k_next],
+                                       _gap(s[k_best], s[k_next]))
         if space.edges_per_node is not None:
             strength[e] = s[k_best] * (edge_weights[e] if edge_weights is not None else 1.0)
-    if space.edges_per_node is None:
+    if space.edges_per_node is None:  # NB201: every edge is kept
+        if decisions is not None:
+            decisions.extend(op_decisions[e] for e in sorted(op_decisions))
         return chosen_op
     order = sorted(strength, key=lambda e: (-_tie_key(strength[e]), e))
     ranked = order[: space.edges_per_node]
-    if decisions is not None and len(order) > len(ranked):
-        last, first_out = ranked[-1], order[len(ranked)]
-
-        def name(e: int) -> str:
-            return "{}->{}".format(*space.edges[e])
-
-        decisions.append(Decision("edge", cell_type, node, name(last), name(first_out),
-                                  strength[last] - strength[first_out]))
+    if decisions is not None:
+        decisions.extend(op_decisions[e] for e in sorted(ranked) if e in op_decisions)
+        if len(order) > len(ranked):
+            last, first_out = ranked[-1], order[len(ranked)]
+            decisions.append(Decision("edge", cell_type, node, "", name(last), name(first_out),
+                                      _gap(strength[last], strength[first_out])))
     return {e: chosen_op[e] for e in sorted(ranked)}
 
 

@@ -330,11 +330,18 @@ class ContentOverlap:
     leaks: list[tuple[str, int, int]]
     duplicates: list[tuple[str, int, tuple[str, int], int]]
 
-    def check(self) -> None:
-        """Raises AssertionError when a test image is in a search split."""
+    def check(self, allow_duplicates: bool = False) -> None:
+        """Raises AssertionError when a test image is in a search split (a leak), and DataError when a search image
+        has the same pixels as a test image although it is another image of the source (the data set's own
+        duplicates: the search would still see test content), unless `allow_duplicates`."""
         if self.leaks:
             first = ", ".join(f"{s}[{i}] = test[{t}]" for s, i, t in self.leaks[:5])
             raise AssertionError(f"{len(self.leaks)} test images in the search splits: {first}")
+        if self.duplicates and not allow_duplicates:
+            first = ", ".join(f"{s}[{i}] ({src}[{j}]) = test[{t}]" for s, i, (src, j), t in self.duplicates[:5])
+            raise DataError(f"{len(self.duplicates)} search images have the same pixels as a test image (the data "
+                            f"set holds them twice): {first}; the search would see test content. Remove the "
+                            f"duplicates from the source's training images")
 
 
 def find_test_overlap(search_splits: Mapping[str, ImageSplit], test: ImageSplit) -> ContentOverlap:
@@ -358,6 +365,3 @@ def find_test_overlap(search_splits: Mapping[str, ImageSplit], test: ImageSplit)
                 else:
                     duplicates.append((name, i, (split.source, index[i]), test_index[j]))
     return ContentOverlap(leaks, duplicates)
-
-
-# ------------------------------------------------------------------------------------------- datasets, loaders

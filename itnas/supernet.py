@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .arch import Architecture, ArchState
+from .arch import DEFAULT_TRANSITION_GAMMA, DEFAULT_TRANSITION_INIT, Architecture, ArchState
 from .macro import darts_stack
 from .ops import FactorizedReduce, ReLUConvBN, create_op
 from .spaces import SearchSpace
@@ -248,7 +248,8 @@ class SearchModel(nn.Module):
 def create_search_model(space: SearchSpace, method: str, base: str = "auto", C: int = 16, layers: int = 8,
                         num_classes: int = 10, in_channels: int = 3, partial_k: int = 4,
                         track_running_stats: bool = True, alpha_init_scale: float = 1e-3,
-                        transition_init: str = "uniform", transition_gamma: float = 1.0) -> SearchModel:
+                        transition_init: str = DEFAULT_TRANSITION_INIT,
+                        transition_gamma: float = DEFAULT_TRANSITION_GAMMA) -> SearchModel:
     """Build the supernet of `space` for `method` on `base` ("auto" = the method's default).
 
     `partial_k` applies on the pcdarts base only. For NB201, `layers` is the number of cells per stage.

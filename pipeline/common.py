@@ -94,6 +94,22 @@ def run_list(params: dict) -> list[tuple[str, int]]:
     return [(m, s) for m in methods for s in seeds]
 
 
+def _unknown_keys(model: type, block: object, where: str, skip: tuple[str, ...] = ()) -> list[str]:
+    """Keys of `block` (a params dict) that `model` (a pydantic config class) has no field for, recursively, each
+    as 'where.path: unknown key; valid keys: ...' (the keys of that level, without `skip`)."""
+    if not isinstance(block, dict):
+        return []
+    fields = {k: f for k, f in model.model_fields.items() if k not in skip}
+    out = []
+    for key, value in block.items():
+        field = fields.get(key)
+        if field is None:
+            out.append(f"{where}.{key}: unknown key; valid keys: {', '.join(fields)}")
+        elif isinstance(field.annotation, type) and hasattr(field.annotation, "model_fields"):
+            out += _unknown_keys(field.annotation, value, f"{where}.{key}")
+    return out
+
+
 def search_config(params: dict, method: str, seed: int) -> SearchConfig:
     """The `search` block deep-merged with `methods.<method>`, with method and seed set by the run.
 
@@ -105,6 +121,10 @@ def search_config(params: dict, method: str, seed: int) -> SearchConfig:
     for key in ("method", "seed"):
         if key in shared or key in overrides:
             raise ConfigError(f"search.{key} is set by the run (runs.methods / runs.seeds), not in search or methods")
+    for block, where_block in ((shared, "search"), (overrides, f"methods.{method}")):
+        unknown = _unknown_keys(SearchConfig, block, where_block, skip=("method", "seed"))
+        if unknown:
+            raise ConfigError("invalid parameters:\n  " + "\n  ".join(unknown))
     merged = {**deep_merge(shared, overrides), "method": method, "seed": seed}
     where = f"search (with methods.{method})" if overrides else "search"
     cfg = parse_config(SearchConfig, merged, where)
@@ -150,7 +170,8 @@ def validate_params(params: dict) -> None:
 def _split_problems(params: dict, data: DataConfig, searches: dict[str, SearchConfig]) -> list[str]:
     """Split sizes that cannot work, each naming its keys and the smallest valid value: a stratified split needs an
     image of every class (fewer makes scikit-learn fail in prepare); every architecture step of an epoch needs a
-    search-val batch (fewer val images than search steps leaves empty batches)."""
+    search-val batch of at least 2 images (fewer leaves empty batches, and a batch of one fails in the supernet's
+    batch norm on small maps): search_val_size >= 2 x search steps."""
     problems = []
     k = dataset_num_classes(data.dataset)
     if k is not None:
@@ -163,17 +184,17 @@ def _split_problems(params: dict, data: DataConfig, searches: dict[str, SearchCo
     too_few: dict[tuple[str, int], list[str]] = {}  # (batch-size key, batch size) -> methods
     for method, cfg in searches.items():
         steps = num_batches(data.search_train_size, cfg.data.batch_size, drop_single=True)
-        if data.search_val_size < steps:
+        if data.search_val_size < 2 * steps:
             overrides = ((params.get("methods") or {}).get(method) or {}).get("data") or {}
             where = f"methods.{method}.data.batch_size" if "batch_size" in overrides else "search.data.batch_size"
             too_few.setdefault((where, cfg.data.batch_size), []).append(method)
     for (where, batch_size), methods in too_few.items():
         steps = num_batches(data.search_train_size, batch_size, drop_single=True)
-        problems.append(f"data.search_val_size={data.search_val_size}: fewer search-val images than the {steps} "
+        problems.append(f"data.search_val_size={data.search_val_size}: fewer search-val images than 2 x the {steps} "
                         f"search steps per epoch (data.search_train_size={data.search_train_size} / {where}="
                         f"{batch_size}; method{'s' if len(methods) > 1 else ''} {', '.join(methods)}): every "
-                        f"architecture step needs a search-val batch; smallest valid value: {steps} (or a larger "
-                        f"{where})")
+                        f"architecture step needs a search-val batch of at least 2 images (batch norm); smallest "
+                        f"valid value: {2 * steps} (or a larger {where})")
     return problems
 
 

@@ -38,10 +38,7 @@ def prepare(params_file: str = "params.yaml") -> None:
     search, final = SearchData.from_indices(search_idx, source), TrainData.from_indices(train_idx, source)
     assert_search_excludes_test(search, final.test)
     overlap = find_test_overlap(search.splits(), final.test)
-    overlap.check()  # a test image in search is a bug: stop before writing anything
-    if overlap.duplicates:
-        console.print(f"[yellow]{len(overlap.duplicates)} search images have the same pixels as a test image "
-                      f"(different images of {source.name}: the data set's own duplicates)")
+    overlap.check()  # a test image (or its pixels) in search: stop before writing anything
     _write(search_idx, search, SEARCH_DATA_DIR)
     _write(train_idx, final, TRAIN_DATA_DIR)
     console.print(f"prepared {source.name}: search-train {len(search.search_train)}, search-val "

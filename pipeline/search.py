@@ -11,13 +11,13 @@ from itnas.search import run_search
 
 from .common import (
     checkpoint_for,
-    code_identity,
     console,
     data_config,
     epoch_progress,
     load_params,
     resolve_device,
     search_config,
+    search_identity,
     write_csv,
     write_json,
 )
@@ -37,9 +37,11 @@ def search(method: str, seed: int, params_file: str = "params.yaml") -> None:
     size = cfg.data.image_size
     train_set = ImageDataset(data.search_train, data.mean, data.std, image_size=size)
     val_set = ImageDataset(data.search_val, data.mean, data.std, image_size=size)
-    # the checkpoint's identity: params, data and the code of this stage (a checkpoint of other code is discarded)
-    identity = {"data_fingerprint": data.fingerprint(), "code": code_identity(f"itnas search {method} {seed}")}
-    checkpoint_for(run.search_checkpoint, {**cfg.model_dump(mode="json"), **identity})
+    # the checkpoint's identity: params, data and the code of this stage (a checkpoint of other code is discarded);
+    # built by `search_identity`, as the check stage builds it when it prunes checkpoints
+    ck_identity = {**search_identity(params, method, seed), "data_fingerprint": data.fingerprint()}
+    checkpoint_for(run.search_checkpoint, ck_identity)
+    identity = {k: ck_identity[k] for k in ("data_fingerprint", "code")}  # run_search adds the config itself
     s, sched = cfg.supernet, cfg.schedule
     console.print(f"search {run.name} on {device}: space {s.space}, base {cfg.base}, C={s.C}, {s.layers} cells, "
                   f"{sched.epochs} epochs ({sched.warmup_epochs} warm-up), {cfg.arch_optimizer.order} order")

@@ -12,13 +12,13 @@ from itnas.train import train_final
 
 from .common import (
     checkpoint_for,
-    code_identity,
     console,
     data_config,
     epoch_progress,
     load_params,
     resolve_device,
     train_config,
+    train_identity,
     write_csv,
     write_json,
 )
@@ -44,7 +44,7 @@ def train(method: str, seed: int, params_file: str = "params.yaml") -> None:
     identity = {"final": net.model_dump(mode="json"), "train": cfg.model_dump(mode="json"), "seed": seed,
                 "data_fingerprint": data.fingerprint()}
     # the checkpoint also knows the code of this stage (a checkpoint of other code is discarded); the outputs don't
-    ck_identity = {**identity, "code": code_identity(f"itnas train {method} {seed}")}
+    ck_identity = {**train_identity(params, method, seed), **identity}  # as the check stage builds it
     torch.manual_seed(seed)
     model = final_network_from_config(net).to(device)
     checkpoint_for(run.train_checkpoint, ck_identity)

@@ -371,7 +371,9 @@ def test_content_overlap_tells_leaks_from_source_duplicates():
     test = ImageSplit(src.test_images, src.test_labels, "test", torch.arange(20))
     overlap = find_test_overlap(search, test)
     assert overlap.leaks == [] and overlap.duplicates == [("search_train", 1, ("train", 7), 4)]
-    overlap.check()  # duplicates in the source are reported, not a leak
+    overlap.check(allow_duplicates=True)  # duplicates in the source are not a leak ...
+    with pytest.raises(DataError, match="1 search images have the same pixels as a test image"):
+        overlap.check()  # ... but the search would see test content: refused by default (the prepare stage)
     search["search_val"] = ImageSplit(src.test_images[[9]], src.test_labels[[9]], "test", torch.tensor([9]))
     overlap = find_test_overlap(search, test)
     assert overlap.leaks == [("search_val", 0, 9)]

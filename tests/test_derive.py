@@ -629,3 +629,46 @@ def test_itnas_darts_marginal_and_sequential_differ(base):
     sequential = derive_genotype(arch, "sequential")
     assert marginal.normal == DARTS_MARGINAL and marginal.reduce == DARTS_MARGINAL
     assert sequential.normal == DARTS_SEQUENTIAL and sequential.reduce == DARTS_SEQUENTIAL
+
+
+# ------------------------------------------------------------------------------------------- margins
+@pytest.mark.parametrize("space_name", ["darts", "s1", "nb201"])
+@pytest.mark.parametrize("mode", ["marginal", "sequential"])
+def test_margins_cover_exactly_the_choices_of_the_genotype(space_name, mode):
+    """One op decision per kept edge (its op against the runner-up op on that edge), one edge decision per node
+    with more incoming edges than it keeps; no decision about a dropped edge's op."""
+    from itnas.derive import derive_with_margins
+
+    space = create_space(space_name)
+    torch.manual_seed(3)
+    arch = Architecture(space, "itnas", "darts", alpha_init_scale=1.0)
+    genotype, decisions = derive_with_margins(arch, mode)
+    assert genotype == derive_genotype(arch, mode)
+    for t in space.cell_types:
+        kept = {f"{s}->{d}": op for op, s, d in getattr(genotype, t)}
+        ops = [d for d in decisions if d.cell_type == t and d.kind == "op"]
+        assert sorted(d.edge for d in ops) == sorted(kept) and all(d.chosen == kept[d.edge] for d in ops)
+        edges = [d for d in decisions if d.cell_type == t and d.kind == "edge"]
+        want = [j for j in space.intermediate_nodes
+                if space.edges_per_node is not None and len(space.incoming[j]) > space.edges_per_node]
+        assert [d.node for d in edges] == want
+        assert all(d.margin >= 0 for d in ops + edges)
+
+
+def test_margin_values_on_hand_set_alphas():
+    """darts: on every edge op 4 (sep_conv_3x3) gets 0.5, op 5 gets 0.3, the rest share 0.2; the first two
+    incoming edges of each node get +0.1 on op 4. Kept-op margins are 0.2 (0.3 on boosted edges) and each node's
+    edge margin is 0.1 (the boosted edges are kept, the others dropped)."""
+    from itnas.derive import _marginal
+
+    space = create_space("darts")
+    a = torch.full((space.n_edges, space.n_ops), 0.2 / 6, dtype=torch.float64)
+    a[:, 4], a[:, 5] = 0.5, 0.3
+    for j in space.intermediate_nodes:
+        for e in space.incoming[j][:2]:
+            a[e, 4] += 0.1
+    decisions = []
+    g = _marginal(space, {"normal": a, "reduce": a}, None, decisions)
+    assert all(op == "sep_conv_3x3" for op, _, _ in g.normal)
+    assert sorted({round(d.margin, 12) for d in decisions if d.kind == "op"}) == [0.3]
+    assert sorted({round(d.margin, 12) for d in decisions if d.kind == "edge"}) == [0.1]

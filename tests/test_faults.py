@@ -211,9 +211,10 @@ def test_fewer_val_images_than_search_steps_is_a_config_error(tmp_path):
     params = tiny_params()
     params["search"]["data"]["batch_size"] = 4
     params["data"]["search_val_size"] = 15
-    with pytest.raises(ConfigError, match=r"data\.search_val_size=15: fewer search-val images than the 16 search "
-                                          r"steps per epoch \(data\.search_train_size=64 / search\.data\.batch_size=4;"
-                                          r" methods darts, .*\): .*smallest valid value: 16") as err:
+    with pytest.raises(ConfigError, match=r"data\.search_val_size=15: fewer search-val images than 2 x the 16 "
+                                          r"search steps per epoch \(data\.search_train_size=64 / "
+                                          r"search\.data\.batch_size=4; methods darts, .*\): .*smallest valid "
+                                          r"value: 32") as err:
         load_params(write_params(tmp_path, params))
     assert str(err.value).count("search_val_size=15") == 1  # one line for the methods that share the batch size
     params["search"]["data"]["batch_size"] = 64
@@ -223,12 +224,13 @@ def test_fewer_val_images_than_search_steps_is_a_config_error(tmp_path):
 
 
 def test_smallest_valid_splits_run(tmp_path, monkeypatch):
-    """At the smallest valid values (10 search-val images for 10 classes; as many as the search steps) prepare and
-    an epoch of search run."""
+    """At the smallest valid values (2 search-val images per search step: 20 for 10 steps) prepare and an epoch of
+    search run, also on 4 px search images, where a search-val batch of one would fail in batch norm."""
     monkeypatch.chdir(tmp_path)
     params = tiny_params()
-    params["data"].update(search_train_size=40, search_val_size=10)
-    params["search"]["data"]["batch_size"] = 4  # 10 steps: one search-val image each
+    params["data"].update(search_train_size=40, search_val_size=20)
+    params["search"]["data"]["batch_size"] = 4  # 10 steps: two search-val images each
+    params["search"]["data"]["image_size"] = 4
     params["search"]["schedule"]["epochs"] = 1
     params["methods"]["pcdarts"]["schedule"] = {"warmup_epochs": 0}
     write_params(tmp_path, params)
@@ -236,11 +238,11 @@ def test_smallest_valid_splits_run(tmp_path, monkeypatch):
     assert itnas("prepare").exit_code == 0
     result = itnas("search", "darts", "0")
     assert result.exit_code == 0, result.output
-    params["data"]["search_val_size"] = 9
+    params["data"]["search_val_size"] = 19
     write_params(tmp_path, params)
     result = itnas("prepare")
-    assert result.exit_code == 2 and "data.search_val_size=9" in result.stderr
-    assert "smallest valid value: 10" in result.stderr
+    assert result.exit_code == 2 and "data.search_val_size=19" in result.stderr
+    assert "smallest valid value: 20" in result.stderr
 
 
 def test_every_registered_dataset_declares_its_classes():
@@ -268,9 +270,12 @@ SEARCH_SCRIPT = textwrap.dedent("""
         return ImageSplit(torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8),
                           torch.randint(0, 3, (n,), generator=g), "train", torch.arange(n))
 
+    PAUSE = len(sys.argv) > 3  # the run to be killed waits at epoch 2, step 3 until the parent kills it
+
     def on_step(epoch, step, n_steps, loss):
         print(f"step {epoch} {step}", flush=True)
-        time.sleep(0.02)  # slack for the parent to kill mid-epoch; changes no number
+        if PAUSE and (epoch, step) == (1, 3):
+            time.sleep(600)  # handshake: SIGKILL arrives here, mid-epoch, whatever the machine's load
 
     cfg = SearchConfig.model_validate(CONFIG)
     train, val = ImageDataset(split(32, 0), [0.5], [0.25]), ImageDataset(split(24, 1), [0.5], [0.25])
@@ -282,10 +287,10 @@ KILL_CONFIG = {"method": "itnas", "supernet": {"base": "pcdarts", "C": 4, "layer
                "schedule": {"epochs": 3, "warmup_epochs": 0, "val_every": 1}, "data": {"batch_size": 4}}
 
 
-def _search_process(script: Path, ck: Path, out: Path) -> subprocess.Popen:
+def _search_process(script: Path, ck: Path, out: Path, pause: bool = False) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.Popen([sys.executable, str(script), str(ck), str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen([sys.executable, str(script), str(ck), str(out), *(["pause"] if pause else [])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 @pytest.mark.slow  # three Python processes (about 20 s on 2 cores)
@@ -296,7 +301,7 @@ def test_search_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     script.write_text(f"CONFIG = {KILL_CONFIG!r}\n{SEARCH_SCRIPT}")
     ck = tmp_path / "ckpt" / "search.pt"
     full = _search_process(script, tmp_path / "fresh.pt", tmp_path / "full.pt")  # uninterrupted, alongside
-    proc = _search_process(script, ck, tmp_path / "never.pt")
+    proc = _search_process(script, ck, tmp_path / "never.pt", pause=True)
     try:
         for line in proc.stdout:
             if line.strip() == "step 1 3":  # epoch 2 (0-based 1), 3 of 8 steps done

@@ -137,7 +137,7 @@ def ablation_table(runs: list[RunResult]) -> str:
     Summary columns: test accuracy mean ± sample std (ddof=1; "n=1" and no std for one seed), mean search time
     (s), mean collapse count.
     """
-    header = ["method", "seed", "normal cell", "reduction cell", "smallest / median margin", "largest alpha",
+    header = ["method", "seed", "normal cell", "reduction cell", "smallest / median margin (marginal)", "largest alpha",
               "params (M)", "params (M), C=36 20 cells", "mult-adds (M)", "mult-adds (M), C=36 20 cells 32x32",
               "collapse count", "search time (s)", "test acc (%)"]
     rows = []
