@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["LOAD_ERRORS", "CheckpointError", "CheckpointMismatch", "capture_rng", "load_checkpoint", "restore_rng",
-           "save_checkpoint"]
+__all__ = ["LOAD_ERRORS", "CheckpointError", "CheckpointMismatch", "capture_rng", "load_checkpoint", "read_torch_file",
+           "restore_rng", "save_checkpoint"]
 
 LOAD_ERRORS = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
                AttributeError, ImportError)
@@ -65,6 +65,19 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def read_torch_file(path: str | Path, advice: str, label: str = "") -> Any:
+    """torch.load `path` onto the CPU (full pickle: files this project wrote).
+
+    Raises:
+        CheckpointError: unreadable (truncated, corrupted, foreign); the message names the file, the error and
+            `advice` (what to do about it, which depends on who owns the file).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except LOAD_ERRORS as err:
+        raise CheckpointError(f"{label}{path} is unreadable ({type(err).__name__}: {err}); {advice}") from None
+
+
 def load_checkpoint(path: str | Path, config: dict | None = None) -> dict[str, Any]:
     """Load a checkpoint; with `config`, also check it was written by a run of the same config.
 
@@ -75,11 +88,7 @@ def load_checkpoint(path: str | Path, config: dict | None = None) -> dict[str, A
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except LOAD_ERRORS as err:
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); delete it to start "
-                              f"this run over") from None
+    payload = read_torch_file(path, "delete it to start this run over", "checkpoint ")
     if not isinstance(payload, dict) or "config" not in payload:
         raise CheckpointError(f"checkpoint {path} is not an itnas checkpoint (no stored config)")
     if config is not None and payload["config"] != config:

@@ -370,15 +370,11 @@ def one_line(err: Exception) -> str:
 
 def load_output(path: Path) -> dict:
     """torch.load a stage output (a DVC output: the advice is `dvc checkout` / `dvc repro`, never deleting it)."""
-    from itnas.checkpoint import LOAD_ERRORS, CheckpointError
+    from itnas.checkpoint import CheckpointError, read_torch_file
 
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; run `dvc repro` (or `dvc checkout` to restore it)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except LOAD_ERRORS as err:
-        raise CheckpointError(f"{path} is unreadable ({type(err).__name__}: {err}); restore it with `dvc checkout` "
-                              f"or rebuild it with `dvc repro`") from None
+    payload = read_torch_file(path, "restore it with `dvc checkout` or rebuild it with `dvc repro`")
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} is not an itnas stage output; restore it with `dvc checkout`")
     return payload

@@ -419,13 +419,7 @@ def test_itnas_notrans_darts_marginal_and_sequential_differ(base):
     for row in NOTRANS_OUTER.values():
         assert abs(sum(row) - 1) < 1e-12
     with torch.no_grad():
-        if arch.beta_logits is not None:
-            for beta in arch.beta_logits.values():
-                beta.zero_()
-        for cell in arch.cells.values():
-            cell.attention_logits.zero_()
-            for e, row in NOTRANS_OUTER.items():
-                _set_outer(cell, space, e, row)
+        _reset_outer(arch, space, NOTRANS_OUTER)
         cell = arch.cells["normal"]
         alpha = cell()
         e = space.edge_index
@@ -493,6 +487,17 @@ def _set_pair(cell, space, p, e, rows):
 def _set_attention(cell, space, e, w):
     start, stop = cell.pair_slices[space.edge_index(*e)]
     cell.attention_logits[start:stop] = _log(w)
+
+
+def _reset_outer(arch, space, outer_rows):
+    """Uniform edge weights (beta = 0) and attention (b = 0); the outer edges' alphas set to `outer_rows`."""
+    if arch.beta_logits is not None:
+        for beta in arch.beta_logits.values():
+            beta.zero_()
+    for cell in arch.cells.values():
+        cell.attention_logits.zero_()
+        for e, row in outer_rows.items():
+            _set_outer(cell, space, e, row)
 
 
 def _set_outer(cell, space, e, row):
@@ -599,13 +604,8 @@ def test_itnas_darts_marginal_and_sequential_differ(base):
     for r in (r1, r7, r11, r12, r13, *DARTS_OUTER.values()):
         assert abs(sum(r) - 1) < 1e-12
     with torch.no_grad():
-        if arch.beta_logits is not None:
-            for beta in arch.beta_logits.values():
-                beta.zero_()
+        _reset_outer(arch, space, DARTS_OUTER)
         for cell in arch.cells.values():
-            cell.attention_logits.zero_()
-            for e, row in DARTS_OUTER.items():
-                _set_outer(cell, space, e, row)
             _set_pair(cell, space, (0, 2), (2, 3), [_peak(AVG)] * 4 + [_peak(SEP5), _peak(DIL3), _peak(DIL5),
                                                                         _peak(MAX)])
             _set_pair(cell, space, (1, 2), (2, 3), r1)
