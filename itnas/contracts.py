@@ -76,3 +76,21 @@ class RunMetrics(_Contract):
     collapse_count: int
     search_time_s: float
     train_time_s: float
+
+
+class NB201Metrics(_Contract):
+    """The evaluate stage's metrics of one NAS-Bench-201 chain: the derived cell's accuracies (%) looked up in the
+    NB201 table (Dong & Yang, ICLR 2020; 200-epoch columns, `itnas.nb201`): CIFAR-10, CIFAR-100 and
+    ImageNet16-120, test and valid; the cell's arch string, its parameter-free op count (none, skip, pool), the
+    derivation mode that produced it, and the search time (s). `None` for a cell the table does not hold."""
+
+    nb201_c10_test: float
+    nb201_c10_valid: float
+    nb201_c100_test: float
+    nb201_c100_valid: float
+    nb201_in16_test: float
+    nb201_in16_valid: float
+    collapse_count: int
+    arch: str
+    derivation: str
+    search_time_s: float

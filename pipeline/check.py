@@ -19,5 +19,5 @@ def check_params(params_file: str = "params.yaml") -> None:
     if not PARAMS_CHECKED.exists() or PARAMS_CHECKED.read_text() != MARKER_TEXT:
         PARAMS_CHECKED.write_text(MARKER_TEXT)
     runs = run_list(params)
-    console.print(f"{params_file}: valid ({len(runs)} runs: {', '.join(run_name(m, s) for m, s in runs)})"
+    console.print(f"{params_file}: valid ({len(runs)} chains: {', '.join(run_name(*r) for r in runs)})"
                   + (f"; removed {len(removed)} stale checkpoint(s)" if removed else ""))

@@ -1,9 +1,9 @@
 """`itnas` command line: one subcommand per DVC stage, plus `bench`.
 
-    itnas check-params            itnas prepare
-    itnas search METHOD SEED      itnas derive METHOD SEED
-    itnas train METHOD SEED       itnas evaluate METHOD SEED
-    itnas report                  itnas bench
+    itnas check-params                       itnas prepare BENCHMARK
+    itnas search BENCHMARK METHOD SEED       itnas derive BENCHMARK METHOD SEED
+    itnas evaluate BENCHMARK METHOD SEED     itnas report
+    itnas bench
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="ITNAS: differentiable NAS with inter-layer transitions, as a DVC pipeline.")
 
 PARAMS = typer.Option("params.yaml", "--params", help="params file (YAML)")
+BENCHMARK = typer.Argument(..., help="benchmark: a name under `benchmarks` in params.yaml (e.g. fmnist, nb201)")
 METHOD = typer.Argument(..., help="method: itnas, itnas_noattn, itnas_notrans, darts, pcdarts")
 SEED = typer.Argument(..., help="search / training seed")
 
@@ -49,38 +50,31 @@ def check_params(params: str = PARAMS) -> None:
 
 
 @app.command()
-def prepare(params: str = PARAMS) -> None:
-    """Load the data set, split search-train / search-val / train / test, write data/prepared/."""
+def prepare(benchmark: str = BENCHMARK, params: str = PARAMS) -> None:
+    """Load a benchmark's data set, split search-train / search-val / train / test: data/prepared/<benchmark>/."""
     from .prepare import prepare as stage
-    _run(stage, params)
+    _run(stage, benchmark, params)
 
 
 @app.command()
-def search(method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
-    """Supernet search for one (method, seed): runs/<method>-s<seed>/search/."""
+def search(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
+    """Supernet search of one chain: runs/<benchmark>/<method>-s<seed>/search/."""
     from .search import search as stage
-    _run(stage, method, seed, params)
+    _run(stage, benchmark, method, seed, params)
 
 
 @app.command()
-def derive(method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
-    """Derive the genotype of a searched supernet: runs/<method>-s<seed>/genotype.json."""
+def derive(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
+    """Derive the genotype of a searched supernet: runs/<benchmark>/<method>-s<seed>/genotype.json."""
     from .derive import derive as stage
-    _run(stage, method, seed, params)
+    _run(stage, benchmark, method, seed, params)
 
 
 @app.command()
-def train(method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
-    """Train the final network of a genotype from scratch: runs/<method>-s<seed>/train/."""
-    from .train import train as stage
-    _run(stage, method, seed, params)
-
-
-@app.command()
-def evaluate(method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
-    """Test accuracy of a trained network: runs/<method>-s<seed>/metrics.json."""
+def evaluate(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
+    """Evaluate a genotype (train from scratch + test, or the NB201 table): runs/<benchmark>/<method>-s<seed>/."""
     from .evaluate import evaluate as stage
-    _run(stage, method, seed, params)
+    _run(stage, benchmark, method, seed, params)
 
 
 @app.command()

@@ -38,11 +38,12 @@ from .paths import CKPT_DIR, RunPaths, run_name
 console = Console(stderr=True)
 
 
-def run_dir(method: str, seed: int) -> Path:
-    """runs/<method>-s<seed> (see `pipeline.paths.RunPaths`)."""
-    return RunPaths(method, seed).root
-
-TOP_KEYS = ("device", "data", "runs", "search", "methods", "derive", "train", "evaluate")
+TOP_KEYS = ("device", "data", "runs", "benchmarks", "search", "methods", "derive", "train", "evaluate")
+#: Keys of a `benchmarks.<name>` block; data / search / train are overrides deep-merged over the top-level blocks.
+BENCHMARK_KEYS = ("label", "evaluation", "data", "search", "train")
+#: How a benchmark's genotypes are evaluated: trained from scratch on its data and tested, or looked up in the
+#: NAS-Bench-201 table (../docs/method.md 4; DESIGN 4).
+EVALUATIONS = ("train", "nb201")
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -70,18 +71,76 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     return params
 
 
-def data_config(params: dict) -> DataConfig:
-    """The `data` block. Raises ConfigError."""
-    return parse_config(DataConfig, params.get("data"), "data")
+def benchmark_names(params: dict) -> list[str]:
+    """Names of the `benchmarks` blocks, in file order."""
+    return list(params.get("benchmarks") or {})
 
 
-def run_list(params: dict) -> list[tuple[str, int]]:
-    """(method, seed) of every run: runs.methods x runs.seeds. Raises ConfigError on unknown methods."""
+def benchmark_block(params: dict, benchmark: str) -> dict:
+    """The `benchmarks.<benchmark>` block, checked: known name, known keys, every key present (DVC tracks
+    `benchmarks.<name>.data`, `.search`, `.train` as params, which must exist; `{}` = no override), a valid
+    evaluation. Raises ConfigError naming the bad key or value and what is allowed."""
+    blocks = params.get("benchmarks") or {}
+    if benchmark not in blocks:
+        hint = difflib.get_close_matches(str(benchmark), list(blocks), 1)
+        raise ConfigError(f"unknown benchmark {benchmark!r}{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
+                          f"benchmarks defined in params.yaml: {', '.join(blocks) or 'none'}")
+    block = blocks[benchmark]
+    where = f"benchmarks.{benchmark}"
+    if not isinstance(block, dict):
+        raise ConfigError(f"{where} must be a mapping with keys {', '.join(BENCHMARK_KEYS)}")
+    unknown = sorted(set(block) - set(BENCHMARK_KEYS), key=str)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; valid keys: {', '.join(BENCHMARK_KEYS)}")
+    missing = [k for k in BENCHMARK_KEYS if k not in block]
+    if missing:
+        raise ConfigError(f"{where}: missing keys {missing} (every benchmark names all of {', '.join(BENCHMARK_KEYS)}; "
+                          f"write {{}} for no override)")
+    for key in ("data", "search", "train"):
+        if not isinstance(block[key] or {}, dict):
+            raise ConfigError(f"{where}.{key} must be a mapping of overrides of the `{key}` block (or {{}})")
+    if block["evaluation"] not in EVALUATIONS:
+        raise ConfigError(f"{where}.evaluation={block['evaluation']!r}; valid values: {', '.join(EVALUATIONS)}")
+    return block
+
+
+def benchmark_label(params: dict, benchmark: str) -> str:
+    """The benchmark's label for reports (e.g. "CIFAR-10 (JPEG copy)"); its name when the label is empty."""
+    return str(benchmark_block(params, benchmark).get("label") or benchmark)
+
+
+def benchmark_evaluation(params: dict, benchmark: str) -> str:
+    """"train" or "nb201" (`EVALUATIONS`)."""
+    return benchmark_block(params, benchmark)["evaluation"]
+
+
+def data_config(params: dict, benchmark: str) -> DataConfig:
+    """The `data` block deep-merged with `benchmarks.<benchmark>.data`. Raises ConfigError."""
+    override = benchmark_block(params, benchmark)["data"] or {}
+    unknown = _unknown_keys(DataConfig, override, f"benchmarks.{benchmark}.data")
+    if unknown:
+        raise ConfigError("invalid parameters:\n  " + "\n  ".join(unknown))
+    return parse_config(DataConfig, deep_merge(params.get("data") or {}, override),
+                        f"data (with benchmarks.{benchmark}.data)")
+
+
+def run_list(params: dict) -> list[tuple[str, str, int]]:
+    """(benchmark, method, seed) of every chain: runs.benchmarks x runs.methods x runs.seeds.
+
+    Raises ConfigError on unknown keys, benchmarks or methods."""
     runs = params.get("runs") or {}
-    unknown_keys = sorted(set(runs) - {"methods", "seeds"})
+    unknown_keys = sorted(set(runs) - {"benchmarks", "methods", "seeds"})
     if unknown_keys:
-        raise ConfigError(f"runs: unknown keys {unknown_keys}; valid keys: methods, seeds")
+        raise ConfigError(f"runs: unknown keys {unknown_keys}; valid keys: benchmarks, methods, seeds")
+    benchmarks = runs.get("benchmarks", benchmark_names(params)[:1])
     methods, seeds = runs.get("methods", ["itnas"]), runs.get("seeds", [0])
+    for key, value in (("benchmarks", benchmarks), ("methods", methods), ("seeds", seeds)):
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"runs.{key} must be a non-empty list, got {value!r}")
+    bad_b = [b for b in benchmarks if b not in benchmark_names(params)]
+    if bad_b:
+        raise ConfigError(f"runs.benchmarks: unknown benchmarks {bad_b}; benchmarks defined in params.yaml: "
+                          f"{', '.join(benchmark_names(params)) or 'none'}")
     bad = [m for m in methods if m not in list_methods()]
     if bad:
         raise ConfigError(f"runs.methods: unknown methods {bad}; valid methods: {', '.join(list_methods())}")
@@ -91,7 +150,7 @@ def run_list(params: dict) -> list[tuple[str, int]]:
     unknown = sorted(set(params.get("methods") or {}) - set(list_methods()))
     if unknown:
         raise ConfigError(f"methods: unknown method blocks {unknown}; valid methods: {', '.join(list_methods())}")
-    return [(m, s) for m in methods for s in seeds]
+    return [(b, m, s) for b in benchmarks for m in methods for s in seeds]
 
 
 def _unknown_keys(model: type, block: object, where: str, skip: tuple[str, ...] = ()) -> list[str]:
@@ -110,28 +169,37 @@ def _unknown_keys(model: type, block: object, where: str, skip: tuple[str, ...] 
     return out
 
 
-def search_config(params: dict, method: str, seed: int) -> SearchConfig:
-    """The `search` block deep-merged with `methods.<method>`, with method and seed set by the run.
+def search_config(params: dict, benchmark: str, method: str, seed: int) -> SearchConfig:
+    """The `search` block deep-merged with `benchmarks.<benchmark>.search`, then `methods.<method>`, with method
+    and seed set by the run.
 
-    Raises ConfigError (unknown method, unknown key, bad value, a space without a final network or table)."""
+    Raises ConfigError (unknown benchmark or method, unknown key, bad value, a space the benchmark's evaluation
+    cannot evaluate: training needs a final network, the NB201 look-up needs the nb201 space)."""
     if method not in list_methods():
         raise ConfigError(f"unknown method {method!r}; valid methods: {', '.join(list_methods())}")
     shared = params.get("search") or {}
+    bench = benchmark_block(params, benchmark)["search"] or {}
     overrides = (params.get("methods") or {}).get(method) or {}
-    for key in ("method", "seed"):
-        if key in shared or key in overrides:
-            raise ConfigError(f"search.{key} is set by the run (runs.methods / runs.seeds), not in search or methods")
-    for block, where_block in ((shared, "search"), (overrides, f"methods.{method}")):
+    layers = ((shared, "search"), (bench, f"benchmarks.{benchmark}.search"), (overrides, f"methods.{method}"))
+    for block, where_block in layers:
+        if "method" in block or "seed" in block:
+            raise ConfigError(f"{where_block}: method and seed are set by the run (runs.methods / runs.seeds)")
         unknown = _unknown_keys(SearchConfig, block, where_block, skip=("method", "seed"))
         if unknown:
             raise ConfigError("invalid parameters:\n  " + "\n  ".join(unknown))
-    merged = {**deep_merge(shared, overrides), "method": method, "seed": seed}
-    where = f"search (with methods.{method})" if overrides else "search"
+    merged = {**deep_merge(deep_merge(shared, bench), overrides), "method": method, "seed": seed}
+    where = "search" + "".join(f" + {w}" for b, w in layers[1:] if b)
     cfg = parse_config(SearchConfig, merged, where)
-    if not has_final_network(cfg.supernet.space):
-        raise ConfigError(f"search.supernet.space={cfg.supernet.space!r}: the train stage has no final network for "
-                          f"this space and no table evaluator is installed yet; spaces with a final network: "
-                          f"{', '.join(s for s in list_spaces() if has_final_network(s))}")
+    evaluation = benchmark_evaluation(params, benchmark)
+    space = cfg.supernet.space
+    if evaluation == "train" and not has_final_network(space):
+        raise ConfigError(f"benchmarks.{benchmark}: search.supernet.space={space!r} has no final network to train "
+                          f"(evaluation: train); spaces with a final network: "
+                          f"{', '.join(s for s in list_spaces() if has_final_network(s))}; for nb201 use "
+                          f"evaluation: nb201 (table look-up)")
+    if evaluation == "nb201" and space != "nb201":
+        raise ConfigError(f"benchmarks.{benchmark}: evaluation nb201 looks cells up in the NAS-Bench-201 table, "
+                          f"which needs search.supernet.space: nb201, got {space!r}")
     return cfg
 
 
@@ -140,9 +208,14 @@ def derive_config(params: dict) -> DeriveConfig:
     return parse_config(DeriveConfig, params.get("derive"), "derive")
 
 
-def train_config(params: dict) -> TrainConfig:
-    """The `train` block. Raises ConfigError."""
-    return parse_config(TrainConfig, params.get("train"), "train")
+def train_config(params: dict, benchmark: str) -> TrainConfig:
+    """The `train` block deep-merged with `benchmarks.<benchmark>.train`. Raises ConfigError."""
+    override = benchmark_block(params, benchmark)["train"] or {}
+    unknown = _unknown_keys(TrainConfig, override, f"benchmarks.{benchmark}.train")
+    if unknown:
+        raise ConfigError("invalid parameters:\n  " + "\n  ".join(unknown))
+    return parse_config(TrainConfig, deep_merge(params.get("train") or {}, override),
+                        "train" + (f" (with benchmarks.{benchmark}.train)" if override else ""))
 
 
 def eval_config(params: dict) -> EvalConfig:
@@ -151,48 +224,59 @@ def eval_config(params: dict) -> EvalConfig:
 
 
 def validate_params(params: dict) -> None:
-    """Check the whole params file at once (every block, every method's resolved search config, the split sizes
-    against the data set's classes and the search steps), so that a typo in a block that the current stage does
-    not read still stops it, and a degenerate split stops before any work. Raises ConfigError."""
+    """Check the whole params file at once (every benchmark block, every (benchmark, method) resolved search config,
+    the split sizes against the data set's classes and the search steps), so that a typo in a block that the
+    current stage does not read still stops it, and a degenerate split stops before any work. Benchmarks defined
+    but not listed in `runs.benchmarks` are checked too. Raises ConfigError."""
     resolve_device(params)
-    data = data_config(params)
-    pairs = run_list(params)
-    searches = {method: search_config(params, method, 0)
-                for method in dict.fromkeys([m for m, _ in pairs] + list(params.get("methods") or {}))}
+    if not benchmark_names(params):
+        raise ConfigError("params.yaml defines no benchmarks: add a `benchmarks` block (see the README)")
+    methods = list(dict.fromkeys([m for _, m, _ in run_list(params)] + list(params.get("methods") or {})))
+    problems = []
+    for benchmark in benchmark_names(params):
+        data = data_config(params, benchmark)
+        searches = {method: search_config(params, benchmark, method, 0) for method in methods}
+        if benchmark_evaluation(params, benchmark) == "train":
+            train_config(params, benchmark)
+        problems += _split_problems(params, benchmark, data, searches)
     derive_config(params)
-    train_config(params)
+    train_config(params, benchmark_names(params)[0])
     eval_config(params)
-    problems = _split_problems(params, data, searches)
     if problems:
         raise ConfigError("invalid parameters:\n  " + "\n  ".join(problems))
 
 
-def _split_problems(params: dict, data: DataConfig, searches: dict[str, SearchConfig]) -> list[str]:
+def _split_problems(params: dict, benchmark: str, data: DataConfig, searches: dict[str, SearchConfig]) -> list[str]:
     """Split sizes that cannot work, each naming its keys and the smallest valid value: a stratified split needs an
     image of every class (fewer makes scikit-learn fail in prepare); every architecture step of an epoch needs a
     search-val batch of at least 2 images (fewer leaves empty batches, and a batch of one fails in the supernet's
     batch norm on small maps): search_val_size >= 2 x search steps."""
     problems = []
     k = dataset_num_classes(data.dataset)
+    where_data = f"benchmarks.{benchmark}.data"
     if k is not None:
         for key in ("search_train_size", "search_val_size", "train_size", "test_size"):
             size = getattr(data, key)
             if (size or key.startswith("search")) and size < k:
                 also = " (or 0 = all)" if not key.startswith("search") else ""
-                problems.append(f"data.{key}={size}: fewer images than the {k} classes of {data.dataset} (the split "
-                                f"is stratified: every class needs an image in it); smallest valid value: {k}{also}")
+                problems.append(f"{where_data}.{key}={size}: fewer images than the {k} classes of {data.dataset} (the "
+                                f"split is stratified: every class needs an image in it); smallest valid value: "
+                                f"{k}{also}")
     too_few: dict[tuple[str, int], list[str]] = {}  # (batch-size key, batch size) -> methods
     for method, cfg in searches.items():
         steps = num_batches(data.search_train_size, cfg.data.batch_size, drop_single=True)
         if data.search_val_size < 2 * steps:
             overrides = ((params.get("methods") or {}).get(method) or {}).get("data") or {}
-            where = f"methods.{method}.data.batch_size" if "batch_size" in overrides else "search.data.batch_size"
+            bench = (benchmark_block(params, benchmark)["search"] or {}).get("data") or {}
+            where = (f"methods.{method}.data.batch_size" if "batch_size" in overrides else
+                     f"benchmarks.{benchmark}.search.data.batch_size" if "batch_size" in bench else
+                     "search.data.batch_size")
             too_few.setdefault((where, cfg.data.batch_size), []).append(method)
     for (where, batch_size), methods in too_few.items():
         steps = num_batches(data.search_train_size, batch_size, drop_single=True)
-        problems.append(f"data.search_val_size={data.search_val_size}: fewer search-val images than 2 x the {steps} "
-                        f"search steps per epoch (data.search_train_size={data.search_train_size} / {where}="
-                        f"{batch_size}; method{'s' if len(methods) > 1 else ''} {', '.join(methods)}): every "
+        problems.append(f"{where_data}.search_val_size={data.search_val_size}: fewer search-val images than 2 x the "
+                        f"{steps} search steps per epoch ({where_data}.search_train_size={data.search_train_size} / "
+                        f"{where}={batch_size}; method{'s' if len(methods) > 1 else ''} {', '.join(methods)}): every "
                         f"architecture step needs a search-val batch of at least 2 images (batch norm); smallest "
                         f"valid value: {2 * steps} (or a larger {where})")
     return problems
@@ -225,17 +309,17 @@ def code_identity(stage_cmd: str) -> dict[str, str]:
     return {f.as_posix(): hashlib.sha256((REPO_ROOT / f).read_bytes()).hexdigest()[:16] for f in files}
 
 
-def search_identity(params: dict, method: str, seed: int) -> dict:
+def search_identity(params: dict, benchmark: str, method: str, seed: int) -> dict:
     """What a search checkpoint must match besides the data fingerprint: the resolved search config and the code."""
-    return {**search_config(params, method, seed).model_dump(mode="json"),
-            "code": code_identity(f"itnas search {method} {seed}")}
+    return {**search_config(params, benchmark, method, seed).model_dump(mode="json"),
+            "code": code_identity(f"itnas search {benchmark} {method} {seed}")}
 
 
-def train_identity(params: dict, method: str, seed: int) -> dict:
+def train_identity(params: dict, benchmark: str, method: str, seed: int) -> dict:
     """What a training checkpoint must match besides the network (genotype, data shape) and the data fingerprint:
     the training config, the seed and the code."""
-    return {"train": train_config(params).model_dump(mode="json"), "seed": seed,
-            "code": code_identity(f"itnas train {method} {seed}")}
+    return {"train": train_config(params, benchmark).model_dump(mode="json"), "seed": seed,
+            "code": code_identity(f"itnas evaluate {benchmark} {method} {seed}")}
 
 
 def identity_diff(stored: dict, expected: dict) -> str | None:
@@ -275,27 +359,27 @@ def checkpoint_for(path: Path, config: dict) -> None:
 
 
 def stale_checkpoints(params: dict) -> list[tuple[Path, str]]:
-    """(path, reason) of every checkpoint under `CKPT_DIR` that no stage of `params` can resume: run folders of
-    (method, seed) pairs that `runs` no longer lists, and search / training checkpoints of other params or code
+    """(path, reason) of every checkpoint under `CKPT_DIR` that no stage of `params` can resume: chain folders of
+    (benchmark, method, seed) that `runs` no longer lists, and search / training checkpoints of other params or code
     (`search_identity`, `train_identity`; the data fingerprint and the genotype are checked when the stage
     starts). An unreadable checkpoint is left for its stage to report."""
     from itnas.checkpoint import CheckpointError, load_checkpoint
 
     if not CKPT_DIR.is_dir():
         return []
-    runs = {run_name(m, s): (m, s) for m, s in run_list(params)}
+    runs = {run_name(b, m, s): (b, m, s) for b, m, s in run_list(params)}
     stale = []
-    for folder in sorted(p for p in CKPT_DIR.iterdir() if p.is_dir()):
-        if folder.name not in runs:
-            stale.append((folder, f"run {folder.name} is not in runs.methods x runs.seeds"))
+    for folder in sorted(p for p in CKPT_DIR.glob("*/*") if p.is_dir()):
+        name = folder.relative_to(CKPT_DIR).as_posix()
+        if name not in runs:
+            stale.append((folder, f"chain {name} is not in runs.benchmarks x runs.methods x runs.seeds"))
             continue
-        method, seed = runs[folder.name]
-        paths = RunPaths(method, seed)
+        paths = RunPaths(*runs[name])
         for path, identity in ((paths.search_checkpoint, search_identity), (paths.train_checkpoint, train_identity)):
             if not path.exists():
                 continue
             try:
-                reason = identity_diff(load_checkpoint(path)["config"], identity(params, method, seed))
+                reason = identity_diff(load_checkpoint(path)["config"], identity(params, *runs[name]))
             except CheckpointError:
                 continue
             if reason is not None:

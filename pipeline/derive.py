@@ -1,4 +1,4 @@
-"""Stage `derive`: the genotype of a searched supernet -> runs/<run>/genotype.json."""
+"""Stage `derive`: the genotype of a searched supernet -> runs/<chain>/genotype.json."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ def load_supernet(path: Path) -> tuple[SearchModel, SupernetMeta]:
     return model, meta
 
 
-def derive(method: str, seed: int, params_file: str = "params.yaml") -> None:
+def derive(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
     cfg = derive_config(load_params(params_file))
-    run = RunPaths(method, seed)
+    run = RunPaths(benchmark, method, seed)
     model, _ = load_supernet(run.supernet)
     genotype = derive_genotype(model.arch, cfg.mode)
     genotype.save(run.genotype)

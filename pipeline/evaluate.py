@@ -1,54 +1,61 @@
-"""Stage `evaluate`: test accuracy of the trained network (once, on the test split) -> runs/<run>/metrics.json."""
+"""Stage `evaluate` of one (benchmark, method, seed) chain: how good the derived genotype is, by the benchmark's
+evaluation (`benchmarks.<name>.evaluation`):
+
+- `train`: train the final network from scratch on the benchmark's training split (`pipeline.train_network`,
+  resumable), then test it once on the test split -> runs/<chain>/evaluate/ and runs/<chain>/metrics.json;
+- `nb201`: look the cell up in the NAS-Bench-201 table (no training) -> the same two outputs. The supernet is
+  derived under both modes (marginal and sequential) and both cells are looked up: details.json holds both, the
+  metrics hold the cell of `derive.mode` (the genotype.json of the chain).
+"""
 
 from __future__ import annotations
 
 import json
 
-from pydantic import ValidationError
-
-from itnas.checkpoint import CheckpointError
-from itnas.contracts import FinalNetworkConfig, RunMetrics, SearchMetrics
+from itnas.contracts import NB201Metrics, RunMetrics, SearchMetrics
 from itnas.data import ImageDataset, load_train_data
-from itnas.genotype import Genotype
-from itnas.networks import count_multiply_adds, count_parameters, create_final_network, final_network_from_config
+from itnas.derive import derive_genotype
+from itnas.genotype import Genotype, GenotypeError
+from itnas.networks import count_multiply_adds, count_parameters, create_final_network
 from itnas.train import evaluate as evaluate_model
 
 from .common import (
+    benchmark_evaluation,
     console,
     data_config,
+    derive_config,
     eval_config,
-    load_output,
     load_params,
-    one_line,
     resolve_device,
     write_json,
 )
-from .paths import TRAIN_DATA_DIR, RunPaths
+from .derive import load_supernet
+from .paths import RunPaths, prepared_dirs
 
 PAPER_C, PAPER_LAYERS = 36, 20  # DARTS CIFAR final-network size (docs/method.md 4)
 
 
-def evaluate(method: str, seed: int, params_file: str = "params.yaml") -> None:
+def evaluate(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
     params = load_params(params_file)
-    cfg = eval_config(params)
-    device = resolve_device(params)
-    run = RunPaths(method, seed)
-    ck = load_output(run.model)
-    try:
-        net = FinalNetworkConfig.model_validate(ck["config"]["final"])
-    except (KeyError, TypeError, ValidationError) as err:
-        raise CheckpointError(f"{run.model} is not a trained network of this version ({one_line(err)}); restore "
-                              f"it with `dvc checkout` or rebuild it with `dvc repro`") from None
-    genotype = Genotype.from_dict(net.genotype)
-    model = final_network_from_config(net)
-    model.load_state_dict(ck["model"])
-    model.to(device)
-    dcfg = data_config(params)
-    data = load_train_data(TRAIN_DATA_DIR, dcfg.root, dcfg.download)
-    test_set = ImageDataset(data.test, data.mean, data.std, image_size=net.image_size)
-    result = evaluate_model(model, test_set, cfg.batch_size, device, len(data.classes))
-    paper_net = create_final_network(genotype, PAPER_C, PAPER_LAYERS, 10, False, 3)
+    run = RunPaths(benchmark, method, seed)
     search_metrics = SearchMetrics.model_validate(json.loads(run.search_metrics.read_text()))
+    if benchmark_evaluation(params, benchmark) == "nb201":
+        _lookup(params, run, search_metrics)
+    else:
+        _train_and_test(params, run, search_metrics)
+
+
+def _train_and_test(params: dict, run: RunPaths, search_metrics: SearchMetrics) -> None:
+    from .train_network import train_network
+
+    dcfg = data_config(params, run.benchmark)
+    data = load_train_data(prepared_dirs(run.benchmark)[1], dcfg.root, dcfg.download)
+    model, net, history = train_network(params, run, data)
+    genotype = Genotype.from_dict(net.genotype)
+    test_set = ImageDataset(data.test, data.mean, data.std, image_size=net.image_size)
+    result = evaluate_model(model, test_set, eval_config(params).batch_size, resolve_device(params), len(data.classes))
+    paper_net = create_final_network(genotype, PAPER_C, PAPER_LAYERS, 10, False, 3)
+    model.cpu()
     metrics = RunMetrics(
         test_acc=round(result["accuracy"], 2),
         test_loss=round(result["loss"], 4),
@@ -59,9 +66,37 @@ def evaluate(method: str, seed: int, params_file: str = "params.yaml") -> None:
         madds_m_c36_l20_32px=round(count_multiply_adds(paper_net, (3, 32, 32)) / 1e6, 1),
         collapse_count=genotype.collapse_count,
         search_time_s=search_metrics.search_time_s,
-        train_time_s=round(sum(r["time_s"] for r in ck["history"]), 1),
+        train_time_s=round(sum(r["time_s"] for r in history), 1),
     )
     write_json(run.metrics, metrics.model_dump())
-    write_json(run.eval_details, {"classes": data.classes, **result})
+    write_json(run.eval_details, {"evaluation": "train", "classes": data.classes, **result})
     console.print(f"{run.name}: test accuracy {metrics.test_acc:.2f}% on {result['n']} test images "
                   f"({metrics.params_m:.3f} M params)")
+
+
+def _lookup(params: dict, run: RunPaths, search_metrics: SearchMetrics) -> None:
+    from itnas.nb201 import DEFAULT_METRICS, load_nb201_table
+
+    table = load_nb201_table()
+    mode = derive_config(params).mode
+    model, _ = load_supernet(run.supernet)
+    cells = {m: derive_genotype(model.arch, m) for m in ("marginal", "sequential")}
+    stored = Genotype.load(run.genotype)
+    if stored != cells[mode]:
+        raise GenotypeError(f"{run.genotype} is not the {mode} genotype of {run.supernet}; rerun `dvc repro`")
+    details = {"evaluation": "nb201", "derivation": mode, "cells": {}}
+    for m, cell in cells.items():
+        details["cells"][m] = {"arch": cell.to_nb201_string(), "collapse_count": cell.collapse_count,
+                               **table.lookup(cell)}
+    best = {name: table.best(name) for name in DEFAULT_METRICS}
+    details["table_best"] = {name: {"arch": arch, "value": value} for name, (arch, value) in best.items()}
+    picked = details["cells"][mode]
+    metrics = NB201Metrics(**{k: picked[k] for k in NB201Metrics.model_fields if k in picked},
+                           derivation=mode, search_time_s=search_metrics.search_time_s)
+    run.evaluate_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run.eval_details, details)
+    write_json(run.metrics, metrics.model_dump())
+    other = "sequential" if mode == "marginal" else "marginal"
+    console.print(f"{run.name}: NB201 cell {picked['arch']}: CIFAR-10 {metrics.nb201_c10_test:.2f} %, CIFAR-100 "
+                  f"{metrics.nb201_c100_test:.2f} %, ImageNet16-120 {metrics.nb201_in16_test:.2f} % (test); "
+                  f"{other} derivation: CIFAR-10 {details['cells'][other]['nb201_c10_test']:.2f} %")

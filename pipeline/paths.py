@@ -1,38 +1,51 @@
 """Where every stage reads and writes: run ids, run folders, prepared data, checkpoints, reports. The one place
-that knows the repository layout (the library `itnas/` knows none of it)."""
+that knows the repository layout (the library `itnas/` knows none of it).
+
+A *chain* is one (benchmark, method, seed): prepare (once per benchmark) -> search -> derive -> evaluate.
+
+    data/prepared/<benchmark>/search/        search-train / search-val splits
+    data/prepared/<benchmark>/train/         final-training / test splits
+    runs/<benchmark>/<method>-s<seed>/       search/, genotype.json, evaluate/, metrics.json, ...
+    .itnas_ckpt/<benchmark>/<method>-s<seed>/ resumable search / training state (not a DVC output)
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CKPT_DIR", "PARAMS_CHECKED", "PREPARED_DIR", "REPORT_DIR", "RUNS_DIR", "SEARCH_DATA_DIR", "TRAIN_DATA_DIR",
-           "RunPaths", "run_name"]
+__all__ = ["CKPT_DIR", "PARAMS_CHECKED", "PREPARED_DIR", "REPORT_DIR", "RUNS_DIR", "RunPaths", "prepared_dirs",
+           "run_name"]
 
 PREPARED_DIR = Path("data/prepared")
-SEARCH_DATA_DIR = PREPARED_DIR / "search"  # search-train / search-val splits (prepare stage output)
-TRAIN_DATA_DIR = PREPARED_DIR / "train"  # final-training / test splits (prepare stage output)
 RUNS_DIR = Path("runs")
 CKPT_DIR = Path(".itnas_ckpt")
 REPORT_DIR = Path("reports")
 PARAMS_CHECKED = Path("params.checked")  # the check stage's marker: the prepare stage depends on it, so runs first
 
 
-def run_name(method: str, seed: int) -> str:
-    """The id of a (method, seed) run: `<method>-s<seed>`."""
-    return f"{method}-s{seed}"
+def prepared_dirs(benchmark: str) -> tuple[Path, Path]:
+    """(search splits folder, train/test splits folder) of a benchmark: the prepare stage's two outputs."""
+    root = PREPARED_DIR / benchmark
+    return root / "search", root / "train"
+
+
+def run_name(benchmark: str, method: str, seed: int) -> str:
+    """The id of a chain: `<benchmark>/<method>-s<seed>` (also its folder under runs/)."""
+    return f"{benchmark}/{method}-s{seed}"
 
 
 @dataclass(frozen=True)
 class RunPaths:
-    """Every file of one (method, seed) run, as the stages of dvc.yaml name them."""
+    """Every file of one (benchmark, method, seed) chain, as the stages of dvc.yaml name them."""
 
+    benchmark: str
     method: str
     seed: int
 
     @property
     def name(self) -> str:
-        return run_name(self.method, self.seed)
+        return run_name(self.benchmark, self.method, self.seed)
 
     @property
     def root(self) -> Path:
@@ -64,33 +77,36 @@ class RunPaths:
     def genotype(self) -> Path:
         return self.root / "genotype.json"
 
-    # train stage
+    # evaluate stage: training from scratch (model, curves) or a table look-up, then metrics.json
     @property
-    def train_dir(self) -> Path:
-        return self.root / "train"
+    def evaluate_dir(self) -> Path:
+        return self.root / "evaluate"
 
     @property
     def model(self) -> Path:
-        return self.train_dir / "model.pt"
+        return self.evaluate_dir / "model.pt"
 
     @property
     def train_curves(self) -> Path:
-        return self.root / "train_curves.csv"
+        return self.evaluate_dir / "train_curves.csv"
 
-    # evaluate stage
+    @property
+    def eval_details(self) -> Path:
+        return self.evaluate_dir / "details.json"
+
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.json"
 
-    @property
-    def eval_details(self) -> Path:
-        return self.root / "eval_details.json"
-
     # resumable state (not a DVC output)
     @property
+    def checkpoint_dir(self) -> Path:
+        return CKPT_DIR / self.name
+
+    @property
     def search_checkpoint(self) -> Path:
-        return CKPT_DIR / self.name / "search.pt"
+        return self.checkpoint_dir / "search.pt"
 
     @property
     def train_checkpoint(self) -> Path:
-        return CKPT_DIR / self.name / "train.pt"
+        return self.checkpoint_dir / "train.pt"

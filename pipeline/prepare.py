@@ -1,6 +1,7 @@
-"""Stage `prepare`: read the data set, draw the splits, and write two outputs whose bytes depend only on them:
-data/prepared/search/ (search-train / search-val) and data/prepared/train/ (final training / test), each with the
-index arrays (`itnas.data.SplitIndices`) and a human-readable summary.json."""
+"""Stage `prepare` (once per benchmark): read the benchmark's data set, draw the splits, and write two outputs whose
+bytes depend only on them: data/prepared/<benchmark>/search/ (search-train / search-val) and
+data/prepared/<benchmark>/train/ (final training / test), each with the index arrays (`itnas.data.SplitIndices`)
+and a human-readable summary.json."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from itnas.data import (
 )
 
 from .common import console, data_config, load_params, write_json
-from .paths import SEARCH_DATA_DIR, TRAIN_DATA_DIR
+from .paths import prepared_dirs
 
 
 def _write(indices: SplitIndices, data: SearchData | TrainData, directory: Path) -> None:
@@ -29,8 +30,9 @@ def _write(indices: SplitIndices, data: SearchData | TrainData, directory: Path)
         "mean": data.mean, "std": data.std, **{f"{k}_size": len(s) for k, s in data.splits().items()}})
 
 
-def prepare(params_file: str = "params.yaml") -> None:
-    cfg = data_config(load_params(params_file))
+def prepare(benchmark: str, params_file: str = "params.yaml") -> None:
+    cfg = data_config(load_params(params_file), benchmark)
+    search_dir, train_dir = prepared_dirs(benchmark)
     t0 = time.perf_counter()
     source = create_dataset(cfg.dataset, cfg.root, cfg.download)
     search_idx, train_idx = make_splits(source, cfg.search_train_size, cfg.search_val_size, cfg.train_size,
@@ -39,9 +41,9 @@ def prepare(params_file: str = "params.yaml") -> None:
     assert_search_excludes_test(search, final.test)
     overlap = find_test_overlap(search.splits(), final.test)
     overlap.check()  # a test image (or its pixels) in search: stop before writing anything
-    _write(search_idx, search, SEARCH_DATA_DIR)
-    _write(train_idx, final, TRAIN_DATA_DIR)
-    console.print(f"prepared {source.name}: search-train {len(search.search_train)}, search-val "
+    _write(search_idx, search, search_dir)
+    _write(train_idx, final, train_dir)
+    console.print(f"prepared {benchmark} ({source.name}): search-train {len(search.search_train)}, search-val "
                   f"{len(search.search_val)}, train {len(final.train)}, test {len(final.test)} images of "
                   f"{search.in_channels}x{search.image_size}x{search.image_size} in {time.perf_counter() - t0:.1f} s "
-                  f"-> {SEARCH_DATA_DIR}, {TRAIN_DATA_DIR}")
+                  f"-> {search_dir}, {train_dir}")

@@ -1,4 +1,5 @@
-"""Stage `search`: supernet search for one (method, seed); writes runs/<run>/search/ and per-epoch curves."""
+"""Stage `search`: supernet search of one (benchmark, method, seed) chain; writes runs/<chain>/search/ and per-epoch
+curves."""
 
 from __future__ import annotations
 
@@ -21,25 +22,25 @@ from .common import (
     write_csv,
     write_json,
 )
-from .paths import SEARCH_DATA_DIR, RunPaths
+from .paths import RunPaths, prepared_dirs
 
 CURVE_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "collapse_count", "time_s"]
 
 
-def search(method: str, seed: int, params_file: str = "params.yaml") -> None:
+def search(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
     params = load_params(params_file)
-    cfg = search_config(params, method, seed)
+    cfg = search_config(params, benchmark, method, seed)
     device = resolve_device(params)
-    run = RunPaths(method, seed)
-    dcfg = data_config(params)
-    data = load_search_data(SEARCH_DATA_DIR, dcfg.root, dcfg.download)
+    run = RunPaths(benchmark, method, seed)
+    dcfg = data_config(params, benchmark)
+    data = load_search_data(prepared_dirs(benchmark)[0], dcfg.root, dcfg.download)
     assert_search_excludes_test(data)  # search sees search-train and search-val only
     size = cfg.data.image_size
     train_set = ImageDataset(data.search_train, data.mean, data.std, image_size=size)
     val_set = ImageDataset(data.search_val, data.mean, data.std, image_size=size)
     # the checkpoint's identity: params, data and the code of this stage (a checkpoint of other code is discarded);
     # built by `search_identity`, as the check stage builds it when it prunes checkpoints
-    ck_identity = {**search_identity(params, method, seed), "data_fingerprint": data.fingerprint()}
+    ck_identity = {**search_identity(params, benchmark, method, seed), "data_fingerprint": data.fingerprint()}
     checkpoint_for(run.search_checkpoint, ck_identity)
     identity = {k: ck_identity[k] for k in ("data_fingerprint", "code")}  # run_search adds the config itself
     s, sched = cfg.supernet, cfg.schedule

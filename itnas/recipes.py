@@ -1,0 +1,147 @@
+"""Named final-training recipes: the published settings as presets (DESIGN.md 3 and 4; docs/method.md 4.3, 4.4).
+
+Each preset is a dict shaped like the `train` block of params.yaml (`itnas.config.TrainConfig`: epochs,
+network{C, layers, stem_stride, auxiliary}, optimizer{lr, lr_min, momentum, weight_decay, grad_clip},
+regularization{auxiliary_weight, drop_path, label_smoothing}, data{batch_size, image_size, cutout, crop_padding,
+hflip}, channels_last) plus "source", a string naming the paper, its section and the reference code. Units: epochs,
+images per batch, learning rates per step, pixels (cutout side, crop padding, image side).
+
+Presets (`RECIPES`; `get_recipe(name)` returns a copy, `list_recipes()` the names):
+
+- `darts_cifar`: DARTS CIFAR-10 evaluation (Liu et al., DARTS, ICLR 2019, section 3 architecture evaluation and
+  appendix; DARTS repo cnn/train.py): C=36, 20 cells, 600 epochs, batch 96, SGD 0.025 cosine to 0, momentum 0.9,
+  wd 3e-4, grad clip 5, auxiliary 0.4, drop-path 0.2, cutout 16, random crop (padding 4), horizontal flip.
+- `robustdarts_cifar10`: spaces s1-s4 on CIFAR-10 (Zela et al., RobustDARTS, ICLR 2020; Chen & Hsieh, SDARTS,
+  ICML 2020): C=36, 20 cells, the rest as `darts_cifar`.
+- `robustdarts_cifar100_svhn`: s1-s4 on CIFAR-100 and SVHN (same papers): C=16, 8 cells, the rest as
+  `darts_cifar`, horizontal flips included also for SVHN: RobustDARTS' own SVHN transform (repo automl/RobustDARTS,
+  src/utils.py `_data_transforms_svhn`) is RandomCrop(32, padding 4) + RandomHorizontalFlip, as for CIFAR, although
+  flipping digits is unusual elsewhere. (Its evaluation script, scripts/DARTS_eval.sh, passes --cutout --auxiliary,
+  so both are on, as here; it leaves the width at the argument defaults 16 channels / 8 cells for every data set;
+  the C=36 / 20 cells of CIFAR-10 follow DESIGN.md 4 and the papers' reported evaluation.)
+- `darts_imagenet`: the DARTS ImageNet mobile setting (DARTS section 3, ImageNet transfer; DARTS repo
+  cnn/train_imagenet.py): network kind "imagenet" (`itnas.networks.FinalNetworkImageNet`), C=48, 14 cells,
+  250 epochs, batch 128, SGD lr 0.1 decayed by 0.97 after every epoch, momentum 0.9, wd 3e-5, grad clip 5,
+  label smoothing 0.1, auxiliary 0.4, 224 px images; drop-path 0 (train_imagenet.py's default; the paper names
+  none); no cutout or crop padding (random-resized crops instead); stem_stride 1 (the ImageNet stem has a fixed
+  stride of 8; the network rejects any other value).
+
+Needs config support (keys TrainConfig cannot express today; only `darts_imagenet` uses them, and
+`unsupported_keys(name)` lists those of a preset that the current TrainConfig does not know):
+
+- `network.kind`: "imagenet" (final-network macro, `itnas.networks.FINAL_NETWORK_KINDS`); until the config has
+  it, `final_network_from_config` builds the CIFAR network.
+- `optimizer.schedule`: "exponential" with `optimizer.gamma`: 0.97, the learning rate multiplied by gamma after
+  every epoch (torch StepLR(step_size=1, gamma=0.97)); TrainConfig only has the cosine schedule (lr -> lr_min,
+  where lr_min is unused by the exponential schedule).
+- `data.random_resized_crop`: true (RandomResizedCrop(image_size)), `data.color_jitter`: [brightness, contrast,
+  saturation, hue] = [0.4, 0.4, 0.4, 0.2], `data.test_resize`: 256 (test images resized to 256 px, then centre
+  cropped to image_size).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+__all__ = ["NEEDS_CONFIG_SUPPORT", "RECIPES", "get_recipe", "list_recipes", "unsupported_keys"]
+
+_DARTS_CIFAR: dict[str, Any] = {
+    "epochs": 600,
+    "network": {"C": 36, "layers": 20, "stem_stride": 1, "auxiliary": True},
+    "optimizer": {"lr": 0.025, "lr_min": 0.0, "momentum": 0.9, "weight_decay": 3e-4, "grad_clip": 5.0},
+    "regularization": {"auxiliary_weight": 0.4, "drop_path": 0.2, "label_smoothing": 0.0},
+    "data": {"batch_size": 96, "image_size": 0, "cutout": 16, "crop_padding": 4, "hflip": True},
+    "channels_last": False,
+}
+
+
+def _with(base: dict[str, Any], source: str, epochs: int | None = None, **blocks: dict[str, Any]) -> dict[str, Any]:
+    """`base` with another number of epochs and some keys of its blocks replaced or added, and a source."""
+    out = copy.deepcopy(base)
+    if epochs is not None:
+        out["epochs"] = epochs
+    for block, values in blocks.items():
+        out[block].update(values)
+    out["source"] = source
+    return out
+
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "darts_cifar": _with(
+        _DARTS_CIFAR,
+        "Liu et al., DARTS, ICLR 2019, section 3 (architecture evaluation on CIFAR-10) and appendix; DARTS repo "
+        "cnn/train.py defaults"),
+    "robustdarts_cifar10": _with(
+        _DARTS_CIFAR,
+        "Zela et al., RobustDARTS, ICLR 2020 (spaces S1-S4, evaluation on CIFAR-10) and Chen & Hsieh, SDARTS, ICML "
+        "2020: C=36, 20 cells; training as DARTS (Liu et al., ICLR 2019, section 3)",
+        network={"C": 36, "layers": 20}),
+    "robustdarts_cifar100_svhn": _with(
+        _DARTS_CIFAR,
+        "Zela et al., RobustDARTS, ICLR 2020 (spaces S1-S4, evaluation on CIFAR-100 and SVHN) and Chen & Hsieh, "
+        "SDARTS, ICML 2020: C=16, 8 cells; training as DARTS (Liu et al., ICLR 2019, section 3); SVHN flips as "
+        "RobustDARTS src/utils.py",
+        network={"C": 16, "layers": 8}),
+    "darts_imagenet": _with(
+        _DARTS_CIFAR,
+        "Liu et al., DARTS, ICLR 2019, section 3 (ImageNet transfer, mobile setting: < 600M multiply-adds at "
+        "224x224); DARTS repo cnn/train_imagenet.py and cnn/model.py NetworkImageNet",
+        epochs=250,
+        network={"C": 48, "layers": 14, "stem_stride": 1, "auxiliary": True, "kind": "imagenet"},
+        optimizer={"lr": 0.1, "lr_min": 0.0, "momentum": 0.9, "weight_decay": 3e-5, "grad_clip": 5.0,
+                   "schedule": "exponential", "gamma": 0.97},
+        regularization={"auxiliary_weight": 0.4, "drop_path": 0.0, "label_smoothing": 0.1},
+        data={"batch_size": 128, "image_size": 224, "cutout": 0, "crop_padding": 0, "hflip": True,
+              "random_resized_crop": True, "color_jitter": [0.4, 0.4, 0.4, 0.2], "test_resize": 256}),
+}
+"""Named final-training presets (the `train` block of params.yaml plus "source"); see the module docstring."""
+
+NEEDS_CONFIG_SUPPORT: tuple[str, ...] = (
+    "network.kind", "optimizer.schedule", "optimizer.gamma", "data.random_resized_crop", "data.color_jitter",
+    "data.test_resize")
+"""Dotted preset keys that TrainConfig could not express when the presets were written (module docstring)."""
+
+
+def list_recipes() -> list[str]:
+    """Names of the registered recipes, in registration order."""
+    return list(RECIPES)
+
+
+def get_recipe(name: str) -> dict[str, Any]:
+    """A deep copy of recipe `name` (editing it leaves the registry unchanged).
+
+    Raises:
+        KeyError: unknown name; the message lists the valid names.
+    """
+    if name not in RECIPES:
+        raise KeyError(f"unknown recipe {name!r}; valid recipes: {', '.join(RECIPES)}")
+    return copy.deepcopy(RECIPES[name])
+
+
+def unsupported_keys(name: str) -> list[str]:
+    """Dotted keys of recipe `name` (besides "source") that the current `itnas.config.TrainConfig` does not define,
+    i.e. the values a training run built from the preset's `train` block would reject today. Computed against the
+    config's fields, so a key disappears from this list once the config supports it.
+
+    Raises:
+        KeyError: unknown recipe name.
+    """
+    from pydantic import BaseModel
+
+    from .config import TrainConfig
+
+    def walk(model: type[BaseModel], block: dict[str, Any], prefix: str) -> list[str]:
+        out = []
+        for key, value in block.items():
+            field = model.model_fields.get(key)
+            if field is None:
+                out.append(prefix + key)
+            elif isinstance(value, dict) and isinstance(field.annotation, type) and issubclass(field.annotation,
+                                                                                                BaseModel):
+                out += walk(field.annotation, value, f"{prefix}{key}.")
+        return out
+
+    recipe = get_recipe(name)
+    recipe.pop("source")
+    return walk(TrainConfig, recipe, "")
