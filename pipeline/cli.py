@@ -78,10 +78,12 @@ def evaluate(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED,
 
 
 @app.command()
-def report(params: str = PARAMS) -> None:
-    """Ablation report over all runs: reports/report.md and reports/report.html."""
+def report(params: str = PARAMS,
+           runs_dir: str = typer.Option("runs", "--runs-dir", help="folder of the chains' run folders"),
+           out_dir: str = typer.Option("reports", "--out-dir", help="where report.md/html and summary.json go")) -> None:
+    """Cross-benchmark ablation report over every chain of `runs`: report.md, report.html, summary.json."""
     from .report import report as stage
-    _run(stage, params)
+    _run(stage, params, runs_dir, out_dir)
 
 
 @app.command()

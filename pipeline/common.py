@@ -188,7 +188,8 @@ def search_config(params: dict, benchmark: str, method: str, seed: int) -> Searc
         if unknown:
             raise ConfigError("invalid parameters:\n  " + "\n  ".join(unknown))
     merged = {**deep_merge(deep_merge(shared, bench), overrides), "method": method, "seed": seed}
-    where = "search" + "".join(f" + {w}" for b, w in layers[1:] if b)
+    used = [w for b, w in layers[1:] if b]
+    where = f"search (with {', '.join(used)})" if used else "search"
     cfg = parse_config(SearchConfig, merged, where)
     evaluation = benchmark_evaluation(params, benchmark)
     space = cfg.supernet.space
@@ -253,13 +254,17 @@ def _split_problems(params: dict, benchmark: str, data: DataConfig, searches: di
     batch norm on small maps): search_val_size >= 2 x search steps."""
     problems = []
     k = dataset_num_classes(data.dataset)
-    where_data = f"benchmarks.{benchmark}.data"
+    override = benchmark_block(params, benchmark)["data"] or {}
+
+    def key_of(name: str) -> str:  # where the value is set: the benchmark's override or the shared block
+        return f"benchmarks.{benchmark}.data.{name}" if name in override else f"data.{name}"
+
     if k is not None:
         for key in ("search_train_size", "search_val_size", "train_size", "test_size"):
             size = getattr(data, key)
             if (size or key.startswith("search")) and size < k:
                 also = " (or 0 = all)" if not key.startswith("search") else ""
-                problems.append(f"{where_data}.{key}={size}: fewer images than the {k} classes of {data.dataset} (the "
+                problems.append(f"{key_of(key)}={size}: fewer images than the {k} classes of {data.dataset} (the "
                                 f"split is stratified: every class needs an image in it); smallest valid value: "
                                 f"{k}{also}")
     too_few: dict[tuple[str, int], list[str]] = {}  # (batch-size key, batch size) -> methods
@@ -274,8 +279,8 @@ def _split_problems(params: dict, benchmark: str, data: DataConfig, searches: di
             too_few.setdefault((where, cfg.data.batch_size), []).append(method)
     for (where, batch_size), methods in too_few.items():
         steps = num_batches(data.search_train_size, batch_size, drop_single=True)
-        problems.append(f"{where_data}.search_val_size={data.search_val_size}: fewer search-val images than 2 x the "
-                        f"{steps} search steps per epoch ({where_data}.search_train_size={data.search_train_size} / "
+        problems.append(f"{key_of('search_val_size')}={data.search_val_size}: fewer search-val images than 2 x the "
+                        f"{steps} search steps per epoch ({key_of('search_train_size')}={data.search_train_size} / "
                         f"{where}={batch_size}; method{'s' if len(methods) > 1 else ''} {', '.join(methods)}): every "
                         f"architecture step needs a search-val batch of at least 2 images (batch norm); smallest "
                         f"valid value: {2 * steps} (or a larger {where})")

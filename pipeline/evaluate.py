@@ -38,16 +38,24 @@ PAPER_C, PAPER_LAYERS = 36, 20  # DARTS CIFAR final-network size (docs/method.md
 def evaluate(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
     params = load_params(params_file)
     run = RunPaths(benchmark, method, seed)
-    search_metrics = SearchMetrics.model_validate(json.loads(run.search_metrics.read_text()))
     if benchmark_evaluation(params, benchmark) == "nb201":
-        _lookup(params, run, search_metrics)
+        _lookup(params, run)
     else:
-        _train_and_test(params, run, search_metrics)
+        _train_and_test(params, run)
 
 
-def _train_and_test(params: dict, run: RunPaths, search_metrics: SearchMetrics) -> None:
+def _search_time_s(run: RunPaths) -> float:
+    """The search stage's wall time (s), from search_metrics.json. Raises FileNotFoundError naming the command."""
+    if not run.search_metrics.exists():
+        raise FileNotFoundError(f"{run.search_metrics} does not exist; run `dvc repro` or `itnas search "
+                                f"{run.benchmark} {run.method} {run.seed}`")
+    return SearchMetrics.model_validate(json.loads(run.search_metrics.read_text())).search_time_s
+
+
+def _train_and_test(params: dict, run: RunPaths) -> None:
     from .train_network import train_network
 
+    Genotype.load(run.genotype)  # a genotype that cannot be trained stops here, before any data is read
     dcfg = data_config(params, run.benchmark)
     data = load_train_data(prepared_dirs(run.benchmark)[1], dcfg.root, dcfg.download)
     model, net, history = train_network(params, run, data)
@@ -65,7 +73,7 @@ def _train_and_test(params: dict, run: RunPaths, search_metrics: SearchMetrics) 
         params_m_c36_l20=round(count_parameters(paper_net) / 1e6, 3),
         madds_m_c36_l20_32px=round(count_multiply_adds(paper_net, (3, 32, 32)) / 1e6, 1),
         collapse_count=genotype.collapse_count,
-        search_time_s=search_metrics.search_time_s,
+        search_time_s=_search_time_s(run),
         train_time_s=round(sum(r["time_s"] for r in history), 1),
     )
     write_json(run.metrics, metrics.model_dump())
@@ -74,7 +82,7 @@ def _train_and_test(params: dict, run: RunPaths, search_metrics: SearchMetrics) 
                   f"({metrics.params_m:.3f} M params)")
 
 
-def _lookup(params: dict, run: RunPaths, search_metrics: SearchMetrics) -> None:
+def _lookup(params: dict, run: RunPaths) -> None:
     from itnas.nb201 import DEFAULT_METRICS, load_nb201_table
 
     table = load_nb201_table()
@@ -92,7 +100,7 @@ def _lookup(params: dict, run: RunPaths, search_metrics: SearchMetrics) -> None:
     details["table_best"] = {name: {"arch": arch, "value": value} for name, (arch, value) in best.items()}
     picked = details["cells"][mode]
     metrics = NB201Metrics(**{k: picked[k] for k in NB201Metrics.model_fields if k in picked},
-                           derivation=mode, search_time_s=search_metrics.search_time_s)
+                           derivation=mode, search_time_s=_search_time_s(run))
     run.evaluate_dir.mkdir(parents=True, exist_ok=True)
     write_json(run.eval_details, details)
     write_json(run.metrics, metrics.model_dump())

@@ -1,65 +1,163 @@
-"""Stage `report`: the ablation report over every (method, seed) run -> reports/report.md and reports/report.html."""
+"""Stage `report`: one cross-benchmark ablation report over every (benchmark, method, seed) chain of `runs` ->
+reports/report.md, reports/report.html and reports/summary.json (the metrics `dvc exp show` compares).
+
+`--runs-dir` / `--out-dir` render results kept elsewhere with their own params file, e.g. committed results:
+`itnas report --params reports/benchmarks/params-nb201.yaml --runs-dir reports/benchmarks/runs
+--out-dir reports/benchmarks`.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from itnas.report import RunFilesMissing, RunResult, load_run, method_summary, write_html, write_markdown
+from itnas.report import (
+    BenchmarkInfo,
+    RunFilesMissing,
+    RunResult,
+    load_run,
+    summary_metrics,
+    write_html,
+    write_markdown,
+)
 
-from .common import console, derive_config, load_params, run_dir, run_list, search_config, train_config
-from .paths import REPORT_DIR, TRAIN_DATA_DIR
+from .common import (
+    benchmark_evaluation,
+    benchmark_label,
+    console,
+    data_config,
+    derive_config,
+    load_params,
+    run_list,
+    search_config,
+    train_config,
+    write_json,
+)
+from .paths import REPORT_DIR, RUNS_DIR, prepared_dirs, run_name
 
-SUMMARY_FILE = TRAIN_DATA_DIR / "summary.json"  # written by the prepare stage
-COMMANDS = ["dvc repro            # runs, in order:", "itnas check-params", "itnas prepare",
-            "itnas search METHOD SEED   # then derive, train, evaluate; once per (method, seed) of `runs`",
+COMMANDS = ["dvc repro            # runs, in order:", "itnas check-params", "itnas prepare BENCHMARK",
+            "itnas search BENCHMARK METHOD SEED   # then derive, evaluate; once per chain of `runs`",
             "itnas report"]
 
+#: Paper search sizes (docs/method.md 3): (C, cells, epochs) of the DARTS-space search and the NB201 search
+#: (C=16, 5 cells per stage, 50 epochs); and the (C, cells) of the paper final trainings (600 epochs): DARTS CIFAR-10
+#: (36, 20) and RobustDARTS CIFAR-100 / SVHN (16, 8) (itnas/recipes.py).
+PAPER_SEARCH = {"darts": (16, 8, 50), "nb201": (16, 5, 50)}
+PAPER_TRAIN = {(36, 20), (16, 8)}
+PAPER_TRAIN_EPOCHS = 600
 
-def _settings(params: dict, runs: list[tuple[str, int]]) -> dict[str, str]:
-    """One line per method's search settings, plus derivation and final training (from params.yaml)."""
+
+def size_line(params: dict, benchmark: str, methods: list[str]) -> str:
+    """What was run, in one line: "CPU-reduced search: space darts, C=8, 5 cells, 5000 + 5000 images at 16 px, 6
+    epochs; training: C=16, 8 cells, 10 epochs", each part "paper recipe" when at least the paper's size."""
+    data = data_config(params, benchmark)
+    c = search_config(params, benchmark, methods[0], 0)
+    s = c.supernet
+    pc, pl, pe = PAPER_SEARCH["nb201" if s.space == "nb201" else "darts"]
+    cells = "cells per stage" if s.space == "nb201" else "cells"
+    px = f"{c.data.image_size} px" if c.data.image_size else "native size"
+    epochs = sorted({search_config(params, benchmark, m, 0).schedule.epochs for m in methods})
+    paper = s.C >= pc and s.layers >= pl and min(epochs) >= pe and not c.data.image_size
+    search = (f"search: paper recipe (space {s.space})" if paper else
+              f"CPU-reduced search: space {s.space}, C={s.C}, {s.layers} {cells}, {data.search_train_size} + "
+              f"{data.search_val_size} images at {px}, {'/'.join(map(str, epochs))} epochs")
+    if benchmark_evaluation(params, benchmark) == "nb201":
+        return f"{search}; evaluation: NAS-Bench-201 table look-up (no training)"
+    t = train_config(params, benchmark)
+    n = t.network
+    if (n.C, n.layers) in PAPER_TRAIN and t.epochs >= PAPER_TRAIN_EPOCHS:
+        return f"{search}; training: paper recipe (C={n.C}, {n.layers} cells, {t.epochs} epochs)"
+    return f"{search}; training: C={n.C}, {n.layers} cells, {t.epochs} epochs"
+
+
+def _data_line(benchmark: str, evaluation: str) -> str | None:
+    """One line from the prepare stage's summaries (data/prepared/<benchmark>/{search,train}/summary.json), None
+    when neither exists (e.g. results rendered without their prepared data)."""
+    search_dir, train_dir = prepared_dirs(benchmark)
+    summaries = {k: json.loads((d / "summary.json").read_text()) for k, d in (("search", search_dir),
+                                                                              ("train", train_dir))
+                 if (d / "summary.json").exists()}
+    if not summaries:
+        return None
+    first = summaries.get("search") or summaries["train"]
+    side = first.get("image_size")
+    parts = [f"{first.get('dataset', 'unknown')}: {len(first.get('classes') or [])} classes, "
+             f"{first.get('in_channels', '?')} x {side} x {side} px"]
+    if "search" in summaries:
+        s = summaries["search"]
+        parts.append(f"search: {s.get('search_train_size')} search-train + {s.get('search_val_size')} search-val "
+                     "images")
+    if "train" in summaries and evaluation == "train":
+        t = summaries["train"]
+        parts.append(f"final training: {t.get('train_size')} images; test: {t.get('test_size')} images that search, "
+                     "derivation and training never see")
+    return "; ".join(parts)
+
+
+def _settings(params: dict, benchmark: str, methods: list[str]) -> dict[str, str]:
+    """One line per method's search settings, plus derivation and final training (from the params)."""
     out = {}
-    for method in dict.fromkeys(m for m, _ in runs):
-        c = search_config(params, method, 0)
+    for method in methods:
+        c = search_config(params, benchmark, method, 0)
         s, d = c.supernet, c.data
         out[f"search, {method}"] = (f"space {s.space}, base {c.base}, C={s.C}, {s.layers} cells, {c.schedule.epochs} "
                                     f"epochs ({c.schedule.warmup_epochs} warm-up), batch {d.batch_size}, "
                                     f"{c.arch_optimizer.order}-order, images {d.image_size or 'native'} px")
     out["derive"] = f"mode {derive_config(params).mode}"
-    t = train_config(params)
-    n, d = t.network, t.data
-    out["final training"] = (f"C={n.C}, {n.layers} cells, stem stride {n.stem_stride}, {t.epochs} epochs, "
-                             f"batch {d.batch_size}, images {d.image_size or 'native'} px, auxiliary {n.auxiliary}, "
-                             f"drop-path {t.regularization.drop_path}, cutout {d.cutout}")
+    if benchmark_evaluation(params, benchmark) == "train":
+        t = train_config(params, benchmark)
+        n, d = t.network, t.data
+        out["final training"] = (f"C={n.C}, {n.layers} cells, stem stride {n.stem_stride}, {t.epochs} epochs, "
+                                 f"batch {d.batch_size}, images {d.image_size or 'native'} px, auxiliary "
+                                 f"{n.auxiliary}, drop-path {t.regularization.drop_path}, cutout {d.cutout}")
     return out
 
 
-def _load(method: str, seed: int) -> RunResult:
-    """`load_run`; a missing run file becomes a FileNotFoundError that names the command writing it."""
+def benchmark_info(params: dict, benchmark: str, methods: list[str]) -> BenchmarkInfo:
+    """What the report says about `benchmark` besides its runs (label, evaluation, size and data lines, settings)."""
+    evaluation = benchmark_evaluation(params, benchmark)
+    return BenchmarkInfo(
+        name=benchmark, label=benchmark_label(params, benchmark), evaluation=evaluation,
+        size=size_line(params, benchmark, methods), dataset=data_config(params, benchmark).dataset,
+        space=search_config(params, benchmark, methods[0], 0).supernet.space, derivation=derive_config(params).mode,
+        data=_data_line(benchmark, evaluation), settings=_settings(params, benchmark, methods))
+
+
+def _load(runs_dir: Path, benchmark: str, method: str, seed: int, evaluation: str) -> RunResult:
+    """`load_run`; a missing run file becomes a FileNotFoundError that names the file and the command writing it."""
     try:
-        return load_run(run_dir(method, seed), method, seed)
+        return load_run(runs_dir / run_name(benchmark, method, seed), benchmark, method, seed, evaluation)
     except RunFilesMissing as err:
-        raise FileNotFoundError(f"{err}; it is written by the {err.stage} stage (run `dvc repro` or "
-                                f"`itnas {err.stage} {method} {seed}` first)") from None
+        where = "" if runs_dir == RUNS_DIR else f", then copy its run folder under {runs_dir}"
+        raise FileNotFoundError(f"{err}; it is written by the {err.stage} stage: run `itnas {err.stage} {benchmark} "
+                                f"{method} {seed}` (or `dvc repro`){where}") from None
 
 
-def report(params_file: str = "params.yaml") -> None:
+def report(params_file: str = "params.yaml", runs_dir: str | Path = RUNS_DIR, out_dir: str | Path = REPORT_DIR) -> None:
+    """Report over every chain of `runs` in `params_file`, read from `runs_dir`
+    (<runs_dir>/<benchmark>/<method>-s<seed>/), written to `out_dir`: report.md, report.html and summary.json
+    (`itnas.report.summary_metrics`). Raises FileNotFoundError naming a missing run file and the command that
+    writes it, ConfigError for bad params."""
     params = load_params(params_file)
-    pairs = run_list(params)
-    runs = [_load(m, s) for m, s in pairs]
-    if SUMMARY_FILE.exists():
-        summary = json.loads(SUMMARY_FILE.read_text())
-        dataset, test_images = summary.get("dataset", "unknown"), summary.get("test_size")
-    else:
-        console.print(f"[yellow]{SUMMARY_FILE} missing (prepare stage); the report names no data set")
-        dataset, test_images = "unknown data set", runs[0].metrics.get("test_images") if runs else None
-    context = {"dataset": dataset, "test_images": test_images, "commands": COMMANDS,
-               "settings": _settings(params, pairs)}
-    REPORT_DIR.mkdir(parents=True, exist_ok=True)
-    write_markdown(runs, REPORT_DIR / "report.md", context)
-    write_html(runs, REPORT_DIR / "report.html")
-    console.print(f"report over {len(runs)} runs ({dataset}, {test_images} test images):")
-    for s in method_summary(runs):
-        std = f" ± {s.test_acc_std:.2f}" if s.test_acc_std is not None else ""
-        console.print(f"  {s.method:<14} test acc {s.test_acc_mean:.2f}{std} % (n={s.n}), "
-                      f"collapse {s.collapse_mean:.1f}")
-    console.print(f"-> {REPORT_DIR / 'report.md'}, {REPORT_DIR / 'report.html'}")
+    runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    chains = run_list(params)
+    sections = []
+    for benchmark in dict.fromkeys(b for b, _, _ in chains):
+        mine = [(m, s) for b, m, s in chains if b == benchmark]
+        info = benchmark_info(params, benchmark, list(dict.fromkeys(m for m, _ in mine)))
+        sections.append((info, [_load(runs_dir, benchmark, m, s, info.evaluation) for m, s in mine]))
+    commands = COMMANDS if (runs_dir, out_dir) == (RUNS_DIR, REPORT_DIR) else [
+        f"itnas report --params {params_file} --runs-dir {runs_dir} --out-dir {out_dir}"]
+    write_markdown(sections, out_dir / "report.md", {"commands": commands})
+    write_html(sections, out_dir / "report.html")
+    summary = summary_metrics([r for _, runs in sections for r in runs])
+    write_json(out_dir / "summary.json", summary)
+    console.print(f"report over {len(chains)} runs on {len(sections)} benchmarks:")
+    for info, _ in sections:
+        for method, row in summary[info.name].items():
+            shown = {k: v for k, v in row.items() if "mean" in v and not k.startswith("seq_")}
+            text = ", ".join(f"{k} {v['mean']}" + (f" ± {v['std']}" if v["std"] is not None else "") + f" (n={v['n']})"
+                             for k, v in shown.items())
+            console.print(f"  {info.label} / {method}: {text}; collapsed {row['collapsed']['count']} of "
+                          f"{row['collapsed']['n']}")
+    console.print(f"-> {out_dir / 'report.md'}, {out_dir / 'report.html'}, {out_dir / 'summary.json'}")

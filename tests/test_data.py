@@ -92,7 +92,7 @@ def test_registry_names_and_errors():
         register_dataset("digits")(lambda root, download: None)
 
 
-@pytest.mark.parametrize("name", list_datasets())
+@pytest.mark.parametrize("name", ["fashion_mnist", "digits"])  # file formats: tests/test_dataset_formats.py
 def test_every_registered_dataset_reads_a_valid_source(name, tmp_path):
     if name == "fashion_mnist" and not HAVE_FMNIST:
         pytest.skip("Fashion-MNIST Debian package not installed")
@@ -250,7 +250,9 @@ def test_prepared_bytes_depend_only_on_computed_values(tmp_path, synthetic_regis
 
 
 def _write_params(path: Path, **data) -> Path:
-    path.write_text(yaml.safe_dump({"data": data}))
+    """A params file with one benchmark `b` reading the shared `data` block."""
+    bench = {"label": "b", "evaluation": "train", "data": {}, "search": {}, "train": {}}
+    path.write_text(yaml.safe_dump({"data": data, "benchmarks": {"b": bench}, "runs": {"benchmarks": ["b"]}}))
     return path
 
 
@@ -265,16 +267,16 @@ def test_prepare_stage_outputs_are_byte_identical(tmp_path, monkeypatch, dataset
     base = dict(dataset=dataset, search_train_size=64, search_val_size=64, test_size=200, split_seed=0)
     trees = []
     for i, (root, train_size) in enumerate([("raw_a", 256), ("raw_a", 300), ("raw_b", 256)]):
-        prepare(str(_write_params(tmp_path / f"params{i}.yaml", root=str(tmp_path / root), train_size=train_size,
+        prepare("b", str(_write_params(tmp_path / f"params{i}.yaml", root=str(tmp_path / root), train_size=train_size,
                                   **base)))
-        trees.append({k: _tree(tmp_path / "data" / "prepared" / k) for k in ("search", "train")})
+        trees.append({k: _tree(tmp_path / "data" / "prepared" / "b" / k) for k in ("search", "train")})
     assert trees[0]["search"] == trees[1]["search"] == trees[2]["search"]
     assert trees[0]["train"] == trees[2]["train"] and trees[0]["train"] != trees[1]["train"]
     summary = json.loads(trees[0]["train"]["summary.json"])
     assert summary["dataset"] == dataset and summary["train_size"] == 256 and summary["test_size"] == 200
     assert set(json.loads(trees[0]["search"]["summary.json"])) == {
         "dataset", "classes", "in_channels", "image_size", "mean", "std", "search_train_size", "search_val_size"}
-    search = load_search_data(tmp_path / "data" / "prepared" / "search", tmp_path / "raw_b")
+    search = load_search_data(tmp_path / "data" / "prepared" / "b" / "search", tmp_path / "raw_b")
     assert len(search.search_train) == len(search.search_val) == 64
 
 

@@ -130,16 +130,16 @@ def test_search_stage_with_a_huge_lr_ends_in_one_line(tmp_path, monkeypatch, blo
     params["search"][block].update(change)
     params["search"]["schedule"]["warmup_epochs"] = 1
     write_params(tmp_path, params)
-    assert itnas("prepare").exit_code == 0
-    result = itnas("search", "darts", "0")
+    assert itnas("prepare", "tiny").exit_code == 0
+    result = itnas("search", "tiny", "darts", "0")
     assert result.exit_code == 2, result.output
     line = one_line_error(result)
-    assert re.match(rf"error: search darts-s0 diverged: {where}; \.itnas_ckpt/darts-s0/search\.pt keeps the last "
+    assert re.match(rf"error: search tiny/darts-s0 diverged: {where}; \.itnas_ckpt/tiny/darts-s0/search\.pt keeps the last "
                     rf"good epoch \(1\); lower the learning rate", line), line
-    kept = load_checkpoint(tmp_path / ".itnas_ckpt/darts-s0/search.pt")
+    kept = load_checkpoint(tmp_path / ".itnas_ckpt/tiny/darts-s0/search.pt")
     assert kept["epoch"] == 1 and math.isfinite(kept["history"][0]["train_loss"])
     assert all(torch.isfinite(v).all() for v in kept["state"]["model"].values() if v.is_floating_point())
-    assert not (tmp_path / "runs/darts-s0/search").exists()
+    assert not (tmp_path / "runs/tiny/darts-s0/search").exists()
 
 
 # ------------------------------------------------------------------------------------ tail batches (item 5)
@@ -176,17 +176,19 @@ def test_search_with_a_tail_of_one():
 
 
 def test_train_stage_with_a_tail_of_one(tmp_path, monkeypatch):
-    """The issue's input: `train.data.batch_size: 299` with 300 training images, through the train stage."""
+    """The issue's input: `train.data.batch_size: 299` with 300 training images, through the evaluate stage."""
     monkeypatch.chdir(tmp_path)
     params = tiny_params()
     params["train"]["data"]["batch_size"] = 299
     write_params(tmp_path, params)
-    assert itnas("prepare").exit_code == 0
-    (tmp_path / "runs/darts-s0").mkdir(parents=True)
-    PUBLISHED_GENOTYPES["darts_v2"].save(tmp_path / "runs/darts-s0/genotype.json")
-    result = itnas("train", "darts", "0")
+    assert itnas("prepare", "tiny").exit_code == 0
+    (tmp_path / "runs/tiny/darts-s0").mkdir(parents=True)
+    PUBLISHED_GENOTYPES["darts_v2"].save(tmp_path / "runs/tiny/darts-s0/genotype.json")
+    (tmp_path / "runs/tiny/darts-s0/search_metrics.json").write_text(
+        '{"search_time_s": 1.0, "search_val_acc": null, "search_collapse_count": 0}')
+    result = itnas("evaluate", "tiny", "darts", "0")
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "runs/darts-s0/train/model.pt").exists()
+    assert (tmp_path / "runs/tiny/darts-s0/evaluate/model.pt").exists()
 
 
 # --------------------------------------------------------------------------------- degenerate splits (item 6)
@@ -235,24 +237,33 @@ def test_smallest_valid_splits_run(tmp_path, monkeypatch):
     params["methods"]["pcdarts"]["schedule"] = {"warmup_epochs": 0}
     write_params(tmp_path, params)
     load_params("params.yaml")
-    assert itnas("prepare").exit_code == 0
-    result = itnas("search", "darts", "0")
+    assert itnas("prepare", "tiny").exit_code == 0
+    result = itnas("search", "tiny", "darts", "0")
     assert result.exit_code == 0, result.output
     params["data"]["search_val_size"] = 19
     write_params(tmp_path, params)
-    result = itnas("prepare")
+    result = itnas("prepare", "tiny")
     assert result.exit_code == 2 and "data.search_val_size=19" in result.stderr
     assert "smallest valid value: 20" in result.stderr
 
 
-def test_every_registered_dataset_declares_its_classes():
-    """The params check relies on the class count a registry entry declares; it is the one the data set has."""
+def test_every_registered_dataset_declares_its_classes(tmp_path):
+    """The params check relies on the class count a registry entry declares; it is the one the data set has (the
+    file-format data sets read from tiny files in their real formats, tests/test_dataset_formats.py)."""
+    from test_dataset_formats import write_cifar10, write_cifar100, write_svhn
+
     from itnas.data import create_dataset, dataset_num_classes, list_datasets
 
+    write_cifar10(tmp_path)
+    write_cifar100(tmp_path)
+    write_svhn(tmp_path / "svhn")
     for name in list_datasets():
-        if name == "fashion_mnist" and not (ROOT / "data/raw/FashionMNIST/raw").is_dir():
-            continue  # read only where already unpacked (no writes into the repository)
-        assert dataset_num_classes(name) == len(create_dataset(name, ROOT / "data/raw").classes), name
+        root = tmp_path
+        if name == "fashion_mnist":
+            if not (ROOT / "data/raw/FashionMNIST/raw").is_dir():
+                continue  # read only where already unpacked (no writes into the repository)
+            root = ROOT / "data/raw"
+        assert dataset_num_classes(name) == len(create_dataset(name, root).classes), name
 
 
 # ------------------------------------------------------------------------------- SIGKILL mid-epoch, resume

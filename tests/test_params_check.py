@@ -119,17 +119,17 @@ def test_dvc_exp_run_stops_at_a_misspelt_key_and_reruns_nothing_needless(tmp_pat
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "prepare"], ["git", "add", "-A"],
                 ["git", "commit", "-qm", "prepared"]):
         _dvc(tmp_path, *cmd)
-    splits = tmp_path / "data/prepared/search/splits.json"
+    splits = tmp_path / "data/prepared/tiny/search/splits.json"
     mtime = splits.stat().st_mtime_ns
 
     bad = _dvc(tmp_path, "dvc", "exp", "run", "-S", "+serach.schedule.epochs=1", "prepare", ok=False)
     assert bad.returncode != 0
     assert "unknown top-level keys ['serach']" in bad.stderr + bad.stdout and "valid keys: device" in bad.stderr
-    assert "Running stage 'prepare'" not in bad.stdout
+    assert "Running stage 'prepare@tiny'" not in bad.stdout
 
     _dvc(tmp_path, "git", "checkout", "--", "params.yaml", PARAMS_CHECKED.as_posix())
     good = _dvc(tmp_path, "dvc", "exp", "run", "-S", "search.schedule.epochs=2", "prepare")
-    assert "Running stage 'check'" in good.stdout and "Stage 'prepare' didn't change" in good.stdout
+    assert "Running stage 'check'" in good.stdout and "Stage 'prepare@tiny' didn't change" in good.stdout
     assert splits.stat().st_mtime_ns == mtime
 
 
@@ -156,9 +156,9 @@ def test_partial_k_not_dividing_C_names_both_keys(tmp_path, monkeypatch):
 
 def test_code_identity_hashes_the_stage_closure(tmp_path, monkeypatch):
     """The files hashed are the stage's import closure (dvc.yaml's code deps); changing one changes its hash only."""
-    search = code_identity("itnas search darts 0")
+    search = code_identity("itnas search tiny darts 0")
     assert set(search) == {p.as_posix() for p in stage_closure("itnas search darts 0")}
-    assert "itnas/search.py" in search and "itnas/search.py" not in code_identity("itnas train darts 0")
+    assert "itnas/search.py" in search and "itnas/search.py" not in code_identity("itnas prepare tiny")
     copy = tmp_path / "repo"
     for name in ("itnas", "pipeline"):
         shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -166,7 +166,7 @@ def test_code_identity_hashes_the_stage_closure(tmp_path, monkeypatch):
     with (copy / "itnas/engine.py").open("a") as f:
         f.write("\n# a code change\n")
     monkeypatch.setattr(pipeline.deps, "REPO_ROOT", copy)
-    changed = code_identity("itnas search darts 0")
+    changed = code_identity("itnas search tiny darts 0")
     assert {f for f in search if search[f] != changed[f]} == {"itnas/engine.py"}
 
 
@@ -176,7 +176,7 @@ def _fake_checkpoint(path: Path, identity: dict) -> None:
 
 def test_checkpoint_of_other_code_is_discarded_with_a_message(tmp_path, capsys):
     params = tiny_params()
-    identity = {**search_identity(params, "darts", 0), "data_fingerprint": "f" * 16}
+    identity = {**search_identity(params, "tiny", "darts", 0), "data_fingerprint": "f" * 16}
     ck = tmp_path / "search.pt"
     _fake_checkpoint(ck, identity)
     checkpoint_for(ck, identity)
@@ -203,17 +203,17 @@ def test_search_stage_discards_a_checkpoint_of_other_code(tmp_path, monkeypatch)
     params["search"]["schedule"]["epochs"] = 1
     params["methods"]["pcdarts"]["schedule"] = {"warmup_epochs": 0}
     write_params(tmp_path, params)
-    assert itnas("prepare").exit_code == 0
+    assert itnas("prepare", "tiny").exit_code == 0
     from itnas.data import load_search_data
 
-    fingerprint = load_search_data("data/prepared/search", "data/raw").fingerprint()
-    identity = {**search_identity(params, "darts", 0), "data_fingerprint": fingerprint}
+    fingerprint = load_search_data("data/prepared/tiny/search", "data/raw").fingerprint()
+    identity = {**search_identity(params, "tiny", "darts", 0), "data_fingerprint": fingerprint}
     identity["code"] = {**identity["code"], "itnas/engine.py": "0" * 16}  # written by other engine code
-    _fake_checkpoint(tmp_path / ".itnas_ckpt/darts-s0/search.pt", identity)
-    result = itnas("search", "darts", "0")
+    _fake_checkpoint(tmp_path / ".itnas_ckpt/tiny/darts-s0/search.pt", identity)
+    result = itnas("search", "tiny", "darts", "0")
     assert result.exit_code == 0, result.output
     assert "other code (itnas/engine.py changed); discarding it" in " ".join(result.stderr.split())
-    assert "resuming" not in result.stderr and (tmp_path / "runs/darts-s0/search/supernet.pt").exists()
+    assert "resuming" not in result.stderr and (tmp_path / "runs/tiny/darts-s0/search/supernet.pt").exists()
 
 
 def test_check_stage_removes_checkpoints_no_stage_can_resume(tmp_path, monkeypatch):
@@ -223,42 +223,42 @@ def test_check_stage_removes_checkpoints_no_stage_can_resume(tmp_path, monkeypat
     write_params(tmp_path, params)
     ck = tmp_path / ".itnas_ckpt"
     # a run that is no longer listed (e.g. runs.seeds shrank after an interrupted run)
-    _fake_checkpoint(ck / "itnas-s5/search.pt", {})
+    _fake_checkpoint(ck / "tiny/itnas-s5/search.pt", {})
     # darts-s0: a search of another learning rate, a training of other code
     other = {**params, "search": {**params["search"], "weight_optimizer": {"lr": 0.5}}}
-    _fake_checkpoint(ck / "darts-s0/search.pt", {**search_identity(other, "darts", 0), "data_fingerprint": "x"})
-    stale_train = train_identity(params, "darts", 0)
+    _fake_checkpoint(ck / "tiny/darts-s0/search.pt", {**search_identity(other, "tiny", "darts", 0), "data_fingerprint": "x"})
+    stale_train = train_identity(params, "tiny", "darts", 0)
     stale_train["code"] = {**stale_train["code"], "itnas/train.py": "0" * 16}
-    _fake_checkpoint(ck / "darts-s0/train.pt", {**stale_train, "final": {}, "data_fingerprint": "x"})
+    _fake_checkpoint(ck / "tiny/darts-s0/train.pt", {**stale_train, "final": {}, "data_fingerprint": "x"})
     # darts-s1: both resumable (the data and the genotype are checked when the stage starts)
-    _fake_checkpoint(ck / "darts-s1/search.pt", {**search_identity(params, "darts", 1), "data_fingerprint": "x"})
-    _fake_checkpoint(ck / "darts-s1/train.pt", {**train_identity(params, "darts", 1), "final": {},
+    _fake_checkpoint(ck / "tiny/darts-s1/search.pt", {**search_identity(params, "tiny", "darts", 1), "data_fingerprint": "x"})
+    _fake_checkpoint(ck / "tiny/darts-s1/train.pt", {**train_identity(params, "tiny", "darts", 1), "final": {},
                                                 "data_fingerprint": "x"})
-    (ck / "darts-s1/broken.pt").write_bytes(b"")  # not a checkpoint of a stage: left alone
+    (ck / "tiny/darts-s1/broken.pt").write_bytes(b"")  # not a checkpoint of a stage: left alone
 
     result = itnas("check-params")
     assert result.exit_code == 0, result.output
     err = " ".join(result.stderr.split())
-    assert "removing .itnas_ckpt/itnas-s5: run itnas-s5 is not in runs.methods x runs.seeds" in err
-    assert ("removing .itnas_ckpt/darts-s0/search.pt: a run of other params or data (keys differ: "
+    assert "removing .itnas_ckpt/tiny/itnas-s5: chain tiny/itnas-s5 is not in runs.benchmarks x runs.methods x runs.seeds" in err
+    assert ("removing .itnas_ckpt/tiny/darts-s0/search.pt: a run of other params or data (keys differ: "
             "['weight_optimizer'])") in err
-    assert "removing .itnas_ckpt/darts-s0/train.pt: a run of other code (itnas/train.py changed)" in err
+    assert "removing .itnas_ckpt/tiny/darts-s0/train.pt: a run of other code (itnas/train.py changed)" in err
     assert "removed 3 stale checkpoint(s)" in err
-    assert not (ck / "itnas-s5").exists() and not (ck / "darts-s0/search.pt").exists()
-    assert not (ck / "darts-s0/train.pt").exists()
-    assert (ck / "darts-s1/search.pt").exists() and (ck / "darts-s1/train.pt").exists()
+    assert not (ck / "tiny/itnas-s5").exists() and not (ck / "tiny/darts-s0/search.pt").exists()
+    assert not (ck / "tiny/darts-s0/train.pt").exists()
+    assert (ck / "tiny/darts-s1/search.pt").exists() and (ck / "tiny/darts-s1/train.pt").exists()
 
 
 def test_unreadable_checkpoint_is_named_by_its_stage(tmp_path, monkeypatch):
     """An unreadable checkpoint (not a DVC output) stops the stage naming the file; the check stage leaves it."""
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, tiny_params())
-    assert itnas("prepare").exit_code == 0
-    ck = tmp_path / ".itnas_ckpt/darts-s0/search.pt"
+    assert itnas("prepare", "tiny").exit_code == 0
+    ck = tmp_path / ".itnas_ckpt/tiny/darts-s0/search.pt"
     ck.parent.mkdir(parents=True)
     ck.write_bytes(b"PK\x03\x04 truncated")
     assert itnas("check-params").exit_code == 0 and ck.exists()
-    result = itnas("search", "darts", "0")
+    result = itnas("search", "tiny", "darts", "0")
     assert result.exit_code == 2
     line = one_line_error(result)
-    assert line.startswith("error: checkpoint .itnas_ckpt/darts-s0/search.pt is unreadable") and "delete it" in line
+    assert line.startswith("error: checkpoint .itnas_ckpt/tiny/darts-s0/search.pt is unreadable") and "delete it" in line

@@ -22,16 +22,18 @@ import pytest
 import torch
 import yaml
 
-from itnas.contracts import FinalNetworkConfig, RunMetrics, SearchMetrics, SupernetMeta
+from itnas.contracts import FinalNetworkConfig, NB201Metrics, RunMetrics, SearchMetrics, SupernetMeta
 from itnas.data import ImageDataset, find_test_overlap, load_search_data, load_train_data
 from itnas.genotype import Genotype
 from itnas.networks import final_network_from_config
 from itnas.train import evaluate
-from pipeline.paths import REPORT_DIR, SEARCH_DATA_DIR, TRAIN_DATA_DIR, RunPaths
+from pipeline.paths import REPORT_DIR, RunPaths, prepared_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("itnas", "darts")
-RUNS = [RunPaths(m, 0) for m in METHODS]
+RUNS = [RunPaths("tiny", m, 0) for m in METHODS]
+NB_RUNS = [RunPaths("nbtiny", m, 0) for m in METHODS]  # the same methods on the nb201 space, looked up in the table
+SEARCH_DATA_DIR, TRAIN_DATA_DIR = prepared_dirs("tiny")
 N_TRAIN, N_TEST = 1347, 450  # all of digits' training and test images
 
 # Chance on 10 balanced classes is 10 %. With the training recipe of `tiny_params` (C=4, 3 cells, 3 epochs of all
@@ -49,7 +51,12 @@ def tiny_params() -> dict:
     params["device"] = "cpu"
     params["data"].update(dataset="digits", root="data/raw", download=False, search_train_size=64,
                           search_val_size=64, train_size=0, test_size=0, split_seed=0)
-    params["runs"] = {"methods": list(METHODS), "seeds": [0]}
+    params["runs"] = {"benchmarks": ["tiny", "nbtiny"], "methods": list(METHODS), "seeds": [0]}
+    params["benchmarks"] = {
+        "tiny": {"label": "digits", "evaluation": "train", "data": {}, "search": {}, "train": {}},
+        "nbtiny": {"label": "NB201 look-up (search on digits)", "evaluation": "nb201", "data": {},
+                   "search": {"supernet": {"space": "nb201", "C": 4, "layers": 1}}, "train": {}},
+    }
     search = params["search"]
     search["supernet"].update(C=4, layers=3)
     search["schedule"].update(epochs=2, warmup_epochs=1, val_every=1)
@@ -160,13 +167,13 @@ def test_trained_network_beats_chance_and_evaluation_reproduces(project):
 
 def test_report_lists_both_methods(project):
     md = (project / REPORT_DIR / "report.md").read_text()
-    assert all(m in md for m in METHODS) and f"{N_TEST} test images" in md
+    assert all(m in md for m in METHODS) and f"test: {N_TEST} images" in md
     assert (project / REPORT_DIR / "report.html").stat().st_size > 10_000
 
 
 def test_report_names_the_data_set(project):
     md = (project / REPORT_DIR / "report.md").read_text()
-    assert "data set: digits" in md
+    assert "Data: digits: 10 classes" in md and "## NB201 look-up (search on digits)" in md
 
 
 def test_metrics_show_lists_both_methods(project):
@@ -187,8 +194,46 @@ def test_changing_one_method_reruns_only_it(project):
         changed = set(json.loads(_run(["dvc", "status", "--json"], project).stdout))
     finally:
         path.write_text(original)
-    assert "search@darts-0" in changed
-    assert not any(s.startswith(("prepare", "search@itnas", "train@itnas", "derive@itnas")) for s in changed), changed
+    assert {"search@tiny-darts-0", "search@nbtiny-darts-0"} <= changed
+    assert not any(s.startswith(("prepare", "search@tiny-itnas", "evaluate@tiny-itnas", "derive@tiny-itnas",
+                                 "search@nbtiny-itnas")) for s in changed), changed
+
+
+def test_changing_one_benchmark_reruns_only_its_chains(project):
+    path = project / "params.yaml"
+    original = path.read_text()
+    params = yaml.safe_load(original)
+    params["benchmarks"]["nbtiny"]["search"]["schedule"] = {"epochs": 3}
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        changed = set(json.loads(_run(["dvc", "status", "--json"], project).stdout))
+    finally:
+        path.write_text(original)
+    assert {"search@nbtiny-itnas-0", "search@nbtiny-darts-0"} <= changed
+    assert not any("@tiny-" in s or s.startswith("prepare") for s in changed), changed
+
+
+def test_nb201_chain_looks_the_cells_up_under_both_derivations(project):
+    """The nb201 evaluation: metrics.json holds the table's numbers of genotype.json's cell; details.json holds the
+    cells of both derivations, each with its own look-up, and the table's best cells."""
+    from itnas.nb201 import NB201_METRICS, load_nb201_table
+
+    table = load_nb201_table()
+    for run in NB_RUNS:
+        genotype = Genotype.load(project / run.genotype)
+        assert genotype.space == "nb201" and len(genotype.normal) == 6
+        metrics = NB201Metrics.model_validate(json.loads((project / run.metrics).read_text()))
+        looked_up = table.lookup(genotype)
+        assert {k: getattr(metrics, k) for k in NB201_METRICS} == looked_up
+        assert metrics.arch == genotype.to_nb201_string() and metrics.derivation == "marginal"
+        details = json.loads((project / run.eval_details).read_text())
+        assert set(details["cells"]) == {"marginal", "sequential"}
+        for cell in details["cells"].values():
+            assert {k: cell[k] for k in NB201_METRICS} == table.lookup(cell["arch"])
+        assert round(details["table_best"]["nb201_c10_test"]["value"], 2) == 94.37  # README optimum
+    summary = json.loads((project / REPORT_DIR / "summary.json").read_text())
+    assert summary["nbtiny"]["itnas"]["nb201_c10_test"]["mean"] == round(
+        json.loads((project / NB_RUNS[0].metrics).read_text())["nb201_c10_test"], 2)
 
 
 @pytest.mark.parametrize("block,key,listed", [
@@ -200,7 +245,7 @@ def test_bad_params_name_the_key(project, block, key, listed):
     params[block[0]][block[1]][key] = 3
     bad = project / "bad.yaml"
     bad.write_text(yaml.safe_dump(params))
-    proc = subprocess.run([str(Path(sys.executable).parent / "itnas"), "search", "itnas", "0", "--params", str(bad)],
+    proc = subprocess.run([str(Path(sys.executable).parent / "itnas"), "search", "tiny", "itnas", "0", "--params", str(bad)],
                           cwd=project, env=_env(), capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert f"{'.'.join(block)}.{key}: unknown key" in proc.stderr and "valid keys" in proc.stderr

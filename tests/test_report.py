@@ -1,41 +1,70 @@
-"""Report: one table row per (method, seed), mean ± sample std per method, one self-contained HTML page; the
-transition/attention records the search writes (`itnas.records`) and the report draws.
+"""Report: per benchmark a method x metric table (mean ± sample std, n), published numbers for scale, one HTML page,
+summary.json; the transition/attention records the search writes (`itnas.records`) and the report draws; the cell
+graphs' edge labels (no two label boxes overlap).
 
-Runs are made by the real library: a tiny search (`run_search`, C=4, 3 cells, 8x8 images), its derived genotype
-and history, so the report is tested on the formats the search, derive and evaluate stages write.
+Train runs are made by the real library: a tiny search (`run_search`, C=4, 3 cells, 8x8 images), its derived
+genotype and history, so the report is tested on the formats the search and derive stages write. NB201 runs are
+hand-made (an architecture's records as the search writes them, and details.json with chosen numbers), so that
+the tables can be checked against exact values.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import statistics
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import Dataset
 
 from itnas.arch import Architecture, get_method, list_methods
 from itnas.config import SearchConfig
-from itnas.derive import derive_genotype
+from itnas.derive import derive_genotype, derive_with_margins, margin_summary
+from itnas.genotype import PUBLISHED_GENOTYPES, Genotype
 from itnas.records import transition_records
 from itnas.report import (
-    SELECTION_RULE,
+    BenchmarkInfo,
     RunFilesMissing,
     RunResult,
-    ablation_table,
+    benchmark_tables,
+    genotype_figure,
+    label_boxes,
     load_published,
     load_run,
-    method_summary,
+    summary_metrics,
     write_html,
     write_markdown,
 )
-from itnas.search import run_search
+from itnas.report.cellgraph import boxes_overlap
+from itnas.search import alpha_entropy, run_search
 from itnas.spaces import create_space
 
 METHODS, SEEDS = ("itnas", "darts"), (0, 1)
 TEST_ACC = {("itnas", 0): 81.25, ("itnas", 1): 83.5, ("darts", 0): 79.0, ("darts", 1): 80.75}
+ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+#: NB201 look-ups per (method, seed) and derivation: (arch, CIFAR-10, CIFAR-100, ImageNet16-120 test (%)).
+NB201_CELLS = {
+    ("itnas", 0): {"marginal": ("|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_1x1~1|"
+                                "nor_conv_3x3~2|", 93.5, 70.25, 44.0),
+                   "sequential": ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+                                  "nor_conv_3x3~2|", 94.0, 72.0, 46.5)},
+    ("itnas", 1): {"marginal": ("|nor_conv_1x1~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+                                "nor_conv_3x3~2|", 92.0, 68.75, 43.0),
+                   "sequential": (ALL_SKIP, 54.3, 15.61, 16.32)},
+    ("darts", 0): {"marginal": (ALL_SKIP, 54.3, 15.61, 16.32), "sequential": (ALL_SKIP, 54.3, 15.61, 16.32)},
+    ("darts", 1): {"marginal": (ALL_SKIP, 54.3, 15.61, 16.32),
+                   "sequential": ("|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|skip_connect~1|"
+                                  "nor_conv_1x1~2|", 88.0, 60.0, 30.0)},
+}
+TABLE_BEST = {"nb201_c10_test": 94.37, "nb201_c100_test": 73.51, "nb201_in16_test": 47.31}
+NB201_KEYS = ("nb201_c10_test", "nb201_c100_test", "nb201_in16_test")
+TRAIN = BenchmarkInfo("tiny", "digits (tests)", "train", "CPU-reduced search: space darts, C=4, 3 cells",
+                      dataset="digits", space="darts")
+NB201 = BenchmarkInfo("nb", "NAS-Bench-201 (tests)", "nb201", "CPU-reduced search: space nb201, C=4",
+                      dataset="cifar10", space="nb201")
 
 
 class _TinyImages(Dataset):
@@ -52,36 +81,107 @@ class _TinyImages(Dataset):
         return self.x[i], self.y[i], i
 
 
-def _fabricate_run(root: Path, method: str, seed: int, test_acc: float, epochs: int = 2) -> Path:
-    """Search for `epochs` epochs and write runs/<method>-s<seed>/{metrics.json, genotype.json,
-    search/history.json} as the stages would."""
+# ----------------------------------------------------------------------------------------- hand-made run folders
+def arch_history(space: str, method: str, seed: int, epochs: int = 2) -> tuple[list[dict], Genotype]:
+    """Per-epoch search records as `itnas.search` writes them (alphas, entropies, marginal genotype, collapse count,
+    decisiveness, transitions, attention), from an architecture moved at random each epoch; and its genotype."""
+    torch.manual_seed(seed)
+    arch = Architecture(create_space(space), method, alpha_init_scale=1.0)
+    history = []
+    for epoch in range(epochs):
+        with torch.no_grad():
+            for p in arch.parameters():
+                p.add_(torch.randn_like(p))
+            alphas = arch().alphas
+        genotype, decisions = derive_with_margins(arch, "marginal")
+        transitions, attention = transition_records(arch)
+        history.append({
+            "epoch": epoch, "time_s": 1.5, "arch_updated": True, "alphas": {t: a.tolist() for t, a in alphas.items()},
+            "alpha_entropy": {t: alpha_entropy(a) for t, a in alphas.items()}, "genotype": genotype.to_dict(),
+            "collapse_count": genotype.collapse_count, "transitions": transitions, "attention": attention,
+            "decisiveness": {**margin_summary(decisions), "max_alpha": max(float(a.max()) for a in alphas.values())}})
+    return history, genotype
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def write_train_run(run: Path, genotype: Genotype, history: list[dict] | None, test_acc: float, seed: int) -> Path:
+    """runs/<benchmark>/<method>-s<seed>/ of a train evaluation, as the stages write it."""
+    run.mkdir(parents=True, exist_ok=True)
+    genotype.save(run / "genotype.json")
+    if history is not None:
+        write_json(run / "search" / "history.json", history)
+    write_json(run / "metrics.json", {
+        "test_acc": test_acc, "test_loss": 0.5, "test_images": 1000, "params_m": 0.0123 + 0.001 * seed,
+        "madds_m": 1.5, "params_m_c36_l20": 3.3, "madds_m_c36_l20_32px": 540.2,
+        "collapse_count": genotype.collapse_count, "search_time_s": 10.0 + seed, "train_time_s": 5.0})
+    write_json(run / "evaluate" / "details.json", {"evaluation": "train", "classes": ["a", "b", "c"],
+                                                   "accuracy": test_acc, "loss": 0.5, "n": 1000})
+    return run
+
+
+def write_nb201_run(run: Path, cells: dict, history: list[dict] | None, derivation: str = "marginal") -> Path:
+    """runs/<benchmark>/<method>-s<seed>/ of an nb201 evaluation: genotype.json (the `derivation` cell),
+    evaluate/details.json with both cells' look-ups (`cells`: mode -> (arch, c10, c100, in16)), metrics.json."""
+    looked_up = {}
+    for mode, (arch, *values) in cells.items():
+        g = Genotype.from_nb201_string(arch)
+        looked_up[mode] = {"arch": arch, "collapse_count": g.collapse_count,
+                           **dict(zip(NB201_KEYS, values, strict=True)),
+                           "nb201_c10_valid": 1.0, "nb201_c100_valid": 2.0, "nb201_in16_valid": 3.0}
+    run.mkdir(parents=True, exist_ok=True)
+    Genotype.from_nb201_string(cells[derivation][0]).save(run / "genotype.json")
+    if history is not None:
+        write_json(run / "search" / "history.json", history)
+    write_json(run / "evaluate" / "details.json", {
+        "evaluation": "nb201", "derivation": derivation, "cells": looked_up,
+        "table_best": {k: {"arch": "|nor_conv_3x3~0|+|...|", "value": v} for k, v in TABLE_BEST.items()}})
+    write_json(run / "metrics.json", {**looked_up[derivation], "derivation": derivation, "search_time_s": 12.0})
+    return run
+
+
+def _searched_run(root: Path, method: str, seed: int, test_acc: float, epochs: int = 2) -> Path:
+    """A tiny real search for `epochs` epochs, written as runs/tiny/<method>-s<seed>/."""
     cfg = SearchConfig(method=method, seed=seed, supernet={"C": 4, "layers": 3, "track_running_stats": False},
                        architecture={"alpha_init_scale": 1.0}, arch_optimizer={"lr": 0.05},
                        schedule={"epochs": epochs, "val_every": 0}, data={"batch_size": 8})
     result = run_search(cfg, _TinyImages(16, seed), _TinyImages(16, seed + 100), 3, 1)
-    genotype = derive_genotype(result.model.arch)
-    run = root / "runs" / f"{method}-s{seed}"
-    (run / "search").mkdir(parents=True)
-    genotype.save(run / "genotype.json")
-    (run / "search" / "history.json").write_text(json.dumps(result.history))
-    (run / "metrics.json").write_text(json.dumps({
-        "test_acc": test_acc, "test_loss": 0.5, "test_images": 1000, "params_m": 0.0123, "madds_m": 1.5,
-        "params_m_c36_l20": 3.3, "madds_m_c36_l20_32px": 540.2, "collapse_count": genotype.collapse_count,
-        "search_time_s": 10.0 + seed, "train_time_s": 5.0}))
-    return run
+    return write_train_run(root / "runs" / "tiny" / f"{method}-s{seed}", derive_genotype(result.model.arch),
+                           result.history, test_acc, seed)
+
+
+def _handmade_train_run(root: Path, method: str = "darts", seed: int = 0) -> Path:
+    history, genotype = arch_history("darts", method, seed, epochs=1)
+    return write_train_run(root / "runs" / "tiny" / f"{method}-s{seed}", genotype, history, 80.0, seed)
 
 
 @pytest.fixture(scope="module")
-def runs_root(tmp_path_factory) -> Path:
+def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report")
     for (method, seed), acc in TEST_ACC.items():
-        _fabricate_run(root, method, seed, acc)
+        _searched_run(root, method, seed, acc)
+    for (method, seed), cells in NB201_CELLS.items():
+        history, _ = arch_history("nb201", method, seed)
+        write_nb201_run(root / "runs" / "nb" / f"{method}-s{seed}", cells, history)
     return root
 
 
 @pytest.fixture(scope="module")
-def runs(runs_root) -> list[RunResult]:
-    return [load_run(runs_root / "runs" / f"{m}-s{s}", m, s) for m in METHODS for s in SEEDS]
+def runs(project) -> list[RunResult]:
+    return [load_run(project / "runs" / "tiny" / f"{m}-s{s}", "tiny", m, s) for m in METHODS for s in SEEDS]
+
+
+@pytest.fixture(scope="module")
+def nb_runs(project) -> list[RunResult]:
+    return [load_run(project / "runs" / "nb" / f"{m}-s{s}", "nb", m, s, "nb201") for m in METHODS for s in SEEDS]
+
+
+def _rows(table) -> dict[str, dict[str, str]]:
+    """{first cell: {header: cell}} of a `Table`."""
+    return {row[0]: dict(zip(table.header, row, strict=True)) for row in table.rows}
 
 
 # ------------------------------------------------------------------------------------------- transition records
@@ -127,90 +227,155 @@ def test_transition_records(method, space_name):
 # ---------------------------------------------------------------------------------------------------- loading
 def test_load_run_reads_every_file(runs):
     r = runs[0]
-    assert (r.method, r.seed, r.name) == ("itnas", 0, "itnas-s0")
-    assert r.test_acc == TEST_ACC[("itnas", 0)]
+    assert (r.benchmark, r.method, r.seed, r.name, r.evaluation) == ("tiny", "itnas", 0, "tiny/itnas-s0", "train")
+    assert r.test_acc == TEST_ACC[("itnas", 0)] and r.details["evaluation"] == "train"
     assert len(r.history) == 2 and r.collapse_count == r.genotype.collapse_count
     records = r.history[-1]["transitions"]["normal"]
     assert isinstance(records, list) and {"pred", "edge", "matrix"} <= set(records[0])
     assert runs[-1].history[-1]["transitions"] == {}  # darts: nothing to record
 
 
+def test_load_nb201_run(nb_runs):
+    r = nb_runs[1]  # itnas-s1: sequential cell all skip
+    assert (r.name, r.evaluation, r.derivation, r.test_acc) == ("nb/itnas-s1", "nb201", "marginal", None)
+    for mode, (arch, *values) in NB201_CELLS[("itnas", 1)].items():
+        cell = r.nb201_cell(mode)
+        assert cell["arch"] == arch and [cell[k] for k in NB201_KEYS] == values
+    assert r.genotype.to_nb201_string() == NB201_CELLS[("itnas", 1)]["marginal"][0]
+    assert not r.collapsed() and r.collapsed(r.nb201_cell("sequential")["collapse_count"])
+    assert nb_runs[2].collapsed() and nb_runs[2].n_cell_edges == 6  # darts-s0: all skip
+
+
+def test_nb201_run_without_details_uses_its_metrics(tmp_path):
+    run = write_nb201_run(tmp_path / "nb" / "darts-s0", NB201_CELLS[("itnas", 0)], None)
+    (run / "evaluate" / "details.json").unlink()
+    r = load_run(run, "nb", "darts", 0)
+    assert r.details == {} and r.history == []
+    assert r.nb201_cell("marginal")["nb201_c10_test"] == 93.5 and r.nb201_cell("sequential") is None
+    table = _rows(benchmark_tables(NB201, [r])[0])["darts"]
+    assert table["CIFAR-10 test (%), marginal"] == "93.50 (n=1)" and table["CIFAR-10 test (%), sequential"] == "n/a"
+
+
+def test_metrics_of_neither_kind_are_refused(tmp_path):
+    run = _handmade_train_run(tmp_path)
+    (run / "metrics.json").write_text(json.dumps({"accuracy": 1.0}))
+    with pytest.raises(KeyError, match=r"neither 'test_acc'.*nor 'nb201_c10_test'.*\['accuracy'\]"):
+        load_run(run, "tiny", "darts", 0)
+
+
+def test_metrics_of_the_other_evaluation_are_refused(tmp_path):
+    run = _handmade_train_run(tmp_path)
+    with pytest.raises(ValueError, match=r"holds train metrics, but benchmark tiny is evaluated by nb201"):
+        load_run(run, "tiny", "darts", 0, evaluation="nb201")
+
+
 @pytest.mark.parametrize("name, stage", [("metrics.json", "evaluate"), ("genotype.json", "derive")])
 def test_missing_file_names_the_file(tmp_path, name, stage):
-    run = _fabricate_run(tmp_path, "darts", 0, 80.0, epochs=1)
+    run = _handmade_train_run(tmp_path)
     (run / name).unlink()
     with pytest.raises(RunFilesMissing) as info:
-        load_run(run, "darts", 0)
+        load_run(run, "tiny", "darts", 0)
     err = info.value
     assert isinstance(err, FileNotFoundError) and err.path == run / name and err.stage == stage
     assert str(run / name) in str(err)
     assert "dvc" not in str(err) and "itnas " not in str(err)  # the library knows no pipeline commands
 
 
-def test_report_stage_advises_the_command(tmp_path, monkeypatch):
-    from pipeline.report import report
-
-    run = _fabricate_run(tmp_path, "darts", 0, 80.0, epochs=1)
-    (run / "metrics.json").unlink()
-    monkeypatch.chdir(tmp_path)
-    Path("params.yaml").write_text("runs:\n  methods: [darts]\n  seeds: [0]\n")
-    with pytest.raises(FileNotFoundError, match=r"metrics\.json.*evaluate stage.*`itnas evaluate darts 0`"):
-        report("params.yaml")
-
-
 def test_history_in_an_older_format_is_refused(tmp_path):
-    run = _fabricate_run(tmp_path, "itnas", 0, 80.0, epochs=1)
-    history = json.loads((run / "search" / "history.json").read_text())
+    history, genotype = arch_history("darts", "itnas", 0, epochs=1)
     history[-1]["transitions"]["normal"] = {"(0, 2)->(2, 3)": [[1.0]]}  # string-keyed dict, as before itnas.records
-    (run / "search" / "history.json").write_text(json.dumps(history))
+    run = write_train_run(tmp_path / "tiny" / "itnas-s0", genotype, history, 80.0, 0)
     with pytest.raises(ValueError, match=r"history\.json.*transitions\['normal'\].*pred, edge, matrix"):
-        load_run(run, "itnas", 0)
+        load_run(run, "tiny", "itnas", 0)
 
 
-def test_missing_history_gives_empty_history(tmp_path):
-    run = _fabricate_run(tmp_path, "darts", 0, 80.0, epochs=1)
+def test_missing_history_and_details_still_render(tmp_path):
+    run = _handmade_train_run(tmp_path)
     (run / "search" / "history.json").unlink()
-    r = load_run(run, "darts", 0)
-    assert r.history == []
-    write_html([r], tmp_path / "report.html")  # a run without history still renders (search plots left out)
+    (run / "evaluate" / "details.json").unlink()
+    r = load_run(run, "tiny", "darts", 0)
+    assert r.history == [] and r.details == {}
+    write_html([(TRAIN, [r])], tmp_path / "report.html")  # search plots left out
+    assert "no search history" in (tmp_path / "report.html").read_text()
 
 
 # ----------------------------------------------------------------------------------------------------- tables
-def test_table_has_one_row_per_run(runs):
-    table = ablation_table(runs)
-    for (method, seed), acc in TEST_ACC.items():
-        rows = [line for line in table.splitlines() if line.startswith(f"| {method} | {seed} |")]
-        assert len(rows) == 1, (method, seed)
-        cells = [c.strip() for c in rows[0].strip("|").split("|")]
-        assert len(cells) == 13
-        assert cells[-1] == f"{acc:.2f}"
-        run = next(r for r in runs if (r.method, r.seed) == (method, seed))
-        d = run.history[-1]["decisiveness"]
-        assert cells[4].strip("*") == f"{d['min_margin']:.2g} / {d['median_margin']:.2g}"
-        assert cells[5] == f"{d['max_alpha']:.3f}"
-
-
-def test_summary_is_mean_and_sample_std(runs):
-    table = ablation_table(runs)
-    summaries = {s.method: s for s in method_summary(runs)}
+def test_train_table_is_mean_and_sample_std(runs):
+    table = benchmark_tables(TRAIN, runs)[0]
+    assert table.title.startswith(TRAIN.label) and table.size == TRAIN.size
+    rows = _rows(table)
     for method in METHODS:
-        acc = np.array([TEST_ACC[(method, s)] for s in SEEDS])
-        s = summaries[method]
-        assert s.n == len(SEEDS)
-        assert s.test_acc_mean == pytest.approx(acc.mean())
-        assert s.test_acc_std == pytest.approx(acc.std(ddof=1))
-        row = next(line for line in table.splitlines() if line.startswith(f"| {method} | 0, 1 |"))
-        mean, std = map(float, re.search(r"\| ([\d.]+) ± ([\d.]+) \(n=2\) \|", row).groups())
-        assert mean == pytest.approx(acc.mean(), abs=0.005)
-        assert std == pytest.approx(acc.std(ddof=1), abs=0.005)
-    assert SELECTION_RULE in table
+        acc = [TEST_ACC[(method, s)] for s in SEEDS]
+        row = rows[method]
+        assert row["seeds"] == "0, 1 (n=2)"
+        assert row["test acc (%)"] == f"{statistics.fmean(acc):.2f} ± {statistics.stdev(acc):.2f}"
+        group = [r for r in runs if r.method == method]
+        mins = [r.history[-1]["decisiveness"]["min_margin"] for r in group]
+        assert row["smallest margin"] == f"{statistics.fmean(mins):.2g} ± {statistics.stdev(mins):.2g}"
+        assert row["collapsed searches"] == f"{sum(r.collapse_count == 8 for r in group)} of 2"
+    single = _rows(benchmark_tables(TRAIN, runs[:1])[0])["itnas"]
+    assert single["test acc (%)"] == "81.25 (n=1)" and "±" not in single["test acc (%)"]
 
 
-def test_single_seed_has_no_std(runs):
-    s = method_summary(runs[:1])[0]
-    assert s.n == 1 and s.test_acc_std is None
-    row = next(line for line in ablation_table(runs[:1]).splitlines() if line.startswith("| itnas | 0 | 81.25"))
-    assert "(n=1)" in row and "±" not in row
+def test_train_runs_table_has_one_row_per_run(runs):
+    table = benchmark_tables(TRAIN, runs)[-1]
+    assert len(table.rows) == len(runs)
+    for row, r in zip(table.rows, runs, strict=True):
+        assert row[:2] == [r.method, str(r.seed)] and row[-1] == f"{r.test_acc:.2f}"
+        d = r.history[-1]["decisiveness"]
+        assert row[4].rstrip(" *") == f"{d['min_margin']:.2g} / {d['median_margin']:.2g}"
+
+
+def test_nb201_table_equals_the_details(nb_runs):
+    rows = _rows(benchmark_tables(NB201, nb_runs[:1])[0])  # one seed: the details' numbers themselves
+    for mode, (_, *values) in NB201_CELLS[("itnas", 0)].items():
+        for name, value in zip(("CIFAR-10", "CIFAR-100", "ImageNet16-120"), values, strict=True):
+            assert rows["itnas"][f"{name} test (%), {mode}"] == f"{value:.2f} (n=1)"
+
+
+def test_nb201_table_mean_std_and_collapse(nb_runs):
+    table = benchmark_tables(NB201, nb_runs)[0]
+    assert table.title == "NAS-Bench-201 (tests): NAS-Bench-201 look-up per method" and table.size == NB201.size
+    rows = _rows(table)
+    for method in METHODS:
+        for mode in ("marginal", "sequential"):
+            cells = [NB201_CELLS[(method, s)][mode] for s in SEEDS]
+            for k, name in enumerate(("CIFAR-10", "CIFAR-100", "ImageNet16-120"), start=1):
+                xs = [c[k] for c in cells]
+                assert rows[method][f"{name} test (%), {mode}"] == (
+                    f"{statistics.fmean(xs):.2f} ± {statistics.stdev(xs):.2f}")
+    # collapsed = every op of the cell parameter-free (collapse count 6); itnas: sequential s1; darts: marginal s0, s1
+    assert rows["itnas"]["collapsed searches, marginal"] == "0 of 2"
+    assert rows["itnas"]["collapsed searches, sequential"] == "1 of 2"
+    assert rows["darts"]["collapsed searches, marginal"] == "2 of 2"
+    assert rows["darts"]["collapsed searches, sequential"] == "1 of 2"
+    assert rows["darts"]["mean collapse count, marginal"] == "6.0 ± 0.0"
+    seq = [Genotype.from_nb201_string(NB201_CELLS[("darts", s)]["sequential"][0]).collapse_count for s in SEEDS]
+    assert seq == [6, 3]
+    assert rows["darts"]["mean collapse count, sequential"] == f"4.5 ± {statistics.stdev(seq):.1f}"
+
+
+def test_nb201_scale_table_has_the_table_best_and_published_rows(nb_runs):
+    scale = benchmark_tables(NB201, nb_runs)[1]
+    assert scale.title.startswith(NB201.label)
+    rows = _rows(scale)
+    best = rows["best cell of the NB201 table (per metric)"]
+    assert [best[f"{n} test (%)"] for n in ("CIFAR-10", "CIFAR-100", "ImageNet16-120")] == ["94.37", "73.51", "47.31"]
+    darts = rows["published (best of several searches, paper size): DARTS (2nd order)"]
+    assert (darts["CIFAR-10 test (%)"], darts["note"]) == ("54.30", "collapses to all skip")
+    assert all(row["source"] for row in rows.values())
+    every = benchmark_tables(NB201, nb_runs)[2]
+    assert len(every.rows) == 2 * len(nb_runs)  # one row per run and derivation
+
+
+def test_published_numbers_only_where_they_belong(runs):
+    assert len(benchmark_tables(TRAIN, runs)) == 2  # digits: no published numbers
+    assert "No published numbers" in benchmark_tables(TRAIN, runs)[0].notes[-1]
+    cifar = BenchmarkInfo("cifar10", "CIFAR-10 (JPEG copy)", "train", "paper recipe", dataset="cifar10", space="darts")
+    published = benchmark_tables(cifar, runs)[1]
+    assert published.title == "CIFAR-10 (JPEG copy): published CIFAR-10 results (DARTS space)"
+    row = _rows(published)["published (best of several searches, paper size): DARTS (2nd order)"]
+    assert (row["CIFAR-10 test error (%)"], row["test acc (%)"]) == ("2.76 ± 0.09", "97.24")
 
 
 def test_published_numbers_have_sources():
@@ -223,45 +388,144 @@ def test_published_numbers_have_sources():
     assert all(e["source"] for e in published["imagenet"])
 
 
-def test_markdown_report(runs, tmp_path):
+def test_summary_metrics(runs, nb_runs):
+    summary = summary_metrics(runs + nb_runs)
+    assert list(summary) == ["tiny", "nb"] and list(summary["nb"]) == list(METHODS)
+    acc = [TEST_ACC[("itnas", s)] for s in SEEDS]
+    assert summary["tiny"]["itnas"]["test_acc"] == {"mean": round(statistics.fmean(acc), 2),
+                                                   "std": round(statistics.stdev(acc), 2), "n": 2}
+    assert set(summary["tiny"]["itnas"]) == {"test_acc", "collapsed"}
+    darts = summary["nb"]["darts"]
+    assert set(darts) == {*NB201_KEYS, *(f"seq_{k}" for k in NB201_KEYS), "collapsed", "seq_collapsed"}
+    assert darts["nb201_c10_test"] == {"mean": 54.3, "std": 0.0, "n": 2}
+    assert darts["seq_nb201_c100_test"] == {"mean": round(statistics.fmean([15.61, 60.0]), 2),
+                                            "std": round(statistics.stdev([15.61, 60.0]), 2), "n": 2}
+    assert darts["collapsed"] == {"count": 2, "n": 2} and darts["seq_collapsed"] == {"count": 1, "n": 2}
+    one = summary_metrics(nb_runs[:1])["nb"]["itnas"]
+    assert one["nb201_in16_test"] == {"mean": 44.0, "std": None, "n": 1}
+    assert json.loads(json.dumps(summary)) == summary
+
+
+# ------------------------------------------------------------------------------------------- cell-graph labels
+def _all_sep5_into_node_5() -> Genotype:
+    """A DARTS genotype whose every edge is sep_conv_5x5, node 5 fed by nodes 3 and 4 and (reduce) 0 and 1."""
+    normal = [("sep_conv_5x5", s, d) for d, srcs in ((2, (0, 1)), (3, (0, 1)), (4, (0, 1)), (5, (3, 4))) for s in srcs]
+    reduce = [("sep_conv_5x5", s, d) for d, srcs in ((2, (0, 1)), (3, (0, 2)), (4, (1, 3)), (5, (0, 1))) for s in srcs]
+    return Genotype("darts", normal, (2, 3, 4, 5), reduce, (2, 3, 4, 5)).validate()
+
+
+@pytest.mark.parametrize("genotype", [
+    PUBLISHED_GENOTYPES["darts_v2"], PUBLISHED_GENOTYPES["pcdarts_cifar"], _all_sep5_into_node_5(),
+    Genotype.from_nb201_string(NB201_CELLS[("itnas", 0)]["marginal"][0]), Genotype.from_nb201_string(ALL_SKIP)],
+    ids=["darts_v2", "pcdarts", "all_sep5", "nb201", "nb201_all_skip"])
+def test_edge_labels_do_not_overlap(genotype):
+    fig = genotype_figure(genotype, "test")
+    boxes = label_boxes(fig)
+    assert sorted(len(b) for b in boxes.values()) == sorted(len(getattr(genotype, t)) for t in ("normal", "reduce")
+                                                            if getattr(genotype, t))
+    for subplot, labels in boxes.items():
+        for i, (name_a, a) in enumerate(labels):
+            assert a[2] - a[0] > 20 and a[3] - a[1] > 10  # a real box (px)
+            for name_b, b in labels[i + 1:]:
+                assert not boxes_overlap(a, b), (subplot, name_a, a, name_b, b)
+
+
+def test_nb201_cell_graph_has_one_input_and_node_3_as_output():
+    fig = genotype_figure(Genotype.from_nb201_string(ALL_SKIP), "nb201")
+    nodes = next(t for t in fig.data if t.mode == "markers+text")
+    assert list(nodes.text) == ["in 0", "1", "2", "3 out"]
+    assert [a.text for a in fig.layout.annotations if (a.name or "").startswith("edge ")] == ["skip"] * 6
+    legend = next(a.text for a in fig.layout.annotations if a.name == "op legend")
+    assert legend == "ops: skip = skip_connect"
+
+
+# ----------------------------------------------------------------------------------------- markdown and page
+def test_markdown_report(runs, nb_runs, tmp_path):
     path = tmp_path / "reports" / "report.md"
-    write_markdown(runs, path, {"dataset": "fashion_mnist", "test_images": 1000, "commands": ["dvc repro"]})
+    write_markdown([(TRAIN, runs), (NB201, nb_runs)], path, {"commands": ["dvc repro"]})
     text = path.read_text()
-    assert "fashion_mnist" in text and "1000 test images" in text and "dvc repro" in text
-    assert "(report.html)" in text and SELECTION_RULE in text
-    assert "CIFAR-10" in text and "not comparable" in text
-    assert "| DARTS (2nd order) | 2.76 ± 0.09 | 3.3 | 1 | 54.30 / 15.61 / 16.32 (collapses to all skip) |" in text
-    assert "| best cell in NB201 | – | – | – | 94.37 / 73.51 / 47.31 |" in text
-    assert "ImageNet top-1 error (%): DARTS 26.7, PC-DARTS 24.2." in text
+    assert "## digits (tests)" in text and "## NAS-Bench-201 (tests)" in text and "dvc repro" in text
+    assert text.count(f"Size: {TRAIN.size}") == 3 and text.count(f"Size: {NB201.size}") == 4  # section + tables
+    assert "### digits (tests): results per method" in text and "(report.html)" in text
+    assert "| best cell of the NB201 table (per metric) | 94.37 | 73.51 | 47.31 |" in text
     for r in runs:
         assert r.genotype.cell_string("normal") in text
 
 
-# ------------------------------------------------------------------------------------------------------- page
-def test_html_is_one_self_contained_page(runs, tmp_path):
+def test_html_is_one_self_contained_page(runs, nb_runs, tmp_path):
     path = tmp_path / "report.html"
-    write_html(runs, path)
+    write_html([(TRAIN, runs), (NB201, nb_runs)], path)
     text = path.read_text()
     assert len(re.findall(r"\* plotly\.js v\d", text)) == 1  # the plotly.js bundle, embedded once
     assert not re.search(r"<script[^>]*\ssrc=", text)  # nothing loaded from outside the file
     assert text.count("<html") == 1
-    # (a) + (b) and (c) per run + (d) for itnas runs only (2 cell types + attention) + (e)
-    assert text.count("Plotly.newPlot(") == 1 + 2 * len(runs) + 3 * len(SEEDS) + 1
-    assert "itnas-s0, normal cell: transition matrices" in text
-    assert "darts-s0, normal cell: transition matrices" not in text
-    # every (predecessor, inner edge) record is one subplot, titled from its [src, dst] lists
-    assert len(runs[0].history[-1]["transitions"]["normal"]) == 16  # P pairs of the DARTS cell
+    n_itnas = sum(r.method == "itnas" for r in runs + nb_runs)
+    # per benchmark: accuracy or NB201 bars, collapse; per run: cell graph, alphas; itnas runs: transitions per cell
+    # type (2 in darts, 1 in nb201) + attention
+    assert text.count("Plotly.newPlot(") == 2 * 2 + 2 * 8 + 3 * len(SEEDS) + 2 * len(SEEDS)
+    assert n_itnas == 4
+    text = text.replace("\\u002f", "/")  # plotly's JSON writes "/" as "\\u002f"
+    assert "tiny/itnas-s0, normal cell: transition matrices" in text
+    assert "tiny/darts-s0, normal cell: transition matrices" not in text
     assert re.search(r"\(0,2\) (→|\\u2192) \(2,3\)", text)
+    assert 'id="bench-tiny"' in text and 'id="bench-nb"' in text and "table best 94.37" in text
 
 
-def test_report_stage(runs_root, monkeypatch):
+# ------------------------------------------------------------------------------------------------ report stage
+def _params(path: Path, benchmarks: tuple[str, ...] = ("tiny", "nb")) -> Path:
+    from tiny_project import tiny_params, write_params
+
+    params = tiny_params()
+    params["runs"] = {"benchmarks": list(benchmarks), "methods": list(METHODS), "seeds": list(SEEDS)}
+    params["benchmarks"]["nb"] = {"label": "NAS-Bench-201 (tests)", "evaluation": "nb201", "data": {},
+                                  "search": {"supernet": {"space": "nb201", "layers": 1}}, "train": {}}
+    return write_params(path.parent, params, path.name)
+
+
+def test_report_stage(project, monkeypatch):
     from pipeline.report import report
 
-    monkeypatch.chdir(runs_root)
-    Path("params.yaml").write_text(f"runs:\n  methods: {list(METHODS)}\n  seeds: {list(SEEDS)}\n")
-    Path("data/prepared/train").mkdir(parents=True, exist_ok=True)
-    Path("data/prepared/train/summary.json").write_text(json.dumps({"dataset": "fashion_mnist", "test_size": 1000}))
+    monkeypatch.chdir(project)
+    _params(project / "params.yaml")
+    summary = {"dataset": "digits", "classes": list("0123456789"), "in_channels": 1, "image_size": 8}
+    write_json(Path("data/prepared/tiny/train/summary.json"), {**summary, "train_size": 300, "test_size": 100})
+    write_json(Path("data/prepared/tiny/search/summary.json"), {**summary, "search_train_size": 64,
+                                                                "search_val_size": 64})
     report("params.yaml")
     md = Path("reports/report.md").read_text()
-    assert "fashion_mnist" in md and all(f"| {m} | {s} |" in md for m in METHODS for s in SEEDS)
+    assert "## digits (tests)" in md and "## NAS-Bench-201 (tests)" in md
+    assert "CPU-reduced search: space darts, C=4, 3 cells, 64 + 64 images at native size, 3 epochs; training: C=4, " \
+           "3 cells, 1 epochs" in md
+    assert "space nb201, C=4, 1 cells per stage" in md and "NAS-Bench-201 table look-up" in md
+    assert "digits: 10 classes, 1 x 8 x 8 px; search: 64 search-train + 64 search-val images; final training: 300 " \
+           "images; test: 100 images" in md
     assert Path("reports/report.html").stat().st_size > 1_000_000  # plotly.js is embedded
+    summary = json.loads(Path("reports/summary.json").read_text())
+    assert summary == summary_metrics([load_run(project / "runs" / b / f"{m}-s{s}", b, m, s)
+                                       for b in ("tiny", "nb") for m in METHODS for s in SEEDS])
+
+
+def test_report_stage_renders_copied_results(project, tmp_path, monkeypatch):
+    from pipeline.report import report
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(project / "runs" / "nb", "kept/runs/nb")
+    _params(tmp_path / "kept" / "params-nb.yaml", ("nb",))
+    report("kept/params-nb.yaml", runs_dir="kept/runs", out_dir="kept")
+    assert {p.name for p in Path("kept").iterdir()} >= {"report.md", "report.html", "summary.json"}
+    assert list(json.loads(Path("kept/summary.json").read_text())) == ["nb"]
+    assert "itnas report --params kept/params-nb.yaml --runs-dir kept/runs --out-dir kept" in \
+        Path("kept/report.md").read_text()
+    assert not Path("reports").exists()
+
+
+def test_report_stage_advises_the_command(project, tmp_path, monkeypatch):
+    from pipeline.report import report
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(project / "runs", "runs")
+    Path("runs/nb/darts-s1/metrics.json").unlink()
+    _params(tmp_path / "params.yaml")
+    with pytest.raises(FileNotFoundError, match=r"runs/nb/darts-s1/metrics\.json.*evaluate stage.*"
+                                                r"`itnas evaluate nb darts 1`"):
+        report("params.yaml")

@@ -27,15 +27,15 @@ def test_train_stage_refuses_a_none_edge(tmp_path, monkeypatch, cell, edges):
     """`none` on both inputs of a node (always zero), or on one (the DARTS rule never keeps `none`): refused."""
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, tiny_params())
-    run = tmp_path / "runs/darts-s0"
+    run = tmp_path / "runs/tiny/darts-s0"
     run.mkdir(parents=True)
     (run / "genotype.json").write_text(json.dumps(_with_none(cell, edges)))
-    result = itnas("train", "darts", "0")
+    result = itnas("evaluate", "tiny", "darts", "0")
     assert result.exit_code == 2 and "Traceback" not in result.output
     line = one_line_error(result)
-    assert line.startswith(f"error: runs/darts-s0/genotype.json: {cell} cell: op 'none' on edge (")
+    assert line.startswith(f"error: runs/tiny/darts-s0/genotype.json: {cell} cell: op 'none' on edge (")
     assert ", 3) of a darts-space cell" in line
-    assert not (run / "train").exists()
+    assert not (run / "evaluate").exists()
 
 
 def test_nb201_dead_output_is_a_table_entry_not_a_trained_cell():
@@ -56,13 +56,12 @@ def _truncate(path, payload) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
-@pytest.mark.parametrize("stage,output", [("derive", "runs/darts-s0/search/supernet.pt"),
-                                          ("evaluate", "runs/darts-s0/train/model.pt")])
+@pytest.mark.parametrize("stage,output", [("derive", "runs/tiny/darts-s0/search/supernet.pt")])
 def test_truncated_output_advises_dvc_checkout(tmp_path, monkeypatch, stage, output):
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, tiny_params())
     _truncate(tmp_path / output, {"meta": {}, "model": {"w": torch.randn(4096)}})
-    result = itnas(stage, "darts", "0")
+    result = itnas(stage, "tiny", "darts", "0")
     assert result.exit_code == 2
     line = one_line_error(result)
     assert line.startswith(f"error: {output} is unreadable (")
@@ -71,8 +70,7 @@ def test_truncated_output_advises_dvc_checkout(tmp_path, monkeypatch, stage, out
 
 
 @pytest.mark.parametrize("stage,output,what", [
-    ("derive", "runs/darts-s0/search/supernet.pt", "a supernet"),
-    ("evaluate", "runs/darts-s0/train/model.pt", "a trained network")])
+    ("derive", "runs/tiny/darts-s0/search/supernet.pt", "a supernet")])
 def test_foreign_output_advises_dvc_checkout_in_one_line(tmp_path, monkeypatch, stage, output, what):
     """A readable file of another version: one line (not pydantic's multi-line report), same advice."""
     monkeypatch.chdir(tmp_path)
@@ -80,7 +78,7 @@ def test_foreign_output_advises_dvc_checkout_in_one_line(tmp_path, monkeypatch, 
     path = tmp_path / output
     path.parent.mkdir(parents=True)
     torch.save({"meta": {"config": {}}, "config": {"final": {"genotype": {}}}, "model": {}}, path)
-    result = itnas(stage, "darts", "0")
+    result = itnas(stage, "tiny", "darts", "0")
     assert result.exit_code == 2
     line = one_line_error(result)
     assert line.startswith(f"error: {output} is not {what} of this version (")

@@ -1,6 +1,6 @@
 """A tiny stage project for tests that run the `itnas` stage commands in a scratch folder (not a test module).
 
-scikit-learn's bundled digits (10 classes, 8x8, no files needed), one run (darts, seed 0), C=4, 3 cells: the
+scikit-learn's bundled digits (10 classes, 8x8, no files needed), one chain (benchmark `tiny`, darts, seed 0), C=4, 3 cells: the
 search takes about a second per epoch on one thread. `itnas(...)` invokes the real command line in-process, so
 the test sees the exit code and the one-line message a user sees.
 """
@@ -23,7 +23,9 @@ def tiny_params() -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["device"] = "cpu"
     params["data"].update(dataset="digits", search_train_size=64, search_val_size=64, train_size=300, test_size=100)
-    params["runs"] = {"methods": ["darts"], "seeds": [0]}
+    params["runs"] = {"benchmarks": ["tiny"], "methods": ["darts"], "seeds": [0]}
+    params["benchmarks"] = {"tiny": {"label": "digits (tests)", "evaluation": "train", "data": {}, "search": {},
+                                     "train": {}}}
     search = params["search"]
     search["supernet"].update(C=4, layers=3, partial_k=4)
     search["schedule"].update(epochs=3, warmup_epochs=0, val_every=0)

@@ -1,9 +1,11 @@
 """The report's plotly figures, one function per figure; `itnas.report.page` puts them on one HTML page.
 
-(a) `accuracy_figure`: test accuracy per run and per method; (b) `genotype_figure`: a run's cells as graphs;
-(c) `alpha_figure`: alpha heatmaps over the search epochs and the mean alpha entropy; (d) `transition_figures`:
-the last epoch's transition matrices and attention (records of `itnas.records`); (e) `collapse_figure`:
-collapse count per search epoch.
+Per benchmark: (a) `accuracy_figure` (train benchmarks: test accuracy (%) per run and per method) or
+`nb201_figure` (nb201 benchmarks: NAS-Bench-201 test accuracy (%) per method and derivation, with the table's best
+cell); (e) `collapse_figure`: collapse count per search epoch. Per run: (b) the cell graphs
+(`itnas.report.cellgraph.genotype_figure`); (c) `alpha_figure`: alpha heatmaps over the search epochs and the mean
+alpha entropy (nats); (d) `transition_figures`: the last epoch's transition matrices and attention (records of
+`itnas.records`; ITNAS variants only).
 """
 
 from __future__ import annotations
@@ -16,16 +18,13 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from ..arch import get_method, list_methods
-from ..ops import PARAMETER_FREE_OPS
 from ..spaces import SearchSpace, create_space
-from .runs import RunResult
-from .tables import CELL_TITLES, OP_ABBREVIATIONS, method_summary
+from .runs import DERIVATIONS, NB201_DATASETS, RunResult
+from .stats import group_runs, nb201_value, stat
+from .tables import CELL_TITLES, OP_ABBREVIATIONS
 
-__all__ = ["accuracy_figure", "alpha_figure", "collapse_figure", "genotype_figure", "has_transitions",
+__all__ = ["accuracy_figure", "alpha_figure", "collapse_figure", "has_transitions", "nb201_figure",
            "transition_figures"]
-
-_COLOR_PARAM, _COLOR_FREE, _COLOR_CONCAT = "#1f77b4", "#d62728", "#999999"
-
 
 def _method_colors(runs: list[RunResult]) -> dict[str, str]:
     palette = qualitative.Plotly
@@ -37,26 +36,25 @@ def _edge_label(src: int, dst: int) -> str:
 
 
 def accuracy_figure(runs: list[RunResult]) -> go.Figure:
-    """(a) Test accuracy (%) of every run, and mean ± sample std per method."""
+    """(a) Train benchmarks: test accuracy (%) of every run, and mean ± sample std (ddof=1) per method."""
     colors = _method_colors(runs)
-    summaries = method_summary(runs)
+    groups = group_runs(runs)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.08,
                         subplot_titles=("every run", "per method: mean ± sample std over seeds"))
+    values = []
     for method, color in colors.items():
-        group = [r for r in runs if r.method == method]
-        fig.add_trace(go.Bar(x=[r.name for r in group], y=[r.test_acc for r in group], name=method,
+        group = [r for methods in groups.values() for r in methods.get(method, [])]
+        fig.add_trace(go.Bar(x=[f"{r.method}-s{r.seed}" for r in group], y=[r.test_acc for r in group], name=method,
                              marker_color=color, legendgroup=method, text=[f"{r.test_acc:.2f}" for r in group],
                              textposition="outside"), row=1, col=1)
-    for s in summaries:
-        std = s.test_acc_std
-        label = f"{s.test_acc_mean:.2f}" + (f" ± {std:.2f}" if std is not None else "") + f"<br>n={s.n}"
-        fig.add_trace(go.Bar(x=[f"{s.method}<br>{label}"], y=[s.test_acc_mean], marker_color=colors[s.method],
-                             showlegend=False, legendgroup=s.method,
-                             error_y={"type": "data", "array": [std or 0.0], "visible": std is not None},
-                             hovertemplate=f"{s.method}: {label.replace('<br>', ', ')} %<extra></extra>"),
+        s = stat(r.test_acc for r in group)
+        label = s.text() + f"<br>n={s.n}"
+        fig.add_trace(go.Bar(x=[f"{method}<br>{label}"], y=[s.mean], marker_color=color, showlegend=False,
+                             legendgroup=method,
+                             error_y={"type": "data", "array": [s.std or 0.0], "visible": s.std is not None},
+                             hovertemplate=f"{method}: {label.replace('<br>', ', ')} %<extra></extra>"),
                       row=1, col=2)
-    values = [r.test_acc for r in runs] + [s.test_acc_mean + sign * (s.test_acc_std or 0.0)
-                                           for s in summaries for sign in (-1, 1)]
+        values += [r.test_acc for r in group] + [s.mean + sign * (s.std or 0.0) for sign in (-1, 1)]
     lo, hi = min(values), max(values)
     pad = max(1.0, 0.25 * (hi - lo))
     y_lo, y_hi = max(0.0, math.floor(lo - pad)), min(100.0, hi + pad) + 0.5
@@ -67,88 +65,33 @@ def accuracy_figure(runs: list[RunResult]) -> go.Figure:
     return fig
 
 
-def _node_layout(space: SearchSpace) -> dict[int | str, tuple[float, float]]:
-    """Node -> (x, y): two inputs at the upper and lower left (one input: on the line), intermediate nodes on the
-    line y=0 at x=1..n, the output node at the right end of the line."""
-    pos: dict[int | str, tuple[float, float]] = {}
-    for i in range(space.n_inputs):
-        pos[i] = (0.0, 0.0 if space.n_inputs == 1 else 1.3 - 2.6 * i / (space.n_inputs - 1))
-    for k, j in enumerate(space.intermediate_nodes):
-        pos[j] = (1.0 + k if space.n_inputs > 1 else float(j), 0.0)
-    pos["out"] = (max(x for x, _ in pos.values()) + 1.0, 0.0)
-    return pos
-
-
-def _bend(p0: tuple[float, float], p2: tuple[float, float], on_line_side: float = 1.0) -> float:
-    """Control-point offset of an edge curve: edges along the node line arc over the nodes they skip (up, or down
-    for `on_line_side` -1); edges from an input above / below the line bow away from it."""
-    span = p2[0] - p0[0]
-    if p0[1] == p2[1]:
-        return on_line_side * (0.35 + 0.2 * span) if span > 1.5 else 0.0
-    return math.copysign(0.12 * max(0.0, span - 1.0), p0[1] - p2[1])
-
-
-def _node_name(space: SearchSpace, node: int | str) -> str:
-    if node == "out":
-        return "c_{k}" if space.n_inputs == 2 else "out"
-    if node < space.n_inputs:
-        return f"c_{{k-{space.n_inputs - node}}}" if space.n_inputs == 2 else "in"
-    return str(node)
-
-
-def _curve(p0: tuple[float, float], p2: tuple[float, float], bend: float, n: int = 21):
-    """Quadratic Bezier from p0 to p2, its control point pushed `bend` perpendicular to the chord.
-
-    Returns (xs, ys, mid): n points of the curve and its point at t=0.5."""
-    (x0, y0), (x2, y2) = p0, p2
-    dx, dy = x2 - x0, y2 - y0
-    norm = math.hypot(dx, dy) or 1.0
-    cx, cy = (x0 + x2) / 2 - bend * dy / norm, (y0 + y2) / 2 + bend * dx / norm
-    t = np.linspace(0.0, 1.0, n)
-    xs = (1 - t) ** 2 * x0 + 2 * (1 - t) * t * cx + t ** 2 * x2
-    ys = (1 - t) ** 2 * y0 + 2 * (1 - t) * t * cy + t ** 2 * y2
-    return xs.tolist(), ys.tolist(), (0.25 * x0 + 0.5 * cx + 0.25 * x2, 0.25 * y0 + 0.5 * cy + 0.25 * y2)
-
-
-def genotype_figure(run: RunResult) -> go.Figure:
-    """(b) The run's cells as graphs: nodes left to right, one curve per kept edge labelled with its op."""
-    space = create_space(run.genotype.space)
-    cell_types = [t for t in space.cell_types if getattr(run.genotype, t)]
-    fig = make_subplots(rows=1, cols=len(cell_types), horizontal_spacing=0.04,
-                        subplot_titles=[CELL_TITLES[t] for t in cell_types])
-    pos = _node_layout(space)
-    for col, t in enumerate(cell_types, start=1):
-        edges, concat = getattr(run.genotype, t), getattr(run.genotype, f"{t}_concat")
-        for j in concat:  # cell output: concat (DARTS) or the last node (NB201)
-            xs, ys, _ = _curve(pos[j], pos["out"], _bend(pos[j], pos["out"], -1.0))
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": _COLOR_CONCAT, "dash": "dot", "width": 1},
-                                     hoverinfo="skip", showlegend=False), row=1, col=col)
-        for op, src, dst in edges:
-            xs, ys, (mx, my) = _curve(pos[src], pos[dst], _bend(pos[src], pos[dst]))
-            color = _COLOR_FREE if op in PARAMETER_FREE_OPS else _COLOR_PARAM
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": color, "width": 2}, showlegend=False,
-                                     hovertemplate=f"{op}: {src} -> {dst}<extra></extra>"), row=1, col=col)
-            fig.add_annotation(x=mx, y=my, text=op, showarrow=False, font={"size": 10, "color": color},
-                               bgcolor="rgba(255,255,255,0.85)", row=1, col=col)
-        nodes = list(pos)
-        fig.add_trace(go.Scatter(
-            x=[pos[n][0] for n in nodes], y=[pos[n][1] for n in nodes], mode="markers+text",
-            text=[_node_name(space, n) for n in nodes], textposition="middle center", textfont={"size": 11},
-            marker={"size": 38, "color": ["#dbe9f6" if n != "out" and n < space.n_inputs else
-                                        "#fde9c9" if n == "out" else "#ffffff" for n in nodes],
-                        "line": {"color": "#333333", "width": 1.5}},
-            hoverinfo="text", showlegend=False), row=1, col=col)
-        fig.update_xaxes(visible=False, range=[-0.5, pos["out"][0] + 0.5], row=1, col=col)
-        fig.update_yaxes(visible=False, range=[-1.75, 1.75], row=1, col=col)
-    for name, color in (("op with parameters", _COLOR_PARAM),
-                        ("parameter-free op (skip, pool, none, noise)", _COLOR_FREE),
-                        ("into the cell output", _COLOR_CONCAT)):
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name,
-                                 line={"color": color, "dash": "dot" if color == _COLOR_CONCAT else "solid"}))
-    fig.update_layout(height=380, margin={"t": 70, "b": 20, "l": 20, "r": 20}, plot_bgcolor="white",
-                      legend={"orientation": "h", "y": -0.02},
-                      title_text=f"{run.name}: test acc {run.test_acc:.2f} %, collapse count {run.collapse_count}",
-                      title_font_size=14)
+def nb201_figure(runs: list[RunResult]) -> go.Figure:
+    """(a) nb201 benchmarks: NAS-Bench-201 test accuracy (%) of the derived cells per method, one panel per data set
+    (CIFAR-10, CIFAR-100, ImageNet16-120): bars = mean over seeds (error bars: sample std, n >= 2) for the marginal
+    and the sequential derivation; dashed line: the table's best cell (details["table_best"])."""
+    groups = {m: g for methods in group_runs(runs).values() for m, g in methods.items()}
+    fig = make_subplots(rows=1, cols=len(NB201_DATASETS), subplot_titles=list(NB201_DATASETS.values()),
+                        horizontal_spacing=0.07)
+    best = next((r.details["table_best"] for r in runs if r.details.get("table_best")), {})
+    for col, metric in enumerate(NB201_DATASETS, start=1):
+        for k, mode in enumerate(DERIVATIONS):
+            stats = [stat(nb201_value(r, mode, metric) for r in g) for g in groups.values()]
+            fig.add_trace(go.Bar(
+                x=list(groups), y=[s.mean for s in stats], name=f"{mode} derivation", legendgroup=mode,
+                showlegend=col == 1, marker_color=qualitative.Plotly[k], offsetgroup=mode,
+                error_y={"type": "data", "array": [s.std or 0.0 for s in stats], "visible": True},
+                customdata=[[s.text(), s.n] for s in stats],
+                hovertemplate=f"%{{x}}, {mode}: %{{customdata[0]}} % (n=%{{customdata[1]}})<extra></extra>"),
+                row=1, col=col)
+        if metric in best:
+            value = float(best[metric]["value"])
+            fig.add_hline(y=value, line={"color": "black", "dash": "dash", "width": 1}, row=1, col=col,
+                          annotation_text=f"table best {value:.2f}", annotation_font_size=9,
+                          annotation_position="top left")
+        fig.update_yaxes(range=[0, 100], title_text="test accuracy (%)" if col == 1 else None, row=1, col=col)
+    fig.update_layout(height=430, barmode="group", margin={"t": 60, "b": 40}, legend={"orientation": "h", "y": -0.12},
+                      title_text="NAS-Bench-201 test accuracy of the derived cells (mean ± sample std over seeds)",
+                      title_font_size=13)
     return fig
 
 

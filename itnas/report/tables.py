@@ -1,30 +1,36 @@
-"""Statistics over seeds and the markdown report: one row per run, mean ± sample std per method, genotypes and the
-published numbers (`published.json`, loaded by `load_published`) for context.
+"""The report's tables, one set per benchmark (`benchmark_tables`), each a `Table` that renders as markdown and HTML.
 
-Selection rule (`SELECTION_RULE`): every seed is reported, nothing is selected on test data, and the model of
-the last training epoch is evaluated once. Published DARTS-family numbers are best-of-several
-searches on CIFAR-10; they are shown for context only, never compared with this pipeline's numbers.
+Per benchmark: a method x metric table (mean ± sample std over seeds, n shown; std only for n >= 2), the
+published numbers of ``published.json`` for scale where they exist (`load_published`; NAS-Bench-201 rows for nb201
+benchmarks, DARTS-space CIFAR-10 errors for a CIFAR-10 DARTS-space benchmark), and one row per run. Every table
+is titled with the benchmark's label and carries the caller's size line.
+
+- train benchmarks: test accuracy (%), parameters (M) of the trained network, the margins of the last search
+  epoch's marginal genotype (alpha units), collapse count and collapsed searches;
+- nb201 benchmarks: the NAS-Bench-201 test accuracy (%) of the derived cell on CIFAR-10, CIFAR-100 and
+  ImageNet16-120 for the marginal and the sequential derivation side by side (details["cells"]), collapsed
+  searches (every op of the cell parameter-free: collapse count == 6 edges) and the mean collapse count, and the
+  table's best cell for scale (details["table_best"]).
+
+Selection rule (`SELECTION_RULE`): every seed is reported, nothing is selected on test data. Published numbers
+are best-of-several searches at paper size: for context only, never compared with this pipeline's numbers.
 """
 
 from __future__ import annotations
 
+import html
 import json
-import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ..derive import NOISE_MARGIN
 from ..genotype import Genotype
-from .runs import RunResult
+from .runs import DERIVATIONS, NB201_DATASETS, BenchmarkInfo, RunResult
+from .stats import Stat, method_stats, nb201_value
 
-__all__ = ["CELL_TITLES", "OP_ABBREVIATIONS", "SELECTION_RULE", "MethodSummary", "ablation_table", "load_published",
-           "method_summary", "write_markdown"]
-
-log = logging.getLogger(__name__)
+__all__ = ["CELL_TITLES", "OP_ABBREVIATIONS", "REPRODUCIBILITY", "SELECTION_RULE", "Table", "benchmark_tables",
+           "compact_cell", "load_published", "published_kind"]
 
 #: What a rerun reproduces, and what a comparison of methods needs (shown in every report).
 REPRODUCIBILITY = (
@@ -39,7 +45,7 @@ REPRODUCIBILITY = (
 SELECTION_RULE = ("every seed is reported; no selection on test data; "
                   "the model of the last training epoch is evaluated once")
 
-#: Short op names for tables and small plots.
+#: Short op names for tables and cell graphs (a legend names the full op).
 OP_ABBREVIATIONS = {"none": "none", "max_pool_3x3": "max3", "avg_pool_3x3": "avg3", "skip_connect": "skip",
                     "sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "dil_conv_3x3": "dil3", "dil_conv_5x5": "dil5",
                     "nor_conv_1x1": "conv1", "nor_conv_3x3": "conv3", "noise": "noise"}
@@ -47,194 +53,220 @@ OP_ABBREVIATIONS = {"none": "none", "max_pool_3x3": "max3", "avg_pool_3x3": "avg
 #: Cell type -> its name in titles.
 CELL_TITLES = {"normal": "normal cell", "reduce": "reduction cell"}
 
+_PUBLISHED_LABEL = "published (best of several searches, paper size)"
+
 
 @dataclass
-class MethodSummary:
-    """Test accuracy over the seeds of one method.
+class Table:
+    """A titled table: `title` (names the benchmark), `size` (the caller's size line), header, rows of text cells,
+    `notes` (paragraphs under it) and `code_columns` (indices of columns shown as code)."""
 
-    Attributes:
-        method: method name. seeds: the seeds, in run order. n: number of seeds.
-        test_acc_mean: mean test accuracy (%). test_acc_std: sample standard deviation (%, ddof=1), None when n=1.
-        search_time_s_mean: mean search wall time (s), None when no run has one.
-        collapse_mean: mean collapse count (parameter-free ops in the normal cell).
-    """
+    title: str
+    size: str
+    header: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+    code_columns: tuple[int, ...] = ()
 
-    method: str
-    seeds: list[int]
-    n: int
-    test_acc_mean: float
-    test_acc_std: float | None
-    search_time_s_mean: float | None
-    collapse_mean: float
+    def markdown(self) -> str:
+        """``### title``, the size line, a pipe table and the notes."""
+        def cell(k: int, text: str) -> str:
+            text = text.replace("|", "\\|")
+            return f"`{text}`" if k in self.code_columns and text not in ("", "n/a", "–") else text
+        lines = [f"### {self.title}", "", f"Size: {self.size}", "",
+                 "| " + " | ".join(self.header) + " |", "|" + "|".join(" --- " for _ in self.header) + "|"]
+        lines += ["| " + " | ".join(cell(k, c) for k, c in enumerate(row)) + " |" for row in self.rows]
+        for note in self.notes:
+            lines += ["", note]
+        return "\n".join(lines)
 
-
-def method_summary(runs: list[RunResult]) -> list[MethodSummary]:
-    """One `MethodSummary` per method, methods in order of first appearance in `runs`."""
-    out = []
-    for method in dict.fromkeys(r.method for r in runs):
-        group = [r for r in runs if r.method == method]
-        acc = np.array([r.test_acc for r in group], dtype=float)
-        times = [r.search_time_s for r in group if r.search_time_s is not None]
-        out.append(MethodSummary(
-            method=method, seeds=[r.seed for r in group], n=len(group), test_acc_mean=float(acc.mean()),
-            test_acc_std=float(acc.std(ddof=1)) if len(group) > 1 else None,
-            search_time_s_mean=float(np.mean(times)) if times else None,
-            collapse_mean=float(np.mean([r.collapse_count for r in group]))))
-    return out
+    def html(self) -> str:
+        """A ``<table>`` with the title and size line as caption, then the notes as paragraphs."""
+        def cell(k: int, text: str, tag: str) -> str:
+            body = html.escape(text)
+            return f"<{tag}>{f'<code>{body}</code>' if k in self.code_columns else body}</{tag}>"
+        head = "".join(cell(-1, h, "th") for h in self.header)
+        body = "\n".join("<tr>" + "".join(cell(k, c, "td") for k, c in enumerate(row)) + "</tr>" for row in self.rows)
+        notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in self.notes)
+        return (f'<table class="results"><caption><b>{html.escape(self.title)}</b><br><span class="size">Size: '
+                f"{html.escape(self.size)}</span></caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n"
+                f"</tbody></table>{notes}")
 
 
 def load_published() -> dict[str, Any]:
     """The published numbers of ``published.json`` (next to this module): each with its source (paper, table).
 
-    Keys: ``cifar10`` (one entry per method: ``darts_space`` test error (%) ± std, params (M), search cost
+    Keys: ``cifar10`` (one entry per method: ``darts_space`` CIFAR-10 test error (%) ± std, params (M), search cost
     (GPU-days), or null; ``nb201`` test accuracy (%) on CIFAR-10 / CIFAR-100 / ImageNet16-120 and a note),
     ``imagenet`` (top-1 error (%) per method), ``about`` and ``units``.
     """
     return json.loads(resources.files(__package__).joinpath("published.json").read_text(encoding="utf-8"))
 
 
-def _fmt(value: Any, digits: int) -> str:
-    if value is None:
-        return "n/a"
-    return f"{float(value):.{digits}f}"
+def published_kind(info: BenchmarkInfo) -> str | None:
+    """Which published numbers belong beside a benchmark: "nb201" (nb201 evaluation), "cifar10" (a train benchmark
+    on CIFAR-10 in the DARTS space), else None."""
+    if info.evaluation == "nb201":
+        return "nb201"
+    if info.dataset == "cifar10" and info.space in (None, "darts"):
+        return "cifar10"
+    return None
 
 
-def _acc_mean_std(s: MethodSummary) -> str:
-    """``mean ± std (n=N)``, or ``mean (n=1)`` for a single seed."""
-    if s.test_acc_std is None:
-        return f"{s.test_acc_mean:.2f} (n=1)"
-    return f"{s.test_acc_mean:.2f} ± {s.test_acc_std:.2f} (n={s.n})"
-
-
-def _compact_cell(genotype: Genotype, cell_type: str) -> str:
+def compact_cell(genotype: Genotype, cell_type: str) -> str:
     """Abbreviated edges ``sep3(0->2) skip(1->2) ...`` ('n/a' when the genotype has no such cell)."""
     edges = getattr(genotype, cell_type)
     if not edges:
         return "n/a"
-    return "`" + " ".join(f"{OP_ABBREVIATIONS.get(op, op)}({s}->{d})" for op, s, d in edges) + "`"
+    return " ".join(f"{OP_ABBREVIATIONS.get(op, op)}({s}->{d})" for op, s, d in edges)
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+def _fmt(value: Any, spec: str = ".2f") -> str:
+    return "n/a" if value is None else f"{float(value):{spec}}"
 
 
-def _margins(d: dict[str, Any]) -> str:
-    """'smallest / median' margin (alpha units, 2 significant digits); bold when any choice is within noise."""
-    if d.get("min_margin") is None:
-        return "–"
-    text = f"{d['min_margin']:.2g} / {d['median_margin']:.2g}"
-    return f"**{text}**" if d.get("n_within_noise") else text
+def _seeds(group: list[RunResult]) -> str:
+    return f"{', '.join(str(r.seed) for r in group)} (n={len(group)})"
 
 
-def ablation_table(runs: list[RunResult]) -> str:
-    """Markdown: one row per run (method, seed), then a per-method summary and the selection rule.
-
-    Per-run columns: method, seed, normal and reduction cell (abbreviated edges), params (M) of the trained
-    network, params (M) at the paper size (C=36, 20 cells), multiply-adds (M) of the trained network on its input
-    size and at the paper size on 32x32, collapse count, search time (s), test accuracy (%).
-    Summary columns: test accuracy mean ± sample std (ddof=1; "n=1" and no std for one seed), mean search time
-    (s), mean collapse count.
-    """
-    header = ["method", "seed", "normal cell", "reduction cell", "smallest / median margin (marginal)", "largest alpha",
-              "params (M)", "params (M), C=36 20 cells", "mult-adds (M)", "mult-adds (M), C=36 20 cells 32x32",
-              "collapse count", "search time (s)", "test acc (%)"]
-    rows = []
+def _groups(runs: list[RunResult]) -> dict[str, list[RunResult]]:
+    out: dict[str, list[RunResult]] = {}
     for r in runs:
-        m, d = r.metrics, r.decisiveness
-        rows.append([r.method, str(r.seed), _compact_cell(r.genotype, "normal"), _compact_cell(r.genotype, "reduce"),
-                     _margins(d), _fmt(d.get("max_alpha"), 3),
-                     _fmt(m.get("params_m"), 3), _fmt(m.get("params_m_c36_l20"), 2), _fmt(m.get("madds_m"), 1),
-                     _fmt(m.get("madds_m_c36_l20_32px"), 1), str(r.collapse_count), _fmt(r.search_time_s, 1),
-                     _fmt(r.test_acc, 2)])
-    summary_rows = [[s.method, ", ".join(map(str, s.seeds)), _acc_mean_std(s), _fmt(s.search_time_s_mean, 1),
-                     f"{s.collapse_mean:.2f}"] for s in method_summary(runs)]
-    used = sorted({op for r in runs for t in ("normal", "reduce") for op, _, _ in getattr(r.genotype, t)})
-    legend = ", ".join(f"{OP_ABBREVIATIONS.get(op, op)} = {op}" for op in used)
-    return "\n".join([
-        "### Every run", "", _md_table(header, rows), "",
-        (f"Ops: {legend}. Edges are written op(src->dst); node ids as in docs/method.md 2.1. Collapse count = "
-        "parameter-free ops (skip, pools, none, noise) in the normal cell."), "",
-        ("Margins (docs/method.md 2.6): for every choice of the last search epoch's marginal genotype (each kept op, "
-         "each node's kept edges) the gap in alpha to the runner-up; the smallest and the median are shown, "
-         f"**bold** when a choice is within float rounding (< {NOISE_MARGIN:g}). Larger margins are not "
-         "reproducible across CPU types and thread counts either when they are below the trajectory noise (see "
-         "Reproducibility). Uniform alphas are 1/K "
-         "(0.125 for the 8 DARTS ops)."), "",
-        "### Per method (over seeds)", "",
-        _md_table(["method", "seeds", "test acc (%) mean ± std", "mean search time (s)", "mean collapse count"],
-                  summary_rows), "",
-        f"Selection rule: {SELECTION_RULE}. The std is the sample standard deviation over seeds (ddof=1).",
-    ])
+        out.setdefault(r.method, []).append(r)
+    return out
 
 
-def _published_rows(published: dict[str, Any]) -> list[list[str]]:
-    """One row per method: name, CIFAR-10 error ± std (%), params (M), search cost (GPU-days), NB201 accuracies."""
+def _margin_text(s: Stat) -> str:
+    return s.text(".2g")
+
+
+def train_table(info: BenchmarkInfo, runs: list[RunResult]) -> Table:
+    """Method x metric for a train benchmark (means over seeds)."""
+    header = ["method", "seeds", "test acc (%)", "params (M)", "smallest margin", "median margin",
+              "collapse count", "collapsed searches"]
     rows = []
-    for entry in published["cifar10"]:
-        d = entry["darts_space"]
-        cifar = (["–", "–", "–"] if d is None else
-                 [f"{d['test_error_pct']:.2f} ± {d['test_error_std_pct']:.2f}", f"{d['params_m']:g}",
-                  f"{d['search_cost_gpu_days']:g}"])
+    for method, group in _groups(runs).items():
+        s = method_stats(group)
+        rows.append([method, _seeds(group), s["test_acc"].text(), s["params_m"].text(".3f"),
+                     _margin_text(s["min_margin"]), _margin_text(s["median_margin"]),
+                     s["collapse_count"].text(".1f"), f"{s['collapsed']} of {s['n']}"])
+    notes = [
+        f"Mean ± sample std over seeds (ddof=1); one seed: the value and n=1. Selection rule: {SELECTION_RULE}.",
+        ("Test accuracy of the final network trained from scratch, on test images that search, derivation and "
+         "training never see. Margins (docs/method.md 2.6; alpha units): for every choice of the last search "
+         "epoch's marginal genotype, the gap to the runner-up; the smallest and the median per search, averaged "
+         f"over seeds (a choice within float rounding is < {NOISE_MARGIN:g}). Collapse count: parameter-free ops "
+         "(skip, pools, none, noise) in the normal cell; a search collapsed when all of them are.")]
+    return Table(f"{info.label}: results per method", info.size, header, rows, notes)
+
+
+def nb201_table(info: BenchmarkInfo, runs: list[RunResult]) -> Table:
+    """Method x metric for an nb201 benchmark: each data set's NB201 test accuracy for both derivations."""
+    header = ["method", "seeds"]
+    for name in NB201_DATASETS.values():
+        header += [f"{name} test (%), {mode}" for mode in DERIVATIONS]
+    header += [f"collapsed searches, {mode}" for mode in DERIVATIONS]
+    header += [f"mean collapse count, {mode}" for mode in DERIVATIONS]
+    rows = []
+    for method, group in _groups(runs).items():
+        s = method_stats(group)
+        row = [method, _seeds(group)]
+        for metric in NB201_DATASETS:
+            row += [s[f"{mode}:{metric}"].text() for mode in DERIVATIONS]
+        row += [f"{s[f'{mode}:collapsed']} of {s[f'{mode}:n_collapsed']}" for mode in DERIVATIONS]
+        row += [s[f"{mode}:collapse_count"].text(".1f") for mode in DERIVATIONS]
+        rows.append(row)
+    notes = [
+        (f"NAS-Bench-201 test accuracy (%) of the derived cell (200-epoch table columns, itnas.nb201), for the "
+         f"marginal and the sequential derivation of the same searched supernet; the configured derivation "
+         f"({info.derivation}) is the chain's genotype.json. Mean ± sample std over seeds (ddof=1); one seed: the "
+         f"value and n=1. Selection rule: every seed is reported; no selection on test data."),
+        ("Collapsed search: every op of the derived cell is parameter-free (none, skip, avg pool): collapse count "
+         "== 6 edges. Mean collapse count: parameter-free ops among the 6 edges.")]
+    return Table(f"{info.label}: NAS-Bench-201 look-up per method", info.size, header, rows, notes)
+
+
+def _table_best(runs: list[RunResult]) -> dict[str, float]:
+    """{metric: value (%)} of the NB201 table's best cell per test metric, from the runs' details."""
+    for r in runs:
+        best = r.details.get("table_best") or {}
+        if all(m in best for m in NB201_DATASETS):
+            return {m: float(best[m]["value"]) for m in NB201_DATASETS}
+    return {}
+
+
+def nb201_scale_table(info: BenchmarkInfo, runs: list[RunResult]) -> Table:
+    """For scale: the NB201 table's best cell per metric (the runs' details) and the published NB201 rows."""
+    header = ["reference", *(f"{name} test (%)" for name in NB201_DATASETS.values()), "note", "source"]
+    best = _table_best(runs)
+    rows = [["best cell of the NB201 table (per metric)", *(_fmt(best.get(m)) for m in NB201_DATASETS),
+             "the table's maximum", "NAS-Bench-201 table (itnas.nb201), as looked up by the evaluate stage"]]
+    for entry in load_published()["cifar10"]:
         nb = entry["nb201"]
-        accs = " / ".join(f"{a:.2f}" for a in nb["test_acc_pct"]) + (f" ({nb['note']})" if nb.get("note") else "")
-        rows.append([entry["method"], *cifar, accs])
-    return rows
+        rows.append([f"{_PUBLISHED_LABEL}: {entry['method']}", *(f"{a:.2f}" for a in nb["test_acc_pct"]),
+                     nb.get("note") or "", nb["source"]])
+    notes = ["Published numbers are for scale only: paper-size searches (C=16, 5 cells per stage, 50 epochs) "
+             "reported as the papers give them; they are not comparable with the CPU-reduced searches above."]
+    return Table(f"{info.label}: for scale (NB201 table best and published results)", info.size, header, rows,
+                 notes)
 
 
-def _published_table(dataset: str) -> str:
-    published = load_published()
-    header = ["method", "CIFAR-10 test error (%)", "params (M)", "search cost (GPU-days)",
-              "NB201 test acc (%) C10 / C100 / IN16-120"]
-    imagenet = ", ".join(f"{e['method']} {e['top1_error_pct']:g}" for e in published["imagenet"])
-    return "\n".join([
-        (f"Published **CIFAR-10** numbers, for context only: they are CIFAR-10 / NAS-Bench-201 "
-        f"results of paper-size networks (C=36, 20 cells, 600 epochs), best of several searches, and are "
-        f"**not comparable** with the {dataset} numbers above."), "",
-        _md_table(header, _published_rows(published)), "", f"ImageNet top-1 error (%): {imagenet}."])
+def cifar10_published_table(info: BenchmarkInfo) -> Table:
+    """Published DARTS-space CIFAR-10 results (paper-size networks), beside a CIFAR-10 train benchmark."""
+    header = ["reference", "CIFAR-10 test error (%)", "test acc (%)", "params (M)", "search cost (GPU-days)",
+              "source"]
+    rows = []
+    for entry in load_published()["cifar10"]:
+        d = entry["darts_space"]
+        if d is None:
+            continue
+        rows.append([f"{_PUBLISHED_LABEL}: {entry['method']}", f"{d['test_error_pct']:.2f} ± "
+                     f"{d['test_error_std_pct']:.2f}", f"{100 - d['test_error_pct']:.2f}", f"{d['params_m']:g}",
+                     f"{d['search_cost_gpu_days']:g}", d["source"]])
+    notes = ["Published numbers are for scale only: paper-size networks (C=36, 20 cells, 600 epochs) on the "
+             "original CIFAR-10, best of several searches; not comparable with the sizes run here."]
+    return Table(f"{info.label}: published CIFAR-10 results (DARTS space)", info.size, header, rows, notes)
 
 
-def write_markdown(runs: list[RunResult], path: Path, context: dict[str, Any]) -> None:
-    """Write the full markdown report.
-
-    Args:
-        runs: the runs, in report order.
-        path: output file (its folder is created).
-        context: what was run. Keys: ``dataset`` (name), ``test_images`` (number of test images), ``commands``
-            (list of command lines); optional ``title``, ``settings`` (label -> description) and
-            ``html_name`` (the HTML report's file name, default ``report.html``).
-    """
-    path = Path(path)
-    dataset = str(context.get("dataset", "unknown data set"))
-    test_images = context.get("test_images")
-    html_name = context.get("html_name", "report.html")
-    methods = list(dict.fromkeys(r.method for r in runs))
-    seeds = list(dict.fromkeys(r.seed for r in runs))
-    lines = [f"# {context.get('title', 'ITNAS ablation report')}", "", "## What was run", "",
-             (f"- data set: {dataset}; test accuracy on {test_images if test_images is not None else 'n/a'} test "
-             "images that search, derivation and training never see"),
-             f"- runs: {len(runs)} (methods {', '.join(methods)} x seeds {', '.join(map(str, seeds))})"]
-    for label, text in (context.get("settings") or {}).items():
-        lines.append(f"- {label}: {text}")
-    commands = context.get("commands") or []
-    if commands:
-        lines += ["- commands:", "", "  ```", *[f"  {c}" for c in commands], "  ```"]
-    lines += ["", "## Reproducibility", "", REPRODUCIBILITY, "",
-              "## Results", "", ablation_table(runs), "", "## Genotypes", ""]
+def runs_table(info: BenchmarkInfo, runs: list[RunResult]) -> Table:
+    """One row per run (train) or per run and derivation (nb201)."""
+    if info.evaluation == "train":
+        header = ["method", "seed", "normal cell", "reduction cell", "smallest / median margin", "params (M)",
+                  "collapse count", "search time (s)", "test acc (%)"]
+        rows = []
+        for r in runs:
+            d = r.decisiveness
+            margins = ("n/a" if d.get("min_margin") is None else
+                       f"{d['min_margin']:.2g} / {d['median_margin']:.2g}" + (" *" if d.get("n_within_noise") else ""))
+            rows.append([r.method, str(r.seed), compact_cell(r.genotype, "normal"), compact_cell(r.genotype, "reduce"),
+                         margins, _fmt(r.metrics.get("params_m"), ".3f"), str(r.collapse_count),
+                         _fmt(r.search_time_s, ".1f"), _fmt(r.test_acc)])
+        notes = ["Edges are written op(src->dst) (node ids of docs/method.md 2.1); * = a choice within float "
+                 "rounding."]
+        return Table(f"{info.label}: every run", info.size, header, rows, notes, code_columns=(2, 3))
+    header = ["method", "seed", "derivation", "cell", "collapse count",
+              *(f"{name} test (%)" for name in NB201_DATASETS.values())]
+    rows = []
     for r in runs:
-        lines.append(f"### {r.name} (test acc {r.test_acc:.2f} %, collapse count {r.collapse_count})")
-        lines.append("")
-        for t in ("normal", "reduce"):
-            if getattr(r.genotype, t):
-                lines.append(f"- {CELL_TITLES[t]}: `{r.genotype.cell_string(t)}`")
-        lines += [f"- JSON: `{json.dumps(r.genotype.to_dict(), separators=(',', ':'))}`", ""]
-    lines += ["## Published numbers (CIFAR-10, for context)", "", _published_table(dataset), "",
-              "## Figures", "",
-              (f"Interactive figures: [{html_name}]({html_name}) (one self-contained page): test accuracy per run "
-              "and per method, every genotype drawn as a cell graph, alpha heatmaps with an epoch slider and the "
-              "mean alpha entropy per epoch, the learned transition matrices and attention weights of the last "
-              "search epoch (ITNAS variants only), and the collapse count per search epoch."), ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
-    log.info("wrote %s (%d runs)", path, len(runs))
+        for mode in DERIVATIONS:
+            cell = r.nb201_cell(mode)
+            if cell is None:
+                continue
+            mark = " (genotype.json)" if mode == r.derivation else ""
+            values = [_fmt(nb201_value(r, mode, m)) for m in NB201_DATASETS]
+            rows.append([r.method, str(r.seed), mode + mark, str(cell.get("arch", "n/a")),
+                         str(cell.get("collapse_count", "n/a")), *values])
+    return Table(f"{info.label}: every run", info.size, header, rows, code_columns=(3,))
+
+
+def benchmark_tables(info: BenchmarkInfo, runs: list[RunResult]) -> list[Table]:
+    """The tables of one benchmark, in report order: per method, for scale / published (where any), every run."""
+    if info.evaluation == "nb201":
+        return [nb201_table(info, runs), nb201_scale_table(info, runs), runs_table(info, runs)]
+    tables = [train_table(info, runs)]
+    if published_kind(info) == "cifar10":
+        tables.append(cifar10_published_table(info))
+    else:
+        tables[0].notes.append(f"No published numbers are shown beside {info.label}: the published DARTS-family "
+                               "results are for CIFAR-10 (DARTS space) and NAS-Bench-201 at paper size.")
+    return [*tables, runs_table(info, runs)]
