@@ -1,0 +1,148 @@
+"""Every file-format benchmark runs its whole chain (prepare -> search -> derive -> evaluate -> report) through the
+real stage commands, on tiny files written in the data set's real on-disk format (CIFAR-10 python batches,
+CIFAR-100 python pickles, SVHN .mat), with the RobustDARTS spaces s1-s4 and the NB201 look-up reachable from
+params. Search C=4, 2 cells-per-reduction-stage, 8x8 px: a few seconds per chain on one thread."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from tiny_project import itnas, tiny_params, write_params
+
+from itnas.contracts import NB201Metrics, RunMetrics
+from itnas.genotype import Genotype
+from itnas.nb201 import load_nb201_table
+from itnas.spaces import create_space
+from pipeline.paths import RunPaths
+
+pytestmark = pytest.mark.slow
+RNG = np.random.default_rng(0)
+
+
+def _dump(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(obj, protocol=2))
+
+
+def _batch(labels: list[int], label_key: bytes) -> dict:
+    x = RNG.integers(0, 256, (len(labels), 3072), dtype=np.uint8)  # rows of CHW pixels, as in the real files
+    return {b"batch_label": b"tiny", label_key: labels, b"data": x, b"filenames": [b"x.png"] * len(labels)}
+
+
+def write_cifar10(root: Path, per_class: int = 8) -> None:
+    """root/cifar-10-batches-py: 5 train batches (per_class images of each class in all) and a test batch."""
+    labels = [c for c in range(10) for _ in range(per_class)]
+    for b in range(5):
+        _dump(root / "cifar-10-batches-py" / f"data_batch_{b + 1}", _batch(labels[b::5], b"labels"))
+    _dump(root / "cifar-10-batches-py" / "test_batch", _batch(list(range(10)) * 2, b"labels"))
+    _dump(root / "cifar-10-batches-py" / "batches.meta", {b"label_names": [f"c{i}".encode() for i in range(10)]})
+
+
+def write_cifar100(root: Path, per_class: int = 4) -> None:
+    """root/cifar-100-python/{train,test,meta}: every one of the 100 fine classes present."""
+    for split, n in (("train", per_class), ("test", 1)):
+        labels = [c for c in range(100) for _ in range(n)]
+        _dump(root / "cifar-100-python" / split, {**_batch(labels, b"fine_labels"),
+                                                  b"coarse_labels": [c // 5 for c in labels]})
+    _dump(root / "cifar-100-python" / "meta", {b"fine_label_names": [f"f{i}".encode() for i in range(100)]})
+
+
+def write_svhn(root: Path, per_class: int = 8) -> None:
+    """root/svhn/{train,test}_32x32.mat: X (32, 32, 3, N) uint8, y (N, 1) with 10 for the digit 0."""
+    (root / "svhn").mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", per_class), ("test", 2)):
+        y = np.array([d for d in range(1, 11) for _ in range(n)], dtype=np.uint8).reshape(-1, 1)
+        x = RNG.integers(0, 256, (32, 32, 3, len(y)), dtype=np.uint8)
+        scipy.io.savemat(root / "svhn" / f"{split}_32x32.mat", {"X": x, "y": y})
+
+
+WRITERS = {"cifar10": write_cifar10, "cifar100": write_cifar100, "svhn": write_svhn}
+
+
+def _params(benchmark: str, dataset: str, space: str, evaluation: str = "train") -> dict:
+    params = tiny_params()
+    k = 100 if dataset == "cifar100" else 10
+    params["data"].update(root="data/raw", search_train_size=2 * k, search_val_size=2 * k, train_size=0,
+                          test_size=0)
+    params["runs"] = {"benchmarks": [benchmark], "methods": ["itnas", "darts"], "seeds": [0]}
+    search = {"supernet": {"space": space, "C": 4, "layers": 1 if space == "nb201" else 3},
+              "data": {"image_size": 8, "batch_size": 32}, "schedule": {"epochs": 2, "val_every": 0}}
+    params["benchmarks"] = {benchmark: {"label": f"{dataset} (tiny files)", "evaluation": evaluation,
+                                        "data": {"dataset": dataset}, "search": search,
+                                        "train": {"epochs": 1, "network": {"stem_stride": 2}}}}
+    return params
+
+
+@pytest.mark.parametrize("dataset,space", [("cifar10", "s1"), ("cifar100", "s2"), ("svhn", "s3"), ("svhn", "s4"),
+                                           ("cifar100", "darts")])
+def test_chain_on_real_format_files(tmp_path, monkeypatch, dataset, space):
+    monkeypatch.chdir(tmp_path)
+    WRITERS[dataset](tmp_path / "data/raw")
+    benchmark = f"{dataset}_{space}"
+    write_params(tmp_path, _params(benchmark, dataset, space))
+    for args in (["check-params"], ["prepare", benchmark]):
+        assert itnas(*args).exit_code == 0
+    for method in ("itnas", "darts"):
+        for stage in ("search", "derive", "evaluate"):
+            result = itnas(stage, benchmark, method, "0")
+            assert result.exit_code == 0, result.output
+        run = RunPaths(benchmark, method, 0)
+        genotype = Genotype.load(run.genotype)
+        assert genotype.space == space
+        allowed = create_space(space).ops  # every chosen op is one the space offers on its edge
+        for cell_type in ("normal", "reduce"):
+            for op, src, dst in getattr(genotype, cell_type):
+                assert op in allowed[cell_type][create_space(space).edges.index((src, dst))]
+        metrics = RunMetrics.model_validate(json.loads(run.metrics.read_text()))
+        assert metrics.test_images == (100 if dataset == "cifar100" else 20)
+        details = json.loads(run.eval_details.read_text())
+        assert len(details["classes"]) == (100 if dataset == "cifar100" else 10)
+    result = itnas("report")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(Path("reports/summary.json").read_text())
+    assert set(summary[benchmark]) == {"itnas", "darts"}
+
+
+def test_nb201_chain_on_cifar10_batches(tmp_path, monkeypatch):
+    """The NB201 protocol's data (CIFAR-10 python batches) through the look-up evaluation."""
+    monkeypatch.chdir(tmp_path)
+    write_cifar10(tmp_path / "data/raw")
+    write_params(tmp_path, _params("nb201", "cifar10", "nb201", evaluation="nb201"))
+    assert itnas("check-params").exit_code == 0 and itnas("prepare", "nb201").exit_code == 0
+    table = load_nb201_table()
+    for method in ("itnas", "darts"):
+        for stage in ("search", "derive", "evaluate"):
+            result = itnas(stage, "nb201", method, "0")
+            assert result.exit_code == 0, result.output
+        run = RunPaths("nb201", method, 0)
+        metrics = NB201Metrics.model_validate(json.loads(run.metrics.read_text()))
+        assert metrics.nb201_c100_test == table.lookup(Genotype.load(run.genotype))["nb201_c100_test"]
+
+
+def test_nb201_evaluation_needs_the_nb201_space(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, _params("c10", "cifar10", "darts", evaluation="nb201"))
+    result = itnas("check-params")
+    assert result.exit_code == 2
+    assert "benchmarks.c10: evaluation nb201 looks cells up in the NAS-Bench-201 table, which needs " \
+           "search.supernet.space: nb201, got 'darts'" in " ".join(result.stderr.split())
+
+
+def test_unknown_benchmark_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = _params("c10", "cifar10", "darts")
+    params["runs"]["benchmarks"] = ["c1O"]
+    write_params(tmp_path, params)
+    result = itnas("check-params")
+    assert result.exit_code == 2
+    assert "runs.benchmarks: unknown benchmarks ['c1O']; benchmarks defined in params.yaml: c10" in result.stderr
+    params["runs"]["benchmarks"] = ["c10"]
+    params["benchmarks"]["c10"].pop("train")
+    write_params(tmp_path, params)
+    msg = " ".join(itnas("check-params").stderr.split())
+    assert "benchmarks.c10: missing keys ['train']" in msg
