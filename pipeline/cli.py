@@ -80,7 +80,8 @@ def evaluate(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED,
 @app.command()
 def report(params: str = PARAMS,
            runs_dir: str = typer.Option("runs", "--runs-dir", help="folder of the chains' run folders"),
-           out_dir: str = typer.Option("reports", "--out-dir", help="where report.md/html and summary.json go")) -> None:
+           out_dir: str = typer.Option("reports", "--out-dir", help="report.md/html and summary.json go here")
+           ) -> None:
     """Cross-benchmark ablation report over every chain of `runs`: report.md, report.html, summary.json."""
     from .report import report as stage
     _run(stage, params, runs_dir, out_dir)

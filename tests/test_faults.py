@@ -134,8 +134,8 @@ def test_search_stage_with_a_huge_lr_ends_in_one_line(tmp_path, monkeypatch, blo
     result = itnas("search", "tiny", "darts", "0")
     assert result.exit_code == 2, result.output
     line = one_line_error(result)
-    assert re.match(rf"error: search tiny/darts-s0 diverged: {where}; \.itnas_ckpt/tiny/darts-s0/search\.pt keeps the last "
-                    rf"good epoch \(1\); lower the learning rate", line), line
+    assert re.match(rf"error: search tiny/darts-s0 diverged: {where}; \.itnas_ckpt/tiny/darts-s0/search\.pt keeps "
+                    rf"the last good epoch \(1\); lower the learning rate", line), line
     kept = load_checkpoint(tmp_path / ".itnas_ckpt/tiny/darts-s0/search.pt")
     assert kept["epoch"] == 1 and math.isfinite(kept["history"][0]["train_loss"])
     assert all(torch.isfinite(v).all() for v in kept["state"]["model"].values() if v.is_floating_point())

@@ -226,12 +226,14 @@ def test_check_stage_removes_checkpoints_no_stage_can_resume(tmp_path, monkeypat
     _fake_checkpoint(ck / "tiny/itnas-s5/search.pt", {})
     # darts-s0: a search of another learning rate, a training of other code
     other = {**params, "search": {**params["search"], "weight_optimizer": {"lr": 0.5}}}
-    _fake_checkpoint(ck / "tiny/darts-s0/search.pt", {**search_identity(other, "tiny", "darts", 0), "data_fingerprint": "x"})
+    _fake_checkpoint(ck / "tiny/darts-s0/search.pt",
+                     {**search_identity(other, "tiny", "darts", 0), "data_fingerprint": "x"})
     stale_train = train_identity(params, "tiny", "darts", 0)
     stale_train["code"] = {**stale_train["code"], "itnas/train.py": "0" * 16}
     _fake_checkpoint(ck / "tiny/darts-s0/train.pt", {**stale_train, "final": {}, "data_fingerprint": "x"})
     # darts-s1: both resumable (the data and the genotype are checked when the stage starts)
-    _fake_checkpoint(ck / "tiny/darts-s1/search.pt", {**search_identity(params, "tiny", "darts", 1), "data_fingerprint": "x"})
+    _fake_checkpoint(ck / "tiny/darts-s1/search.pt",
+                     {**search_identity(params, "tiny", "darts", 1), "data_fingerprint": "x"})
     _fake_checkpoint(ck / "tiny/darts-s1/train.pt", {**train_identity(params, "tiny", "darts", 1), "final": {},
                                                 "data_fingerprint": "x"})
     (ck / "tiny/darts-s1/broken.pt").write_bytes(b"")  # not a checkpoint of a stage: left alone
@@ -239,7 +241,8 @@ def test_check_stage_removes_checkpoints_no_stage_can_resume(tmp_path, monkeypat
     result = itnas("check-params")
     assert result.exit_code == 0, result.output
     err = " ".join(result.stderr.split())
-    assert "removing .itnas_ckpt/tiny/itnas-s5: chain tiny/itnas-s5 is not in runs.benchmarks x runs.methods x runs.seeds" in err
+    assert ("removing .itnas_ckpt/tiny/itnas-s5: chain tiny/itnas-s5 is not in runs.benchmarks x runs.methods x "
+            "runs.seeds") in err
     assert ("removing .itnas_ckpt/tiny/darts-s0/search.pt: a run of other params or data (keys differ: "
             "['weight_optimizer'])") in err
     assert "removing .itnas_ckpt/tiny/darts-s0/train.pt: a run of other code (itnas/train.py changed)" in err
@@ -261,4 +264,5 @@ def test_unreadable_checkpoint_is_named_by_its_stage(tmp_path, monkeypatch):
     result = itnas("search", "tiny", "darts", "0")
     assert result.exit_code == 2
     line = one_line_error(result)
-    assert line.startswith("error: checkpoint .itnas_ckpt/tiny/darts-s0/search.pt is unreadable") and "delete it" in line
+    assert line.startswith("error: checkpoint .itnas_ckpt/tiny/darts-s0/search.pt is unreadable")
+    assert "delete it" in line

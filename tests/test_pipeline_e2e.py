@@ -245,8 +245,8 @@ def test_bad_params_name_the_key(project, block, key, listed):
     params[block[0]][block[1]][key] = 3
     bad = project / "bad.yaml"
     bad.write_text(yaml.safe_dump(params))
-    proc = subprocess.run([str(Path(sys.executable).parent / "itnas"), "search", "tiny", "itnas", "0", "--params", str(bad)],
-                          cwd=project, env=_env(), capture_output=True, text=True)
+    cmd = [str(Path(sys.executable).parent / "itnas"), "search", "tiny", "itnas", "0", "--params", str(bad)]
+    proc = subprocess.run(cmd, cwd=project, env=_env(), capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert f"{'.'.join(block)}.{key}: unknown key" in proc.stderr and "valid keys" in proc.stderr
     assert listed in proc.stderr

@@ -1,8 +1,8 @@
 """A tiny stage project for tests that run the `itnas` stage commands in a scratch folder (not a test module).
 
-scikit-learn's bundled digits (10 classes, 8x8, no files needed), one chain (benchmark `tiny`, darts, seed 0), C=4, 3 cells: the
-search takes about a second per epoch on one thread. `itnas(...)` invokes the real command line in-process, so
-the test sees the exit code and the one-line message a user sees.
+scikit-learn's bundled digits (10 classes, 8x8, no files needed), one chain (benchmark `tiny`, darts, seed 0), C=4,
+3 cells: the search takes about a second per epoch on one thread. `itnas(...)` invokes the real command line
+in-process, so the test sees the exit code and the one-line message a user sees.
 """
 
 from __future__ import annotations
