@@ -34,9 +34,14 @@ class _Strict(BaseModel):
 
 # ------------------------------------------------------------------------------------------------------- data
 class DataConfig(_Strict):
-    """Data preparation. Sizes are numbers of images; 0 = all."""
+    """Data preparation. Sizes are numbers of images; 0 = all.
+
+    target_dataset: transfer (DARTS 3.3): the search runs on `dataset`, the final network is trained and tested on
+    this data set instead (train_size / test_size then count its images); None = `dataset` itself.
+    """
 
     dataset: str = "fashion_mnist"
+    target_dataset: str | None = None
     root: str = "data/raw"
     download: bool = False
     search_train_size: int = Field(5000, ge=1)
@@ -45,12 +50,12 @@ class DataConfig(_Strict):
     test_size: int = Field(0, ge=0)
     split_seed: int = 0
 
-    @field_validator("dataset")
+    @field_validator("dataset", "target_dataset")
     @classmethod
-    def _dataset(cls, v: str) -> str:
+    def _dataset(cls, v: str | None) -> str | None:
         from .data import list_datasets
 
-        if v not in list_datasets():
+        if v is not None and v not in list_datasets():
             raise ValueError(f"unknown dataset {v!r}; valid datasets: {', '.join(list_datasets())}")
         return v
 

@@ -253,20 +253,20 @@ def _split_problems(params: dict, benchmark: str, data: DataConfig, searches: di
     search-val batch of at least 2 images (fewer leaves empty batches, and a batch of one fails in the supernet's
     batch norm on small maps): search_val_size >= 2 x search steps."""
     problems = []
-    k = dataset_num_classes(data.dataset)
     override = benchmark_block(params, benchmark)["data"] or {}
 
     def key_of(name: str) -> str:  # where the value is set: the benchmark's override or the shared block
         return f"benchmarks.{benchmark}.data.{name}" if name in override else f"data.{name}"
 
-    if k is not None:
-        for key in ("search_train_size", "search_val_size", "train_size", "test_size"):
-            size = getattr(data, key)
-            if (size or key.startswith("search")) and size < k:
-                also = " (or 0 = all)" if not key.startswith("search") else ""
-                problems.append(f"{key_of(key)}={size}: fewer images than the {k} classes of {data.dataset} (the "
-                                f"split is stratified: every class needs an image in it); smallest valid value: "
-                                f"{k}{also}")
+    for key in ("search_train_size", "search_val_size", "train_size", "test_size"):
+        search_key = key.startswith("search")
+        name = data.dataset if search_key else data.target_dataset or data.dataset  # transfer: the target's classes
+        k = dataset_num_classes(name)
+        size = getattr(data, key)
+        if k is not None and (size or search_key) and size < k:
+            also = "" if search_key else " (or 0 = all)"
+            problems.append(f"{key_of(key)}={size}: fewer images than the {k} classes of {name} (the split is "
+                            f"stratified: every class needs an image in it); smallest valid value: {k}{also}")
     too_few: dict[tuple[str, int], list[str]] = {}  # (batch-size key, batch size) -> methods
     for method, cfg in searches.items():
         steps = num_batches(data.search_train_size, cfg.data.batch_size, drop_single=True)

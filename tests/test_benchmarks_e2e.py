@@ -146,3 +146,32 @@ def test_unknown_benchmark_is_named(tmp_path, monkeypatch):
     write_params(tmp_path, params)
     msg = " ".join(itnas("check-params").stderr.split())
     assert "benchmarks.c10: missing keys ['train']" in msg
+
+
+def test_transfer_searches_on_one_data_set_and_trains_on_another(tmp_path, monkeypatch):
+    """`data.target_dataset`: the search reads CIFAR-10, the final network trains and tests on CIFAR-100."""
+    monkeypatch.chdir(tmp_path)
+    write_cifar10(tmp_path / "data/raw")
+    write_cifar100(tmp_path / "data/raw")
+    params = _params("c10_to_c100", "cifar10", "darts")
+    params["benchmarks"]["c10_to_c100"]["data"]["target_dataset"] = "cifar100"
+    params["data"].update(train_size=200, test_size=100)
+    write_params(tmp_path, params)
+    assert itnas("check-params").exit_code == 0
+    result = itnas("prepare", "c10_to_c100")
+    assert result.exit_code == 0 and "search on cifar10, train and test on cifar100" in " ".join(result.stderr.split())
+    search = json.loads(Path("data/prepared/c10_to_c100/search/summary.json").read_text())
+    final = json.loads(Path("data/prepared/c10_to_c100/train/summary.json").read_text())
+    assert (search["dataset"], len(search["classes"])) == ("cifar10", 10)
+    assert (final["dataset"], len(final["classes"]), final["train_size"], final["test_size"]) == ("cifar100", 100,
+                                                                                               200, 100)
+    for stage in ("search", "derive", "evaluate"):
+        result = itnas(stage, "c10_to_c100", "darts", "0")
+        assert result.exit_code == 0, result.output
+    details = json.loads(RunPaths("c10_to_c100", "darts", 0).eval_details.read_text())
+    assert len(details["classes"]) == 100 and details["n"] == 100
+
+    params["data"].update(train_size=50)  # fewer than the target's 100 classes: named with the target's name
+    write_params(tmp_path, params)
+    msg = " ".join(itnas("check-params").stderr.split())
+    assert "data.train_size=50: fewer images than the 100 classes of cifar100" in msg
