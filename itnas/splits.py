@@ -12,6 +12,10 @@ re-read the source through the registry, check its fingerprint and return `Searc
 No test image in search: every sample carries its provenance (`source`, `source_index`);
 `assert_search_excludes_test` checks the provenance and `find_test_overlap` compares image bytes (it tells a
 leaked test image from an image the source itself holds twice, in its train and in its test set).
+
+Streamed sources (`itnas.datasets.ImageFiles`, e.g. ImageNet) go through the same functions: splits index the
+files, `materialize` cuts sub-lists of files (nothing is decoded), and `find_test_overlap` compares file bytes
+where that is cheap, else provenance only (see there).
 """
 
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +33,16 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from .datasets import DataError, ImageSplit, SourceData, _digest, channel_mean_std, create_dataset, list_datasets
+from .datasets import (
+    DataError,
+    ImageFiles,
+    ImageSplit,
+    SourceData,
+    _digest,
+    channel_mean_std,
+    create_dataset,
+    list_datasets,
+)
 
 __all__ = ["ContentOverlap", "SearchData", "SplitIndices", "TrainData", "assert_search_excludes_test",
            "find_test_overlap", "load_search_data", "load_train_data", "make_splits"]
@@ -39,6 +53,10 @@ SPLIT_SOURCES = {"search_train": "train", "search_val": "train", "train": "train
 KIND_SPLITS = {"search": ("search_train", "search_val"), "train": ("train", "test")}
 SPLITS_FILE = "splits.json"  # metadata of a prepared folder; the index arrays are <split>.npy beside it
 FORMAT_VERSION = 1
+#: `find_test_overlap` reads and hashes files of streamed sources only when the candidates total at most this.
+MAX_OVERLAP_READ_BYTES = 1 << 30
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,7 +66,8 @@ class SplitIndices:
     kind: "search" (search_train, search_val) or "train" (train, test). indices: split name -> (n,) int64, sorted,
     unique, into the source set `SPLIT_SOURCES[split]`. source_fingerprint: `SourceData.fingerprint()` of the
     source the indices were drawn from; source_sizes: {"train": N, "test": M} of that source. mean/std: per
-    channel, of all the source's training images / 255. image_shape: (C, H, W).
+    channel, of all the source's training images / 255 (a streamed source: the standard ImageNet statistics, see
+    `channel_mean_std`). image_shape: (C, H, W); (3, 0, 0) for a streamed source (images of varying size).
     """
 
     kind: str
@@ -143,7 +162,7 @@ class SplitIndices:
 
     def materialize(self, source: SourceData) -> dict[str, ImageSplit]:
         """split name -> `ImageSplit` of the source's images at the indices (no fingerprint check: see
-        `check_source`).
+        `check_source`). A streamed source's splits hold `ImageFiles` of the indexed files (nothing decoded).
 
         Raises:
             DataError: an index is out of range of its source set.
@@ -154,7 +173,8 @@ class SplitIndices:
             if len(idx) and (idx.min() < 0 or idx.max() >= len(y)):
                 raise DataError(f"{self.dataset}: {k} indices outside the {len(y)} {SPLIT_SOURCES[k]} images")
             t = torch.from_numpy(idx)
-            out[k] = ImageSplit(x[t].contiguous(), y[t].long(), SPLIT_SOURCES[k], t)
+            images = x[t] if isinstance(x, ImageFiles) else x[t].contiguous()
+            out[k] = ImageSplit(images, y[t].long(), SPLIT_SOURCES[k], t)
         return out
 
 
@@ -225,10 +245,12 @@ class _PreparedData:
 
     @property
     def in_channels(self) -> int:
+        """Channels of the images (3 for a streamed source: decoded as RGB)."""
         return next(iter(self.splits().values())).images.shape[1]
 
     @property
     def image_size(self) -> int:
+        """Side (px) of the images; 0 for a streamed source (varying sizes: `ImageDataset` needs an image_size)."""
         return next(iter(self.splits().values())).images.shape[-1]
 
     def fingerprint(self) -> str:
@@ -255,7 +277,8 @@ class _PreparedData:
 @dataclass(frozen=True, eq=False)
 class SearchData(_PreparedData):
     """What search, derivation and model selection see: search_train and search_val (disjoint, both from the
-    training images). Images (N, C, H, W) uint8; mean/std per channel of all training images / 255."""
+    training images). Images (N, C, H, W) uint8, or `ImageFiles` for a streamed source; mean/std per channel of
+    all training images / 255."""
 
     search_train: ImageSplit
     search_val: ImageSplit
@@ -325,10 +348,13 @@ class ContentOverlap:
     leaks: (search split, position in it, test source index) where the search image *is* that test image (same
     source and source index). duplicates: (search split, position, search image's (source, source index), test
     source index) where two different source images hold the same pixels: the data set's own duplicates.
+    compared: what was compared (`find_test_overlap`): "pixels" (the images' bytes), "file bytes" (the files of
+    streamed sources) or "provenance" (source and source index only: no duplicates can be found).
     """
 
     leaks: list[tuple[str, int, int]]
     duplicates: list[tuple[str, int, tuple[str, int], int]]
+    compared: str = "pixels"
 
     def check(self, allow_duplicates: bool = False) -> None:
         """Raises AssertionError when a test image is in a search split (a leak), and DataError when a search image
@@ -344,13 +370,28 @@ class ContentOverlap:
                             f"duplicates from the source's training images")
 
 
-def find_test_overlap(search_splits: Mapping[str, ImageSplit], test: ImageSplit) -> ContentOverlap:
+def find_test_overlap(search_splits: Mapping[str, ImageSplit], test: ImageSplit,
+                      max_read_bytes: int = MAX_OVERLAP_READ_BYTES) -> ContentOverlap:
     """Hash every image (SHA-256 of its bytes) of `search_splits` and of `test`; list the byte-identical pairs.
 
     search_splits: name -> ImageSplit, images (N, C, H, W) uint8; test: (M, C, H, W) uint8. A test image present
     k times in the test split yields k entries per search image equal to it. Runs in O(N + M) (~0.2 s for 70k
     28x28 images).
+
+    Streamed splits (`ImageFiles`; compared "file bytes" or "provenance"): nothing is decoded. Two files can only
+    be byte-identical when their sizes (known from the scan) are equal, so only the search files whose size some
+    test file has, and those test files, are read and hashed, when they total at most `max_read_bytes` (default
+    1 GiB). Beyond that (e.g. an ImageNet search against its 50k val images), or when search and test are not both
+    streamed (e.g. CIFAR-10 search -> ImageNet test: a 32x32 array is never a JPEG file), leaks are found by
+    provenance alone (a search sample with the test split's source and one of its source indices) and no
+    duplicates are reported; a warning is logged in the first case. File bytes miss re-encoded or resized
+    copies, as pixel bytes miss shifted ones.
+
+    Raises:
+        DataError: a candidate file cannot be read.
     """
+    if any(isinstance(s.images, ImageFiles) for s in (test, *search_splits.values())):
+        return _file_overlap(search_splits, test, max_read_bytes)
     by_hash: dict[bytes, list[int]] = {}
     for j, img in enumerate(test.images.contiguous().numpy()):
         by_hash.setdefault(hashlib.sha256(img.tobytes()).digest(), []).append(j)
@@ -365,3 +406,45 @@ def find_test_overlap(search_splits: Mapping[str, ImageSplit], test: ImageSplit)
                 else:
                     duplicates.append((name, i, (split.source, index[i]), test_index[j]))
     return ContentOverlap(leaks, duplicates)
+
+
+def _file_sha256(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").digest()
+    except OSError as err:
+        raise DataError(f"{path}: unreadable ({type(err).__name__}: {err})") from None
+
+
+def _file_overlap(search_splits: Mapping[str, ImageSplit], test: ImageSplit, max_read_bytes: int) -> ContentOverlap:
+    """`find_test_overlap` where a split is streamed: provenance leaks always; duplicates by the bytes of the
+    same-size files when search and test are both streamed and the candidates total <= max_read_bytes."""
+    test_index = test.source_index.tolist()
+    position = {}  # test source index -> positions in the test split
+    for j, t in enumerate(test_index):
+        position.setdefault(t, []).append(j)
+    leaks = [(name, i, test_index[j]) for name, split in search_splits.items() if split.source == test.source
+             for i, t in enumerate(split.source_index.tolist()) for j in position.get(t, ())]
+    splits = {k: s for k, s in search_splits.items() if isinstance(s.images, ImageFiles)}
+    if not isinstance(test.images, ImageFiles) or len(splits) < len(search_splits):
+        return ContentOverlap(leaks, [], "provenance")
+    test_sizes = test.images.sizes
+    candidates = {k: np.flatnonzero(np.isin(s.images.sizes, test_sizes)) for k, s in splits.items()}
+    hit_sizes = np.concatenate([s.images.sizes[candidates[k]] for k, s in splits.items()] + [np.zeros(0, np.int64)])
+    test_candidates = np.flatnonzero(np.isin(test_sizes, hit_sizes))
+    total = int(hit_sizes.sum()) + int(test_sizes[test_candidates].sum())
+    if total > max_read_bytes:
+        log.warning("test overlap by provenance only: comparing file bytes would read %.1f GiB of same-size files "
+                    "(limit %.1f GiB)", total / 2**30, max_read_bytes / 2**30)
+        return ContentOverlap(leaks, [], "provenance")
+    by_hash: dict[bytes, list[int]] = {}
+    for j in test_candidates.tolist():
+        by_hash.setdefault(_file_sha256(test.images.path(j)), []).append(j)
+    duplicates = []
+    for name, split in splits.items():
+        index = split.source_index.tolist()
+        for i in candidates[name].tolist():
+            for j in by_hash.get(_file_sha256(split.images.path(i)), ()):
+                if not (split.source == test.source and index[i] == test_index[j]):  # that one is a leak
+                    duplicates.append((name, i, (split.source, index[i]), test_index[j]))
+    return ContentOverlap(leaks, duplicates, "file bytes")
