@@ -73,16 +73,17 @@ def method_stats(group: list[RunResult]) -> dict[str, Any]:
 
     Keys (train): test_acc (%), params_m (M), min_margin / median_margin (alpha units; the last search epoch's
     decisiveness record), collapse_count (`Stat`), collapsed (number of collapsed searches, int), n (runs).
-    Keys (nb201), for mode in marginal / sequential: ``<mode>:<metric>`` for every NB201 test metric (%),
+    Keys (both): min_margin / median_margin. Keys (nb201), for mode in marginal / sequential: ``<mode>:<metric>``
+    for every NB201 test metric (%),
     ``<mode>:collapse_count`` (`Stat`), ``<mode>:collapsed`` (int, searches whose cell is all parameter-free,
     collapse count == 6 edges), ``<mode>:n_collapsed`` (runs with a recorded cell of that mode); n.
     """
     out: dict[str, Any] = {"n": len(group)}
+    out["min_margin"] = stat(r.decisiveness.get("min_margin") for r in group)
+    out["median_margin"] = stat(r.decisiveness.get("median_margin") for r in group)
     if group[0].evaluation == "train":
         out["test_acc"] = stat(r.test_acc for r in group)
         out["params_m"] = stat(r.metrics.get("params_m") for r in group)
-        out["min_margin"] = stat(r.decisiveness.get("min_margin") for r in group)
-        out["median_margin"] = stat(r.decisiveness.get("median_margin") for r in group)
         out["collapse_count"] = stat(r.collapse_count for r in group)
         out["collapsed"] = sum(r.collapsed() for r in group)
         return out

@@ -167,6 +167,7 @@ def nb201_table(info: BenchmarkInfo, runs: list[RunResult]) -> Table:
         header += [f"{name} test (%), {mode}" for mode in DERIVATIONS]
     header += [f"collapsed searches, {mode}" for mode in DERIVATIONS]
     header += [f"mean collapse count, {mode}" for mode in DERIVATIONS]
+    header += ["smallest margin", "median margin"]
     rows = []
     for method, group in _groups(runs).items():
         s = method_stats(group)
@@ -175,6 +176,7 @@ def nb201_table(info: BenchmarkInfo, runs: list[RunResult]) -> Table:
             row += [s[f"{mode}:{metric}"].text() for mode in DERIVATIONS]
         row += [f"{s[f'{mode}:collapsed']} of {s[f'{mode}:n_collapsed']}" for mode in DERIVATIONS]
         row += [s[f"{mode}:collapse_count"].text(".1f") for mode in DERIVATIONS]
+        row += [_margin_text(s["min_margin"]), _margin_text(s["median_margin"])]
         rows.append(row)
     notes = [
         (f"NAS-Bench-201 test accuracy (%) of the derived cell (200-epoch table columns, itnas.nb201), for the "
@@ -182,7 +184,10 @@ def nb201_table(info: BenchmarkInfo, runs: list[RunResult]) -> Table:
          f"({info.derivation}) is the chain's genotype.json. Mean ± sample std over seeds (ddof=1); one seed: the "
          f"value and n=1. Selection rule: every seed is reported; no selection on test data."),
         ("Collapsed search: every op of the derived cell is parameter-free (none, skip, avg pool): collapse count "
-         "== 6 edges. Mean collapse count: parameter-free ops among the 6 edges.")]
+         "== 6 edges. Mean collapse count: parameter-free ops among the 6 edges."),
+        ("Margins (docs/method.md 2.6; alpha units): for every edge of the last search epoch's marginal cell, the "
+         "gap between its op's alpha and the runner-up's; the smallest and the median per search, averaged over "
+         f"seeds (a choice within float rounding is < {NOISE_MARGIN:g}).")]
     return Table(f"{info.label}: NAS-Bench-201 look-up per method", info.size, header, rows, notes)
 
 
@@ -245,18 +250,25 @@ def runs_table(info: BenchmarkInfo, runs: list[RunResult]) -> Table:
                  "rounding."]
         return Table(f"{info.label}: every run", info.size, header, rows, notes, code_columns=(2, 3))
     header = ["method", "seed", "derivation", "cell", "collapse count",
-              *(f"{name} test (%)" for name in NB201_DATASETS.values())]
+              *(f"{name} test (%)" for name in NB201_DATASETS.values()), "smallest / median margin",
+              "search time (s)"]
     rows = []
     for r in runs:
+        d = r.decisiveness
+        margins = ("n/a" if d.get("min_margin") is None else
+                   f"{d['min_margin']:.2g} / {d['median_margin']:.2g}" + (" *" if d.get("n_within_noise") else ""))
         for mode in DERIVATIONS:
             cell = r.nb201_cell(mode)
             if cell is None:
                 continue
             mark = " (genotype.json)" if mode == r.derivation else ""
             values = [_fmt(nb201_value(r, mode, m)) for m in NB201_DATASETS]
+            first = mode == DERIVATIONS[0]  # margins and time belong to the search (the marginal cell's choices)
             rows.append([r.method, str(r.seed), mode + mark, str(cell.get("arch", "n/a")),
-                         str(cell.get("collapse_count", "n/a")), *values])
-    return Table(f"{info.label}: every run", info.size, header, rows, code_columns=(3,))
+                         str(cell.get("collapse_count", "n/a")), *values, margins if first else "",
+                         _fmt(r.search_time_s, ".0f") if first else ""])
+    notes = ["Margins: of the search's marginal cell (alpha units); * = a choice within float rounding."]
+    return Table(f"{info.label}: every run", info.size, header, rows, notes, code_columns=(3,))
 
 
 def benchmark_tables(info: BenchmarkInfo, runs: list[RunResult]) -> list[Table]:
