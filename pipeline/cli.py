@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Callable
 
@@ -19,7 +20,7 @@ from itnas.data import DataError
 from itnas.engine import NonFiniteError
 from itnas.genotype import GenotypeError
 
-from .common import console, setup_logging
+from .common import console, load_params, setup_logging, torchrun_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="ITNAS: differentiable NAS with inter-layer transitions, as a DVC pipeline.")
@@ -30,10 +31,17 @@ METHOD = typer.Argument(..., help="method: itnas, itnas_noattn, itnas_notrans, d
 SEED = typer.Argument(..., help="search / training seed")
 
 
-def _run(fn: Callable, *args) -> None:
-    """Run a stage; known user errors end with a one-paragraph message and exit code 2, not a traceback."""
+def _run(fn: Callable, *args, distributed: bool = False) -> None:
+    """Run a stage; known user errors end with a one-paragraph message and exit code 2, not a traceback. A stage
+    that can run data-parallel (`distributed`) reruns itself under torchrun when params.yaml's `distributed` block
+    asks for more than one process (`pipeline.common.torchrun_command`); its exit code is the job's."""
     setup_logging()
     try:
+        if distributed:
+            cmd = torchrun_command(load_params(args[-1]), sys.argv[1:])
+            if cmd is not None:
+                console.print(f"launching: {' '.join(cmd)}")
+                sys.exit(subprocess.run(cmd).returncode)
         fn(*args)
     except (ConfigError, DataError, GenotypeError, CheckpointError, NonFiniteError, FileNotFoundError,
             KeyError) as err:
@@ -60,7 +68,7 @@ def prepare(benchmark: str = BENCHMARK, params: str = PARAMS) -> None:
 def search(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
     """Supernet search of one chain: runs/<benchmark>/<method>-s<seed>/search/."""
     from .search import search as stage
-    _run(stage, benchmark, method, seed, params)
+    _run(stage, benchmark, method, seed, params, distributed=True)
 
 
 @app.command()
@@ -74,7 +82,7 @@ def derive(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED, p
 def evaluate(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
     """Evaluate a genotype (train from scratch + test, or the NB201 table): runs/<benchmark>/<method>-s<seed>/."""
     from .evaluate import evaluate as stage
-    _run(stage, benchmark, method, seed, params)
+    _run(stage, benchmark, method, seed, params, distributed=True)
 
 
 @app.command()

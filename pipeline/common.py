@@ -6,7 +6,9 @@ import difflib
 import hashlib
 import json
 import logging
+import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +32,7 @@ from itnas.config import (
     parse_config,
 )
 from itnas.data import dataset_num_classes, num_batches
+from itnas.distributed import DistributedConfig
 from itnas.networks import has_final_network
 from itnas.spaces import list_spaces
 
@@ -38,7 +41,8 @@ from .paths import CKPT_DIR, RunPaths, run_name
 console = Console(stderr=True)
 
 
-TOP_KEYS = ("device", "data", "runs", "benchmarks", "search", "methods", "derive", "train", "evaluate")
+TOP_KEYS = ("device", "distributed", "data", "runs", "benchmarks", "search", "methods", "derive", "train",
+            "evaluate")
 #: Keys of a `benchmarks.<name>` block; data / search / train are overrides deep-merged over the top-level blocks.
 BENCHMARK_KEYS = ("label", "evaluation", "data", "search", "train")
 #: How a benchmark's genotypes are evaluated: trained from scratch on its data and tested, or looked up in the
@@ -219,6 +223,31 @@ def train_config(params: dict, benchmark: str) -> TrainConfig:
                         "train" + (f" (with benchmarks.{benchmark}.train)" if override else ""))
 
 
+def distributed_config(params: dict) -> DistributedConfig:
+    """The `distributed` block (processes per node, nodes, rendezvous). Raises ConfigError."""
+    cfg = parse_config(DistributedConfig, params.get("distributed"), "distributed")
+    if cfg.nnodes > 1 and ":" not in cfg.rdzv_endpoint:
+        raise ConfigError(f"distributed.nnodes={cfg.nnodes} needs distributed.rdzv_endpoint 'host:port' (torchrun's "
+                          f"rendezvous, reachable from every node), got {cfg.rdzv_endpoint!r}")
+    return cfg
+
+
+def torchrun_command(params: dict, argv: list[str]) -> list[str] | None:
+    """The command that reruns `itnas ARGV` under torchrun when `distributed` asks for more than one process and
+    this process is not one of torchrun's already (no LOCAL_RANK in the environment); None otherwise. One node:
+    `--standalone`; several: c10d rendezvous at distributed.rdzv_endpoint (start the same command on every node)."""
+    cfg = distributed_config(params)
+    if cfg.world_size <= 1 or "LOCAL_RANK" in os.environ:
+        return None
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={cfg.nproc_per_node}",
+           f"--nnodes={cfg.nnodes}"]
+    if cfg.nnodes == 1:
+        cmd.append("--standalone")
+    else:
+        cmd += ["--rdzv_backend=c10d", f"--rdzv_endpoint={cfg.rdzv_endpoint}", "--rdzv_id=itnas"]
+    return [*cmd, "-m", "pipeline.cli", *argv]
+
+
 def eval_config(params: dict) -> EvalConfig:
     """The `evaluate` block. Raises ConfigError."""
     return parse_config(EvalConfig, params.get("evaluate"), "evaluate")
@@ -230,6 +259,7 @@ def validate_params(params: dict) -> None:
     current stage does not read still stops it, and a degenerate split stops before any work. Benchmarks defined
     but not listed in `runs.benchmarks` are checked too. Raises ConfigError."""
     resolve_device(params)
+    distributed_config(params)
     if not benchmark_names(params):
         raise ConfigError("params.yaml defines no benchmarks: add a `benchmarks` block (see the README)")
     methods = list(dict.fromkeys([m for _, m, _ in run_list(params)] + list(params.get("methods") or {})))

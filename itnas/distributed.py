@@ -1,0 +1,156 @@
+"""Data-parallel search and training on `torch.distributed`, started by `torchrun` (one process per device).
+
+Conventions (PyTorch DDP; the DARTS-family recipes assume one device, so a run on N processes is the recipe with an
+N-times larger global batch):
+
+- every process holds the whole supernet / final network and the whole architecture; each step it takes its own
+  shard of the batch (`shard_indices`: the global batch order of one process, split N ways, so the union of the
+  shards is the 1-process batch of N x batch_size images);
+- weight gradients are averaged by `DistributedDataParallel` (all-reduce in backward); architecture gradients,
+  which the search takes on the architecture parameters only, are averaged by `all_reduce_mean_`; the optimizers
+  then take identical steps, so weights, architecture parameters and optimizer states stay identical on every rank
+  (tested bitwise with gloo);
+- batch norm keeps per-rank statistics (DDP's default; `sync_batchnorm` converts the network to `SyncBatchNorm`,
+  CUDA only);
+- checkpoints, outputs, metrics and the genotype are written by rank 0 (`DistContext.is_main`); every rank resumes
+  from the same checkpoint file.
+
+`DistContext.from_env()` reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); without it (a plain process)
+the context is the single-process one and nothing here does any communication.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["DistContext", "DistributedConfig", "all_reduce_mean_", "broadcast_", "shard_indices"]
+
+
+class DistributedConfig(BaseModel):
+    """How many processes run a search or a final training (params block `distributed`).
+
+    nproc_per_node: processes per machine (1 = a plain process; N > 1: the stage relaunches itself under
+    `torchrun --nproc_per_node=N`); nnodes: machines (> 1 needs rdzv_endpoint "host:port" reachable from all of
+    them, torchrun's c10d rendezvous, and the same command started on each); backend: auto (nccl on CUDA, gloo on
+    CPU), gloo or nccl; sync_batchnorm: synchronise batch-norm statistics over ranks (CUDA only), else each rank
+    keeps its own (DDP's default).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    nproc_per_node: int = Field(1, ge=1)
+    nnodes: int = Field(1, ge=1)
+    rdzv_endpoint: str = ""
+    backend: str = Field("auto", pattern="^(auto|gloo|nccl)$")
+    sync_batchnorm: bool = False
+
+    @property
+    def world_size(self) -> int:
+        """Processes in all: nproc_per_node x nnodes."""
+        return self.nproc_per_node * self.nnodes
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in a torchrun job. rank in [0, world_size); local_rank: index on its node."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        """True when there is more than one process (a process group is, or will be, initialised)."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that writes checkpoints, outputs and progress."""
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> DistContext:
+        """The context torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK), else a single process.
+
+        Raises:
+            ValueError: the variables are set but not integers, or rank outside [0, world_size).
+        """
+        if "WORLD_SIZE" not in os.environ:
+            return cls()
+        try:
+            ctx = cls(int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"]),
+                      int(os.environ.get("LOCAL_RANK", "0")))
+        except ValueError:
+            raise ValueError(f"torchrun environment not understood: RANK={os.environ.get('RANK')!r}, WORLD_SIZE="
+                             f"{os.environ.get('WORLD_SIZE')!r}, LOCAL_RANK={os.environ.get('LOCAL_RANK')!r}") from None
+        if not 0 <= ctx.rank < ctx.world_size:
+            raise ValueError(f"RANK={ctx.rank} outside [0, WORLD_SIZE={ctx.world_size})")
+        return ctx
+
+    def device(self, requested: torch.device) -> torch.device:
+        """The device of this rank: cuda:<local_rank> when `requested` is CUDA and several processes run, else
+        `requested` (CPU processes share the CPU)."""
+        if self.enabled and requested.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return requested
+
+    def init(self, device: torch.device, backend: str = "auto") -> None:
+        """Initialise the default process group (nccl for CUDA, gloo for CPU when backend is "auto"); no-op for a
+        single process or when already initialised. Rendezvous: torchrun's MASTER_ADDR / MASTER_PORT."""
+        if not self.enabled or dist.is_initialized():
+            return
+        if backend == "auto":
+            backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend, rank=self.rank, world_size=self.world_size)
+
+    def barrier(self) -> None:
+        """Wait for every rank (no-op for one process)."""
+        if self.enabled and dist.is_initialized():
+            dist.barrier()
+
+    def close(self) -> None:
+        """Destroy the process group (no-op when none)."""
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def all_reduce_mean_(tensors: Iterable[torch.Tensor | None], ctx: DistContext) -> None:
+    """Replace every tensor by its mean over the ranks, in place (one all-reduce per tensor; None skipped). Used for
+    the architecture gradients, which DDP does not see (they are taken with `torch.autograd.grad` or on parameters
+    outside the DDP module). No-op for one process."""
+    if not ctx.enabled:
+        return
+    for t in tensors:
+        if t is not None:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            t.div_(ctx.world_size)
+
+
+def broadcast_(tensors: Iterable[torch.Tensor], ctx: DistContext, src: int = 0) -> None:
+    """Copy rank `src`'s values of every tensor to all ranks, in place (no-op for one process): the architecture
+    parameters start identical on every rank even when their initialisation drew from per-rank RNG streams."""
+    if not ctx.enabled:
+        return
+    for t in tensors:
+        dist.broadcast(t.data, src)
+
+
+def shard_indices(batch: list[int] | torch.Tensor, ctx: DistContext) -> list[int]:
+    """This rank's share of a global batch of sample indices: positions rank, rank + N, ... (N = world_size), so the
+    shards are disjoint, cover the batch, and differ in size by at most one.
+
+    Raises:
+        ValueError: the batch has fewer samples than ranks (a rank would get none).
+    """
+    items = batch.tolist() if isinstance(batch, torch.Tensor) else list(batch)
+    if len(items) < ctx.world_size:
+        raise ValueError(f"a batch of {len(items)} samples cannot be split over {ctx.world_size} processes")
+    return items[ctx.rank::ctx.world_size]
