@@ -41,8 +41,8 @@ from .paths import CKPT_DIR, RunPaths, run_name
 console = Console(stderr=True)
 
 
-TOP_KEYS = ("device", "distributed", "data", "runs", "benchmarks", "search", "methods", "derive", "train",
-            "evaluate")
+TOP_KEYS = ("device", "data", "runs", "benchmarks", "search", "methods", "derive", "train", "evaluate",
+            "distributed")
 #: Keys of a `benchmarks.<name>` block; data / search / train are overrides deep-merged over the top-level blocks.
 BENCHMARK_KEYS = ("label", "evaluation", "data", "search", "train")
 #: How a benchmark's genotypes are evaluated: trained from scratch on its data and tested, or looked up in the
