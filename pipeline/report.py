@@ -136,11 +136,21 @@ def _load(runs_dir: Path, benchmark: str, method: str, seed: int, evaluation: st
 def report(params_file: str = "params.yaml", runs_dir: str | Path = RUNS_DIR, out_dir: str | Path = REPORT_DIR) -> None:
     """Report over every chain of `runs` in `params_file`, read from `runs_dir`
     (<runs_dir>/<benchmark>/<method>-s<seed>/), written to `out_dir`: report.md, report.html and summary.json
-    (`itnas.report.summary_metrics`). Raises FileNotFoundError naming a missing run file and the command that
-    writes it, ConfigError for bad params."""
+    (`itnas.report.summary_metrics`). A `runs_dir` other than runs/ (a folder of copied results) may hold a subset
+    of the chains: the report covers the chains whose folder it holds. Raises FileNotFoundError naming a missing
+    run file and the command that writes it, ConfigError for bad params."""
     params = load_params(params_file)
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     chains = run_list(params)
+    if runs_dir != RUNS_DIR:  # a results folder (e.g. committed runs) may hold a subset of the chains
+        present = [c for c in chains if (runs_dir / run_name(*c)).is_dir()]
+        if not present:
+            raise FileNotFoundError(f"{runs_dir} holds none of the chains of {params_file} "
+                                    f"({', '.join(run_name(*c) for c in chains[:3])}, ...)")
+        if len(present) < len(chains):
+            console.print(f"{runs_dir} holds {len(present)} of the {len(chains)} chains of {params_file}; reporting "
+                          f"those")
+        chains = present
     sections = []
     for benchmark in dict.fromkeys(b for b, _, _ in chains):
         mine = [(m, s) for b, m, s in chains if b == benchmark]
