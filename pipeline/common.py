@@ -213,13 +213,38 @@ def derive_config(params: dict) -> DeriveConfig:
     return parse_config(DeriveConfig, params.get("derive"), "derive")
 
 
+def _recipe(name: object, where: str) -> dict:
+    """The training recipe `name` of `itnas.recipes` as a `train` block. Raises ConfigError for an unknown name
+    or a recipe that needs settings the training does not support yet (listed)."""
+    from itnas.recipes import get_recipe, list_recipes, unsupported_keys
+
+    if name not in list_recipes():
+        raise ConfigError(f"{where}.recipe={name!r}: unknown recipe; valid recipes: {', '.join(list_recipes())}")
+    missing = unsupported_keys(name)
+    if missing:
+        raise ConfigError(f"{where}.recipe={name!r} needs settings the final training does not support yet: "
+                          f"{', '.join(missing)}; recipes that run: "
+                          f"{', '.join(r for r in list_recipes() if not unsupported_keys(r))}")
+    recipe = get_recipe(name)
+    recipe.pop("source", None)
+    return recipe
+
+
 def train_config(params: dict, benchmark: str) -> TrainConfig:
-    """The `train` block deep-merged with `benchmarks.<benchmark>.train`. Raises ConfigError."""
-    override = benchmark_block(params, benchmark)["train"] or {}
-    unknown = _unknown_keys(TrainConfig, override, f"benchmarks.{benchmark}.train")
+    """The `train` block deep-merged with `benchmarks.<benchmark>.train`. Either block may name a recipe of
+    `itnas.recipes` (`recipe: darts_cifar`): the recipe's values replace everything before it (the shared block,
+    when the benchmark names it), and the keys beside it override the recipe. Raises ConfigError."""
+    shared = dict(params.get("train") or {})
+    override = dict(benchmark_block(params, benchmark)["train"] or {})
+    unknown = _unknown_keys(TrainConfig, {k: v for k, v in override.items() if k != "recipe"},
+                            f"benchmarks.{benchmark}.train")
     if unknown:
         raise ConfigError("invalid parameters:\n  " + "\n  ".join(unknown))
-    return parse_config(TrainConfig, deep_merge(params.get("train") or {}, override),
+    if "recipe" in shared:
+        shared = deep_merge(_recipe(shared.pop("recipe"), "train"), shared)
+    if "recipe" in override:
+        shared = _recipe(override.pop("recipe"), f"benchmarks.{benchmark}.train")
+    return parse_config(TrainConfig, deep_merge(shared, override),
                         "train" + (f" (with benchmarks.{benchmark}.train)" if override else ""))
 
 

@@ -223,3 +223,25 @@ def test_recipe_builds_its_network(name, num_classes):
     with torch.no_grad():
         logits, aux = net(torch.zeros(1, 3, 32, 32))
     assert logits.shape == (1, num_classes) and aux is None
+
+
+def test_recipes_are_selectable_from_params():
+    """`train.recipe` / `benchmarks.<name>.train.recipe` name a preset; keys beside it override it."""
+    from pipeline.common import train_config
+
+    bench = {"label": "b", "evaluation": "train", "data": {}, "search": {}, "train": {"recipe": "darts_cifar",
+                                                                                    "epochs": 3}}
+    params = {"train": {"epochs": 2, "network": {"C": 8}}, "benchmarks": {"b": bench}}
+    cfg = train_config(params, "b")
+    recipe = get_recipe("darts_cifar")
+    assert cfg.epochs == 3 and cfg.network.C == recipe["network"]["C"] == 36  # the shared block is replaced
+    assert cfg.regularization.drop_path == recipe["regularization"]["drop_path"]
+    params = {"train": {"recipe": "robustdarts_cifar100_svhn", "epochs": 7}, "benchmarks": {"b": {**bench,
+                                                                                            "train": {}}}}
+    cfg = train_config(params, "b")
+    assert (cfg.epochs, cfg.network.C, cfg.network.layers) == (7, 16, 8)
+    with pytest.raises(ConfigError, match="train.recipe='darts_imagenet' needs settings the final training does not "
+                                          "support yet: network.kind"):
+        train_config({"train": {"recipe": "darts_imagenet"}, "benchmarks": {"b": {**bench, "train": {}}}}, "b")
+    with pytest.raises(ConfigError, match="unknown recipe; valid recipes: darts_cifar"):
+        train_config({"train": {"recipe": "dart"}, "benchmarks": {"b": {**bench, "train": {}}}}, "b")
