@@ -18,10 +18,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .arch import BASES, DEFAULT_TRANSITION_GAMMA, DEFAULT_TRANSITION_INIT, get_base, get_method, list_methods
 from .spaces import list_spaces
 
-__all__ = ["ArchOptimizerConfig", "ArchitectureConfig", "ConfigError", "DataConfig", "DeriveConfig", "EvalConfig",
-           "NetworkConfig", "RegularizationConfig", "ScheduleConfig", "SearchConfig", "SearchDataConfig",
-           "SGDConfig", "SupernetConfig", "TrainConfig", "TrainDataConfig", "TrainSGDConfig", "deep_merge",
-           "parse_config"]
+__all__ = ["AMP_MODES", "ArchOptimizerConfig", "ArchitectureConfig", "ConfigError", "DataConfig", "DeriveConfig",
+           "EvalConfig", "NetworkConfig", "PrecisionConfig", "RegularizationConfig", "ScheduleConfig", "SearchConfig",
+           "SearchDataConfig", "SGDConfig", "SupernetConfig", "TrainConfig", "TrainDataConfig", "TrainSGDConfig",
+           "deep_merge", "parse_config"]
+
+AMP_MODES = ("off", "bf16", "fp16")
+"""Values of `amp` (search.precision.amp, train.amp): off, or autocast to bfloat16 / float16
+(`itnas.engine.Precision`)."""
+AmpMode = Literal["off", "bf16", "fp16"]
+
+
+def _amp_off_from_yaml(v: Any) -> Any:
+    """YAML 1.1 reads an unquoted `off` as False: take False as "off" (True stays an error naming the choices)."""
+    return "off" if v is False else v
 
 
 class ConfigError(ValueError):
@@ -149,6 +159,33 @@ class SearchDataConfig(_Strict):
     image_size: int = Field(0, ge=0)
 
 
+class PrecisionConfig(_Strict):
+    """How the search computes (docs/method.md 2.8; `itnas.engine.Precision`).
+
+    amp: off | bf16 | fp16: autocast the weight step's forward and loss (fp16 adds a loss scaler, and needs CUDA:
+    torch's CPU autocast runs fp16 poorly; CPUs with AVX-512 BF16 run bf16 natively). The architecture step (first
+    and second order), the alphas and the architecture parameters and their Adam state stay float32.
+    dtype: float32 | float64: of the weights, the architecture and the batches (cast on the device). float64 makes
+    a CPU search whose genotype does not depend on float32 rounding (thread count, CPU type); it is ~2-4x slower
+    and excludes amp.
+    channels_last: the supernet and the batches in the channels-last memory format (faster on CPU and with amp on
+    GPUs; the CPU batch norm then sums its statistics less accurately: docs/method.md 2.8).
+    """
+
+    amp: AmpMode = "off"
+    dtype: Literal["float32", "float64"] = "float32"
+    channels_last: bool = False
+
+    _amp_off = field_validator("amp", mode="before")(_amp_off_from_yaml)
+
+    @model_validator(mode="after")
+    def _amp_needs_float32(self) -> PrecisionConfig:
+        if self.amp != "off" and self.dtype != "float32":
+            raise ValueError(f"amp={self.amp!r} autocasts float32 weights; it cannot be combined with "
+                             f"dtype={self.dtype!r} (use amp: off with float64)")
+        return self
+
+
 class SearchConfig(_Strict):
     """One search run (docs/method.md 2-4). `method` and `seed` are set by the run, the rest by params."""
 
@@ -160,6 +197,7 @@ class SearchConfig(_Strict):
     arch_optimizer: ArchOptimizerConfig = ArchOptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     data: SearchDataConfig = SearchDataConfig()
+    precision: PrecisionConfig = PrecisionConfig()
 
     @field_validator("method")
     @classmethod
@@ -234,6 +272,8 @@ class TrainConfig(_Strict):
     """Final training from scratch (DARTS CIFAR recipe, Liu et al. 2019 section 3.3; docs/method.md 4).
 
     channels_last: train in the channels-last memory format (faster depthwise convolutions on CPU).
+    amp: off | bf16 | fp16: autocast the forward and loss of every training step (fp16 adds a loss scaler and needs
+    CUDA; see `PrecisionConfig` and docs/method.md 2.8).
     """
 
     epochs: int = Field(600, ge=1)
@@ -242,6 +282,9 @@ class TrainConfig(_Strict):
     regularization: RegularizationConfig = RegularizationConfig()
     data: TrainDataConfig = TrainDataConfig()
     channels_last: bool = False
+    amp: AmpMode = "off"
+
+    _amp_off = field_validator("amp", mode="before")(_amp_off_from_yaml)
 
 
 class EvalConfig(_Strict):

@@ -16,11 +16,16 @@ search-train; the final training: one SGD step with the auxiliary loss); the eng
 - `stop_after_epochs` (an interruption on purpose: tests, budgets).
 
 `evaluate` is the one evaluation loop (search-val accuracy during the search, test accuracy of the final network).
-Mixed precision and distributed training attach here, once, for both search and final training.
+
+`Precision` is how both tasks compute (docs/method.md 2.8), written once here: autocast (`amp`: bf16 or fp16) around
+a step's forward and loss, the fp16 loss scaler (its state is part of the task's checkpointed state), the dtype
+(float32 or float64) and the memory format (channels-last or contiguous) of the model and of every batch, cast on
+the device. Distributed training attaches here too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -30,12 +35,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .config import ConfigError
 
-__all__ = ["CHECKS_PER_EPOCH", "EngineResult", "EvalResult", "NonFiniteError", "RunningMetrics", "Task", "cosine_lr",
-           "evaluate", "run_epochs"]
+__all__ = ["CHECKS_PER_EPOCH", "EngineResult", "EvalResult", "NonFiniteError", "Precision", "RunningMetrics", "Task",
+           "check_amp_device", "cosine_lr", "evaluate", "run_epochs"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,115 @@ def cosine_lr(lr: float, lr_min: float, epoch: int, epochs: int) -> float:
     """Learning rate of `epoch` under cosine annealing from lr to lr_min over `epochs` (PyTorch CosineAnnealingLR
     with T_max=epochs, closed form; the schedule of DARTS search and training, Liu et al. 2019 section 3)."""
     return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def check_amp_device(amp: str, device: torch.device | str, key: str) -> None:
+    """Raise ConfigError naming `key` when `amp` cannot run on `device`: fp16 needs CUDA (torch's CPU autocast has
+    slow fp16 kernels, and the loss scaler exists for GPUs); bf16 needs a CUDA device that supports it (compute
+    capability 8.0 or newer) or a CPU (AVX-512 BF16 or AMX run it natively; others emulate it, slowly)."""
+    device = torch.device(device)
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError(f"{key}='fp16' needs a CUDA device, got {device}: use bf16 (CPU autocast) or off")
+    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"{key}='bf16' needs a GPU with bfloat16 support ({torch.cuda.get_device_name(device)} "
+                          f"has none): use fp16 or off")
+
+
+class Precision:
+    """How a run computes: autocast, dtype and memory format, and the fp16 loss scaler (docs/method.md 2.8).
+
+    Args:
+        device: where the run computes (autocast's device type; where batches go).
+        amp: "off", "bf16" or "fp16": `autocast()` runs the step's forward and loss under torch.autocast in that
+            type (weights, gradients and optimizer state stay float32). fp16 adds a `torch.amp.GradScaler`: the
+            loss is scaled before backward, the gradients unscaled before clipping, and a step with an inf/NaN
+            gradient is skipped (the scale is halved); its state is in `state_dict()`.
+        dtype: "float32" or "float64": of the model (`prepare`) and of every floating-point batch (`batch`).
+        channels_last: model and 4-d batches in the channels-last memory format.
+
+    With the defaults every method is a no-op (no cast, no copy, no context): a float32 run computes exactly what
+    it computed before precision existed. fp16 on a CPU is refused by `check_amp_device`, not here (tests run the
+    scaler on CPU).
+    """
+
+    def __init__(self, device: torch.device | str = "cpu", amp: str = "off", dtype: str = "float32",
+                 channels_last: bool = False):
+        if amp not in ("off", *AMP_DTYPES):
+            raise ValueError(f"amp must be off, {', '.join(AMP_DTYPES)}; got {amp!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+        if amp != "off" and dtype != "float32":
+            raise ValueError(f"amp={amp!r} needs dtype float32, got {dtype!r}")
+        self.device, self.amp, self.dtype = torch.device(device), amp, DTYPES[dtype]
+        self.channels_last = channels_last
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
+
+    def __repr__(self) -> str:
+        return (f"Precision(device={str(self.device)!r}, amp={self.amp!r}, dtype={str(self.dtype)[6:]!r}, "
+                f"channels_last={self.channels_last})")
+
+    @property
+    def is_default(self) -> bool:
+        """amp off, float32, contiguous: nothing to do."""
+        return self.amp == "off" and self.dtype == torch.float32 and not self.channels_last
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Convert `model` in place to the dtype and memory format (returned for chaining; untouched by default)."""
+        if self.dtype != torch.float32:
+            model.to(dtype=self.dtype)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        """x on the device, in the dtype (floating-point x only) and memory format (4-d x only); x itself when
+        nothing changes."""
+        dtype = self.dtype if x.is_floating_point() else None
+        if self.channels_last and x.dim() == 4:
+            return x.to(self.device, dtype, non_blocking=True, memory_format=torch.channels_last)
+        return x.to(self.device, dtype, non_blocking=True)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """torch.autocast in the amp type, or a context that does nothing (amp off)."""
+        if self.amp == "off":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.amp])
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """loss.backward(), the loss scaled first under fp16."""
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def unscale_(self, optimizer: torch.optim.Optimizer) -> None:
+        """Divide the gradients of `optimizer`'s parameters by the loss scale (fp16; before clipping)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """optimizer.step(); under fp16 skipped when a gradient is inf/NaN, and the scale updated."""
+        if self.scaler is None:
+            optimizer.step()
+            return
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    @property
+    def skips_overflow(self) -> bool:
+        """An inf/NaN gradient is expected now and then (fp16 loss scaling): the step is skipped, not a divergence."""
+        return self.scaler is not None
+
+    def state_dict(self) -> dict[str, Any]:
+        """{"scaler": GradScaler state} under fp16, else {} (nothing to resume)."""
+        return {} if self.scaler is None else {"scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()`'s output (the scaler's scale and growth tracker)."""
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
 
 class RunningMetrics:

@@ -25,9 +25,26 @@ __all__ = [
     "ReLUConvBN",
     "SepConv",
     "Zero",
+    "conv_bn_channels_last",
     "create_op",
     "list_ops",
 ]
+
+
+def conv_bn_channels_last(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`seq(x)` for a sequence that ends in a BatchNorm2d, with every module before the BN run in the channels-last
+    memory format and the BN (so the output) in the contiguous format. x: (B, C, H, W), any format.
+
+    Why: on CPU, oneDNN's depthwise convolutions and torch's pooling are 2-4x faster channels-last (forward and
+    backward), while torch's channels-last CPU batch norm sums its statistics less accurately (measured on
+    (32, 16, 32, 32) inputs: 7e-6 largest error against float64, vs 3e-7 in the contiguous format). The result
+    equals seq(x) up to the summation order inside the convolutions.
+    """
+    *body, bn = seq
+    y = x.contiguous(memory_format=torch.channels_last)
+    for m in body:
+        y = m(y)
+    return bn(y.contiguous())
 
 
 class ReLUConvBN(nn.Module):
@@ -44,6 +61,10 @@ class ReLUConvBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
+
+    def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """forward(x), the convolution channels-last, the BN and the output contiguous (`conv_bn_channels_last`)."""
+        return conv_bn_channels_last(self.op, x)
 
 
 class DilConv(nn.Module):
@@ -62,6 +83,10 @@ class DilConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
 
+    def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """forward(x), the convolutions channels-last, the BN and the output contiguous (`conv_bn_channels_last`)."""
+        return conv_bn_channels_last(self.op, x)
+
 
 class SepConv(nn.Module):
     """Two stacked (ReLU, depthwise, pointwise, BN) blocks, the first strided (DARTS `SepConv`)."""
@@ -76,6 +101,10 @@ class SepConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
+
+    def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """forward(x), the convolutions channels-last, the BNs and the output contiguous (`conv_bn_channels_last`)."""
+        return self.op[1].forward_channels_last(self.op[0].forward_channels_last(x))
 
 
 class Identity(nn.Module):
@@ -131,6 +160,10 @@ class AvgPool3x3(nn.Module):
         count = F.conv2d(x.new_ones(1, 1, *x.shape[-2:]), window[:1], stride=self.stride, padding=1)
         return total / count
 
+    def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """forward(x) computed channels-last, returned contiguous."""
+        return self(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
 
 class FactorizedReduce(nn.Module):
     """Stride-2 reduction by two offset 1x1 convs, concatenated (DARTS). (B, C_in, H, W) -> (B, C_out, H/2, W/2).
@@ -150,8 +183,10 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        a = self.conv_1(x)
-        b = self.conv_2(x[:, :, 1:, 1:])
+        # a stride-2 1x1 conv reads every other pixel: subsample first, then a stride-1 conv (the same products and
+        # sums; the strided conv's backward is 2-5x slower on CPU)
+        a = F.conv2d(x[:, :, ::2, ::2], self.conv_1.weight)
+        b = F.conv2d(x[:, :, 1::2, 1::2], self.conv_2.weight)
         if b.shape[-2:] != a.shape[-2:]:  # odd H or W: pad the shifted branch (same shape as DARTS on even sizes)
             b = F.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
         return self.bn(torch.cat([a, b], dim=1))

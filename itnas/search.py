@@ -4,7 +4,10 @@ step function on the shared epoch loop of `itnas.engine`.
 Per step (`SearchTask.step`): one architecture step on a search-val batch (first order: grad of L_val at w;
 second order: the unrolled gradient of `unrolled_arch_grads`), then one weight step on a search-train batch with
 the alphas held constant (computed once under no_grad: the weight step never back-propagates into the
-architecture). Architecture steps start after `schedule.warmup_epochs`. Every search-val sample is used once per
+architecture). Precision (`cfg.precision`, `itnas.engine.Precision`): the weight step's forward and loss run
+under autocast when `amp` is on; the alphas are computed outside it and the architecture step (first and second
+order) never autocasts, so the architecture parameters, their gradients and Adam state stay float32
+(docs/method.md 2.8). Architecture steps start after `schedule.warmup_epochs`. Every search-val sample is used once per
 epoch (one iterator per epoch over one permutation cut into as many batches as search-train has). Weights: SGD
 with momentum, cosine to lr_min; architecture: Adam. The engine checkpoints every epoch: an interrupted search
 resumes where it stopped and equals an uninterrupted one.
@@ -26,28 +29,39 @@ from torch.utils.data import DataLoader
 
 from .config import SearchConfig
 from .derive import derive_with_margins, margin_summary
-from .engine import RunningMetrics, evaluate, run_epochs
+from .engine import Precision, RunningMetrics, check_amp_device, evaluate, run_epochs
 from .records import transition_records
 from .spaces import create_space
 from .supernet import SearchModel, create_search_model
 
 __all__ = ["SearchResult", "SearchTask", "alpha_entropy", "arch_step", "build_search_model", "even_batches",
-           "make_search_optimizers", "run_search", "unrolled_arch_grads", "weight_step"]
+           "make_search_optimizers", "run_search", "search_precision", "unrolled_arch_grads", "weight_step"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def build_search_model(cfg: SearchConfig, num_classes: int, in_channels: int) -> SearchModel:
-    """The supernet + architecture of a search config (device: CPU; move it with `.to`).
+    """The supernet + architecture of a search config (device: CPU; move it with `.to`), in the config's dtype
+    (`precision.dtype`: a float64 search's supernet is rebuilt in float64, so that loading it loses nothing). The
+    memory format is the run's business (`search_precision(cfg, device).prepare`).
 
     Raises:
         KeyError: unknown method or space. ValueError: C not divisible by partial_k on the pcdarts base.
     """
     s, a = cfg.supernet, cfg.architecture
-    return create_search_model(create_space(s.space), cfg.method, base=cfg.base, C=s.C, layers=s.layers,
-                               num_classes=num_classes, in_channels=in_channels, partial_k=s.partial_k,
-                               track_running_stats=s.track_running_stats, alpha_init_scale=a.alpha_init_scale,
-                               transition_init=a.transition_init, transition_gamma=a.transition_gamma)
+    model = create_search_model(create_space(s.space), cfg.method, base=cfg.base, C=s.C, layers=s.layers,
+                                num_classes=num_classes, in_channels=in_channels, partial_k=s.partial_k,
+                                track_running_stats=s.track_running_stats, alpha_init_scale=a.alpha_init_scale,
+                                transition_init=a.transition_init, transition_gamma=a.transition_gamma)
+    if cfg.precision.dtype == "float64":
+        model.to(dtype=torch.float64)  # initialised in float32 (the same values as a float32 search), then widened
+    return model
+
+
+def search_precision(cfg: SearchConfig, device: torch.device | str) -> Precision:
+    """The `Precision` of a search config on `device` (no device check: see `check_amp_device`)."""
+    p = cfg.precision
+    return Precision(device, p.amp, p.dtype, p.channels_last)
 
 
 def make_search_optimizers(model: SearchModel, cfg: SearchConfig) -> tuple[torch.optim.SGD, torch.optim.Adam]:
@@ -126,7 +140,10 @@ def arch_step(model: SearchModel, a_opt: torch.optim.Optimizer, train_batch: Bat
 
     First order: grad_A L_val(w, A) (backward into the architecture parameters only: no weight gradients are
     computed). Second order: `unrolled_arch_grads` with step size xi (the current weight lr, as DARTS), the
-    momentum buffers of `w_opt` and `weight_decay`. Batches: (x (B, C, H, W), y (B,)).
+    momentum buffers of `w_opt` and `weight_decay`. Batches: (x (B, C, H, W), y (B,)). Never under autocast (the
+    search's amp covers the weight step only): architecture gradients, first or second order, are computed in the
+    model's dtype (float32 or float64), so they need no loss scaler, and the finite differences of the second order
+    are not drowned by bf16/fp16 rounding.
 
     Returns:
         the val logits (B, classes) of the first-order step (detached), None for second order.
@@ -149,23 +166,32 @@ def arch_step(model: SearchModel, a_opt: torch.optim.Optimizer, train_batch: Bat
 
 
 def weight_step(model: SearchModel, w_opt: torch.optim.Optimizer, train_batch: Batch, grad_clip: float, *,
-                metrics: RunningMetrics | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One weight step (DARTS Algorithm 1, line 2) with the alphas held constant (computed once, under no_grad,
-    so nothing back-propagates into the architecture). With `metrics`, the loss and the gradient norm (before
-    clipping) are checked for NaN/inf on the device (`RunningMetrics.check_finite`, no host sync).
-    Returns (loss (), logits (B, classes)), detached."""
+                metrics: RunningMetrics | None = None,
+                precision: Precision | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One weight step (DARTS Algorithm 1, line 2) with the alphas held constant (computed once, under no_grad and
+    outside autocast, in the architecture's dtype: nothing back-propagates into the architecture). With `precision`
+    (default: plain, in the model's dtype), the forward and the loss run under its autocast and the backward and the
+    SGD step go through its loss scaler (fp16). With `metrics`, the loss and the gradient norm (before clipping) are
+    checked for NaN/inf on the device (`RunningMetrics.check_finite`, no host sync); under fp16 loss scaling an
+    inf/NaN gradient only skips the step (the scaler's business), so only the loss is checked.
+    Batches: x (B, C, H, W) in the model's dtype and device, y (B,). Returns (loss (), logits (B, classes)),
+    detached (the loss float32 under amp, the logits in the autocast type)."""
+    precision = precision or Precision()
     x, y = train_batch
     with torch.no_grad():
         state = model.arch()
     w_opt.zero_grad(set_to_none=True)
-    logits = model(x, state)
-    loss = F.cross_entropy(logits, y)
-    loss.backward()
+    with precision.autocast():
+        logits = model(x, state)
+        loss = F.cross_entropy(logits, y)
+    precision.backward(loss)
+    precision.unscale_(w_opt)
     grad_norm = nn.utils.clip_grad_norm_(model.weight_parameters(), grad_clip)
     if metrics is not None:
         metrics.check_finite("training loss", loss)
-        metrics.check_finite("weight gradient norm", grad_norm)
-    w_opt.step()
+        if not precision.skips_overflow:
+            metrics.check_finite("weight gradient norm", grad_norm)
+    precision.step(w_opt)
     return loss.detach(), logits.detach()
 
 
@@ -207,19 +233,23 @@ class SearchTask:
     """
 
     def __init__(self, cfg: SearchConfig, model: SearchModel, train_set, val_set, device: torch.device,
-                 make_loader: Callable):
+                 make_loader: Callable, precision: Precision | None = None):
         self.cfg, self.model, self.device, self.make_loader = cfg, model, device, make_loader
         self.train_set, self.val_set = train_set, val_set
+        self.precision = precision if precision is not None else search_precision(cfg, device)
+        self.precision.prepare(model)  # dtype and memory format, before the optimizers see the parameters
         self.w_opt, self.a_opt = make_search_optimizers(model, cfg)
         self.lr, self.search_arch, self.val_iter = cfg.weight_optimizer.lr, False, None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict()}
+        state = {"model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict()}
+        return {**state, **self.precision.state_dict()}  # + the fp16 loss scaler's state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.w_opt.load_state_dict(state["w_opt"])
         self.a_opt.load_state_dict(state["a_opt"])
+        self.precision.load_state_dict(state)
 
     def set_lr(self, lr: float) -> None:
         self.lr = lr
@@ -239,19 +269,20 @@ class SearchTask:
         return loader
 
     def step(self, batch, metrics: RunningMetrics) -> None:
-        cfg, dev = self.cfg, self.device
+        cfg, dev, p = self.cfg, self.device, self.precision
         x, y, _ = batch
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        x, y = p.batch(x), y.to(dev, non_blocking=True)  # x in the run's dtype and memory format
         if self.search_arch:
             xv, yv, _ = next(self.val_iter)
-            xv, yv = xv.to(dev, non_blocking=True), yv.to(dev, non_blocking=True)
+            xv, yv = p.batch(xv), yv.to(dev, non_blocking=True)
             w = cfg.weight_optimizer
             logits_v = arch_step(self.model, self.a_opt, (x, y), (xv, yv), cfg.arch_optimizer.order, self.lr,
                                  self.w_opt, w.weight_decay, w.momentum)
             metrics.check_finite("architecture parameter", *self.model.arch_parameters())
             if logits_v is not None:
                 metrics.add("arch_step_val", F.cross_entropy(logits_v, yv, reduction="sum"), logits_v, yv)
-        loss, logits = weight_step(self.model, self.w_opt, (x, y), cfg.weight_optimizer.grad_clip, metrics=metrics)
+        loss, logits = weight_step(self.model, self.w_opt, (x, y), cfg.weight_optimizer.grad_clip, metrics=metrics,
+                                   precision=p)
         metrics.add("train", loss.double() * len(y), logits, y)
         metrics.last_loss = loss
 
@@ -263,7 +294,7 @@ class SearchTask:
             with torch.no_grad():
                 state = self.model.arch()
             loader = self.make_loader(self.val_set, max(self.cfg.data.batch_size, 256), False)
-            r = evaluate(lambda x: self.model(x, state), loader, self.device)
+            r = evaluate(lambda x: self.model(self.precision.batch(x), state), loader, self.device)  # no autocast
             self.model.train()
             stats["val_loss"], stats["val_acc"] = r.loss, r.accuracy
         return stats
@@ -311,6 +342,7 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
         matrices and attention weights (`itnas.records.transition_records`).
 
     Raises:
+        ConfigError: `precision.amp` cannot run on `device` (fp16 on a CPU; `itnas.engine.check_amp_device`).
         CheckpointError: the checkpoint is unreadable or from another config.
         NonFiniteError: a training loss, weight gradient norm or architecture parameter became NaN/inf (the
             checkpoint keeps the last good epoch).
@@ -318,6 +350,7 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
     if make_loader is None:
         from .data import make_loader
     device = torch.device(device)
+    check_amp_device(cfg.precision.amp, device, "search.precision.amp")
     torch.manual_seed(cfg.seed)
     model = build_search_model(cfg, num_classes, in_channels).to(device)
     task = SearchTask(cfg, model, train_set, val_set, device, make_loader)

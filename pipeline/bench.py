@@ -1,5 +1,6 @@
 """Command `bench`: search-step and final-step speed and peak memory (`pipeline.benchmark`) -> a Rich table and
-reports/bench.json."""
+reports/bench.json; with `--against PATH`, the search steps of another checkout and of this one side by side
+(`pipeline.benchmark.run_side_by_side`) -> old/new ratios."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.table import Table
 from itnas.config import ConfigError
 from itnas.genotype import Genotype
 
-from .benchmark import check_bench_args, run_bench
+from .benchmark import Side, check_bench_args, run_bench, run_side_by_side
 from .common import console, progress_bar, resolve_device, write_json
 
 
@@ -56,14 +57,40 @@ def _table(result: dict) -> Table:
     return table
 
 
+def _against_table(result: dict) -> Table:
+    old, new = (s["label"] for s in result["sides"])
+    s = result["settings"]
+    table = Table(title=f"search step, {old} vs {new} ({old}/{new} > 1: {new} is faster)",
+                  caption=f"{old}: {result['sides'][0]['root']} @ {result['sides'][0]['revision']}; {new}: "
+                          f"{result['sides'][1]['root']} ({result['sides'][1]['precision'] or 'default precision'})"
+                          f"\nB={s['batch_size']}, {s['image_size']}x{s['image_size']}, C={s['C']}, {s['layers']} "
+                          f"cells, {s['threads']} threads, {s['cpu']}; median of {s['rounds']} interleaved rounds, "
+                          f"one process per (round, config, side); load avg start {s['load_average_start']}, end "
+                          f"{s['load_average_end']}")
+    for col in ("method", "base", f"weight ms {old}", new, "ratio", f"search ms {old}", new, "ratio", "paired"):
+        table.add_column(col, justify="left" if col in ("method", "base") else "right")
+    for c in result["configs"]:
+        r = result["ratios"][c["base"]][c["method"]]
+        table.add_row(c["method"], c["base"], _fmt(c[old]["weight_step_ms"]), _fmt(c[new]["weight_step_ms"]),
+                      f"{r[f'{old}_over_{new}_weight_step']:.2f}x", _fmt(c[old]["search_step_ms"]),
+                      _fmt(c[new]["search_step_ms"]), f"{r[f'{old}_over_{new}_search_step']:.2f}x",
+                      f"{r[f'{old}_over_{new}_search_step_paired']:.2f}x")
+    return table
+
+
 def bench(methods: list[str], bases: list[str], C: int, layers: int, batch_size: int, image_size: int,
           in_channels: int, rounds: int, warmup: int, order: str, final_C: int, final_layers: int,
-          genotype_path: str | None, out: str = "reports/bench.json", device: str = "auto", threads: int = 0) -> None:
+          genotype_path: str | None, out: str = "reports/bench.json", device: str = "auto", threads: int = 0,
+          against: str | None = None, amp: str = "off", dtype: str = "float32", channels_last: bool = False) -> None:
     """Time every (method, base) search step and the final train step; print a table and write JSON to `out`.
 
     threads: torch intra-op threads (0 = torch's default). On a CPU shared with other jobs, fewer threads than
     cores avoids OpenMP oversubscription (seen on 2 busy cores: a tiny search step 0.33 s on 1 thread, 1.4-43 s
-    on 2).
+    on 2; `OMP_WAIT_POLICY=PASSIVE` removes most of it: a tiny float64 search 2 s instead of 228 s on 2 threads).
+    amp, dtype, channels_last: the precision of the steppers (docs/method.md 2.8).
+    against: a checkout of other code (e.g. `git clone . /tmp/old && git -C /tmp/old checkout REV`): time its search
+    steps and this checkout's (in `amp`, `dtype`, `channels_last`) side by side, each step in its own process
+    (CPU; `threads` threads, default 2), and report old/new ratios instead of the usual table.
     """
     methods, bases = _split(methods), _split(bases)
     if threads < 0:
@@ -74,6 +101,10 @@ def bench(methods: list[str], bases: list[str], C: int, layers: int, batch_size:
         check_bench_args(methods, bases, order, rounds, warmup, C, layers=layers)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if against is not None:
+        _bench_against(against, methods, bases, C, layers, batch_size, image_size, in_channels, rounds, warmup,
+                       order, out, threads or 2, amp, dtype, channels_last)
+        return
     dev = resolve_device({"device": device})
     genotype = Genotype.load(genotype_path) if genotype_path else None
     console.print(f"bench on {dev}: {', '.join(methods)} x {', '.join(bases)}, C={C}, {layers} cells, "
@@ -86,8 +117,37 @@ def bench(methods: list[str], bases: list[str], C: int, layers: int, batch_size:
 
         result = run_bench(methods, bases, C, layers, batch_size, image_size, in_channels, rounds=rounds,
                            warmup=warmup, order=order, final_C=final_C, final_layers=final_layers,
-                           genotype=genotype, device=dev, on_progress=on_progress)
+                           genotype=genotype, device=dev, on_progress=on_progress, amp=amp, dtype=dtype,
+                           channels_last=channels_last)
     result["final"]["genotype_source"] = genotype_path or "PUBLISHED_GENOTYPES['darts_v2']"
     console.print(_table(result))
+    write_json(Path(out), result)
+    console.print(f"-> {out}")
+
+
+def _bench_against(against: str, methods: list[str], bases: list[str], C: int, layers: int, batch_size: int,
+                   image_size: int, in_channels: int, rounds: int, warmup: int, order: str, out: str, threads: int,
+                   amp: str, dtype: str, channels_last: bool) -> None:
+    """`bench --against`: the old checkout's and this checkout's search steps side by side -> table and JSON."""
+    root = Path(against)
+    if not (root / "pipeline" / "benchmark.py").is_file():
+        raise ConfigError(f"--against {against}: not a checkout of this project (no pipeline/benchmark.py)")
+    precision = {k: v for k, v in (("amp", amp), ("dtype", dtype), ("channels_last", channels_last))
+                 if v != {"amp": "off", "dtype": "float32", "channels_last": False}[k]}
+    sides = [Side("old", str(root)), Side("new", str(Path(__file__).resolve().parents[1]),
+                                          tuple(precision.items()))]
+    console.print(f"bench --against {against}: {', '.join(methods)} x {', '.join(bases)}, C={C}, {layers} cells, "
+                  f"batch {batch_size}, {image_size}x{image_size}, {threads} threads, {warmup} warm-up step(s) + "
+                  f"2 timed per process, {rounds} rounds")
+    with progress_bar("bench") as progress:
+        task = progress.add_task("bench", total=None, info="")
+
+        def on_progress(done: int, total: int, label: str) -> None:
+            progress.update(task, completed=done, total=total, info=label)
+
+        result = run_side_by_side(sides, methods, bases, C, layers, batch_size, image_size, in_channels,
+                                  rounds=rounds, warmup=max(warmup, 1), order=order, threads=threads,
+                                  on_progress=on_progress)
+    console.print(_against_table(result))
     write_json(Path(out), result)
     console.print(f"-> {out}")

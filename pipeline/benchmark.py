@@ -12,16 +12,27 @@ Peak memory (2 search steps, or 2 final train steps): on CUDA, `torch.cuda.max_m
 allocated just before the model was built; on CPU, peak RSS (VmHWM, `_peak_rss_mib`) of a fresh spawned process
 that builds the model and runs the steps, minus that of a baseline spawned process that imports the same
 modules, builds the same random inputs and pays the size-independent costs (`_load_runtime`) only.
+
+Precision (`amp`, `dtype`, `channels_last`): every stepper computes as a run with that `itnas.engine.Precision` does
+(the search's `precision` block, the final training's `amp` and `channels_last`).
+
+Side by side (`run_side_by_side`, `itnas bench --against PATH`): the search steps (and optionally the final step) of
+several *sides*, each a code checkout and a precision, timed in interleaved rounds; every (round, config, side) runs
+in its own fresh subprocess that imports that side's checkout (`_SIDE_WORKER`), so two code versions never share a
+process (nor a heap, an allocator cache or a oneDNN primitive cache). Each side reports per round the mean of
+`steps` arch and weight steps after `warmup` full search steps; ratios are medians over the rounds.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import multiprocessing as mp
 import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -35,13 +46,13 @@ from itnas.arch import BASES, ArchState
 from itnas.config import SearchConfig, TrainConfig, parse_config
 from itnas.genotype import PUBLISHED_GENOTYPES, Genotype
 from itnas.networks import count_parameters, create_final_network
-from itnas.search import arch_step, build_search_model, make_search_optimizers, weight_step
-from itnas.train import final_train_step, make_final_optimizer
+from itnas.search import arch_step, build_search_model, make_search_optimizers, search_precision, weight_step
+from itnas.train import final_train_step, make_final_optimizer, train_precision
 
 from .bench_timing import RATIO_TARGET_MAX, Measures, search_times, step_ratios, time_rounds
 
-__all__ = ["FinalBenchSpec", "FinalStepper", "SearchBenchSpec", "SearchStepper", "check_bench_args",
-           "peak_memory_mib", "random_batches", "run_bench"]
+__all__ = ["FinalBenchSpec", "FinalStepper", "SearchBenchSpec", "SearchStepper", "Side", "check_bench_args",
+           "peak_memory_mib", "random_batches", "run_bench", "run_side_by_side"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 MEMORY_STEPS = 2
@@ -57,6 +68,7 @@ class SearchBenchSpec:
         C: initial channels. layers: cells. partial_k: PC-DARTS K (pcdarts base only). space: search space.
         batch_size (B), image_size (H = W, px), in_channels, num_classes: of the random inputs.
         order: "first" or "second" (unrolled) architecture step.
+        amp, dtype, channels_last: the search's `precision` block.
     """
 
     method: str
@@ -70,6 +82,9 @@ class SearchBenchSpec:
     order: str = "first"
     partial_k: int = 4
     space: str = "darts"
+    amp: str = "off"
+    dtype: str = "float32"
+    channels_last: bool = False
 
     def search_config(self) -> SearchConfig:
         """The `SearchConfig` of this spec, every other field at its default. Raises ConfigError (a ValueError)
@@ -77,15 +92,18 @@ class SearchBenchSpec:
         partial_k on the pcdarts base, ..."""
         supernet = {"space": self.space, "base": self.base, "C": self.C, "layers": self.layers,
                     "partial_k": self.partial_k}
+        precision = {"amp": self.amp, "dtype": self.dtype, "channels_last": self.channels_last}
         return parse_config(SearchConfig, {"method": self.method, "supernet": supernet,
                                            "arch_optimizer": {"order": self.order},
-                                           "data": {"batch_size": self.batch_size, "image_size": self.image_size}},
+                                           "data": {"batch_size": self.batch_size, "image_size": self.image_size},
+                                           "precision": precision},
                             "bench")
 
 
 @dataclass(frozen=True)
 class FinalBenchSpec:
-    """The final network of `genotype` (CIFAR layout, auxiliary head) at C channels and `layers` cells."""
+    """The final network of `genotype` (CIFAR layout, auxiliary head) at C channels and `layers` cells, trained with
+    `amp` and `channels_last` (TrainConfig)."""
 
     genotype: Genotype
     C: int = 36
@@ -94,13 +112,16 @@ class FinalBenchSpec:
     image_size: int = 32
     in_channels: int = 3
     num_classes: int = 10
+    amp: str = "off"
+    channels_last: bool = False
 
     def train_config(self) -> TrainConfig:
         """The `TrainConfig` of this spec (stem stride 1, auxiliary head; every other field at its default).
         Raises ConfigError naming a bad key (e.g. C < 1)."""
         return parse_config(TrainConfig, {"network": {"C": self.C, "layers": self.layers, "stem_stride": 1,
                                                       "auxiliary": True},
-                                          "data": {"batch_size": self.batch_size, "image_size": self.image_size}},
+                                          "data": {"batch_size": self.batch_size, "image_size": self.image_size},
+                                          "amp": self.amp, "channels_last": self.channels_last},
                             "bench.final")
 
 
@@ -135,14 +156,18 @@ def random_batches(batch_size: int, image_size: int, in_channels: int, num_class
 
 
 class SearchStepper:
-    """A supernet and its two optimizers (`make_search_optimizers`), stepping as the search task does."""
+    """A supernet and its two optimizers (`make_search_optimizers`), stepping as the search task does (in the spec's
+    precision: model and batches converted once, the weight step autocast when amp is on)."""
 
     def __init__(self, spec: SearchBenchSpec, device: torch.device, train_batch: Batch, val_batch: Batch,
                  seed: int = 0):
         cfg = spec.search_config()
         torch.manual_seed(seed)
-        self.cfg, self.train_batch, self.val_batch = cfg, train_batch, val_batch
-        self.model = build_search_model(cfg, spec.num_classes, spec.in_channels).to(device)
+        self.precision = search_precision(cfg, device)
+        self.cfg = cfg
+        self.train_batch = (self.precision.batch(train_batch[0]), train_batch[1])
+        self.val_batch = (self.precision.batch(val_batch[0]), val_batch[1])
+        self.model = self.precision.prepare(build_search_model(cfg, spec.num_classes, spec.in_channels).to(device))
         self.model.train()
         self.w_opt, self.a_opt = make_search_optimizers(self.model, cfg)
 
@@ -159,7 +184,8 @@ class SearchStepper:
 
     def weight_step(self) -> None:
         """One weight step on the train batch, alphas held constant (`itnas.search.weight_step`)."""
-        weight_step(self.model, self.w_opt, self.train_batch, self.cfg.weight_optimizer.grad_clip)
+        weight_step(self.model, self.w_opt, self.train_batch, self.cfg.weight_optimizer.grad_clip,
+                    precision=self.precision)
 
     def step(self) -> None:
         """One search step: architecture step, then weight step."""
@@ -175,15 +201,17 @@ class FinalStepper:
         cfg = spec.train_config()
         n = cfg.network
         torch.manual_seed(seed)
-        self.cfg, self.batch = cfg, batch
+        self.precision = train_precision(cfg, device)
+        self.cfg, self.batch = cfg, (self.precision.batch(batch[0]), batch[1])
         self.model = create_final_network(spec.genotype, n.C, n.layers, spec.num_classes, n.auxiliary,
                                           spec.in_channels, n.stem_stride).to(device)
+        self.precision.prepare(self.model)
         self.model.train()
         self.model.drop_path_prob = cfg.regularization.drop_path
         self.opt = make_final_optimizer(self.model, cfg)
 
     def step(self) -> None:
-        final_train_step(self.model, self.opt, self.batch, self.cfg)
+        final_train_step(self.model, self.opt, self.batch, self.cfg, precision=self.precision)
 
 
 def _make_stepper(spec: SearchBenchSpec | FinalBenchSpec, device: torch.device, batches: tuple[Batch, Batch]):
@@ -300,7 +328,8 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
               image_size: int = 32, in_channels: int = 3, num_classes: int = 10, rounds: int = 5, warmup: int = 1,
               order: str = "first", final_C: int = 36, final_layers: int = 20, genotype: Genotype | None = None,
               device: torch.device | str = "cpu", measure_memory: bool = True, partial_k: int = 4,
-              space: str = "darts", on_progress: Callable[[int, int, str], None] | None = None) -> dict:
+              space: str = "darts", on_progress: Callable[[int, int, str], None] | None = None, amp: str = "off",
+              dtype: str = "float32", channels_last: bool = False) -> dict:
     """Benchmark the search step of every (method, base) and the final-network train step.
 
     Args:
@@ -310,6 +339,7 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
         order: "first" or "second" architecture step.
         final_C, final_layers, genotype: the final network (default: PUBLISHED_GENOTYPES["darts_v2"]).
         device: where to run. measure_memory: also measure peak memory (on CPU: 2 spawned processes per config).
+        amp, dtype, channels_last: the precision of every search stepper (the final one: amp, channels_last).
         on_progress(done, total, label): called after every warm-up and timed round and memory measurement.
 
     Returns:
@@ -329,9 +359,10 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
     genotype = genotype if genotype is not None else PUBLISHED_GENOTYPES["darts_v2"]
     sizes = {"batch_size": batch_size, "image_size": image_size, "in_channels": in_channels,
              "num_classes": num_classes}
-    specs = [SearchBenchSpec(m, b, C, layers, order=order, partial_k=partial_k, space=space, **sizes)
-             for m in methods for b in bases]
-    final_spec = FinalBenchSpec(genotype, final_C, final_layers, **sizes)
+    specs = [SearchBenchSpec(m, b, C, layers, order=order, partial_k=partial_k, space=space, amp=amp, dtype=dtype,
+                             channels_last=channels_last, **sizes) for m in methods for b in bases]
+    specs[0].search_config()  # a bad precision fails now
+    final_spec = FinalBenchSpec(genotype, final_C, final_layers, amp=amp, channels_last=channels_last, **sizes)
     final_spec.train_config()  # a bad final size fails now, not after the memory measurements
     total = (len(specs) + 1) * (warmup + rounds + (1 if measure_memory else 0))
     done = 0
@@ -384,3 +415,163 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
     }
     return {"settings": settings, "configs": configs, "final": final_rec,
             "ratios": step_ratios(configs, {(s.method, s.base): samples[_label(s)] for s in specs})}
+
+
+# ---------------------------------------------------------------------------------------------- side by side
+_SIDE_WORKER = r"""
+import json, sys, time
+args = json.loads(sys.argv[1])
+sys.path.insert(0, args["root"])
+import torch
+torch.set_num_threads(args["threads"])
+from pipeline.benchmark import FinalBenchSpec, FinalStepper, SearchBenchSpec, SearchStepper, random_batches
+from itnas.genotype import PUBLISHED_GENOTYPES
+size = {k: args[k] for k in ("batch_size", "image_size", "in_channels", "num_classes")}
+extra = args["precision"]  # only non-default keys: an older checkout has no precision fields
+dev = torch.device("cpu")
+train, val = random_batches(device=dev, **size)
+out = {}
+if args["kind"] == "search":
+    spec = SearchBenchSpec(args["method"], args["base"], args["C"], args["layers"], order=args["order"],
+                           partial_k=args["partial_k"], **size, **extra)
+    st = SearchStepper(spec, dev, train, val)
+    for _ in range(args["warmup"]):
+        st.arch_step(); st.weight_step()
+    arch, weight = [], []
+    for _ in range(args["steps"]):
+        t0 = time.perf_counter(); st.arch_step(); t1 = time.perf_counter(); st.weight_step(); t2 = time.perf_counter()
+        arch.append((t1 - t0) * 1e3); weight.append((t2 - t1) * 1e3)
+    out = {"arch_step_ms": sum(arch) / len(arch), "weight_step_ms": sum(weight) / len(weight)}
+else:
+    spec = FinalBenchSpec(PUBLISHED_GENOTYPES["darts_v2"], args["final_C"], args["final_layers"], **size, **extra)
+    st = FinalStepper(spec, dev, train)
+    for _ in range(args["warmup"]):
+        st.step()
+    times = []
+    for _ in range(args["steps"]):
+        t0 = time.perf_counter(); st.step(); times.append((time.perf_counter() - t0) * 1e3)
+    out = {"final_step_ms": sum(times) / len(times)}
+print("SIDE_RESULT " + json.dumps(out))
+"""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a side-by-side benchmark: the checkout whose `itnas` / `pipeline` packages run (`root`) and the
+    precision its steppers use (non-default keys of SearchBenchSpec / FinalBenchSpec: amp, dtype, channels_last;
+    empty for an old checkout, which has no such fields)."""
+
+    label: str
+    root: str
+    precision: tuple[tuple[str, object], ...] = ()
+
+
+def _git_revision(root: str) -> str | None:
+    """`git rev-parse HEAD` of `root` (None when it is not a git checkout); uncommitted changes are not seen. This
+    checkout itself is reported as "working tree" (its changes are what is measured)."""
+    if Path(root).resolve() == Path(__file__).resolve().parents[1]:
+        return "working tree"
+    try:
+        run = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return run.stdout.strip() or None
+
+
+def _run_side(side: Side, job: dict, timeout_s: float) -> dict[str, float]:
+    """One fresh process of `side` for `job` (the worker's JSON args); its measures (ms)."""
+    args = {**job, "root": side.root, "precision": dict(side.precision)}
+    if job["kind"] == "final":
+        args["precision"] = {k: v for k, v in args["precision"].items() if k != "dtype"}
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    run = subprocess.run([sys.executable, "-c", _SIDE_WORKER, json.dumps(args)], cwd=side.root, env=env,
+                         capture_output=True, text=True, timeout=timeout_s)
+    lines = [ln for ln in run.stdout.splitlines() if ln.startswith("SIDE_RESULT ")]
+    if run.returncode or not lines:
+        raise RuntimeError(f"bench side {side.label} ({side.root}) failed on {job.get('method', 'final')}/"
+                           f"{job.get('base', '')}: {run.stderr.strip()[-2000:]}")
+    return json.loads(lines[-1].removeprefix("SIDE_RESULT "))
+
+
+def run_side_by_side(sides: list[Side], methods: list[str], bases: list[str], C: int = 16, layers: int = 8,
+                     batch_size: int = 32, image_size: int = 32, in_channels: int = 3, num_classes: int = 10,
+                     rounds: int = 3, warmup: int = 1, steps: int = 2, order: str = "first", partial_k: int = 4,
+                     threads: int = 2, final: bool = False, final_C: int = 36, final_layers: int = 20,
+                     timeout_s: float = 900.0, on_progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """Time the search steps of every (method, base) (and the final step when `final`) for every side, side by side.
+
+    Round r runs every config (rotated by r) and, within a config, every side (rotated by r), each in its own
+    subprocess (`_SIDE_WORKER`, CPU, `threads` intra-op threads, passive OpenMP waiting unless OMP_WAIT_POLICY is
+    set): `warmup` untimed search steps (arch + weight), then `steps` timed ones; the round's sample is their mean.
+
+    Returns:
+        JSON-ready {"settings", "sides": [{label, root, revision, precision}], "configs": [{method, base, <side>:
+        {weight_step_ms, arch_step_ms, search_step_ms (medians over rounds), samples}}], "final" (or None),
+        "ratios": {"<base>": {"<method>": {"<side>_over_<last side>_{weight_step,arch_step,search_step}": median
+        ratio, "..._search_step_paired": median over rounds of the same-round ratio}}}}: with sides (old, new),
+        old_over_new > 1 means the new code is faster.
+
+    Raises:
+        ValueError: see `check_bench_args`; fewer than 2 sides. RuntimeError: a side's process failed (its stderr).
+    """
+    if len(sides) < 2:
+        raise ValueError(f"need at least 2 sides, got {len(sides)}")
+    check_bench_args(methods, bases, order, rounds, warmup, C, partial_k, "darts", layers)
+    size = {"batch_size": batch_size, "image_size": image_size, "in_channels": in_channels,
+            "num_classes": num_classes}
+    jobs = [{"kind": "search", "method": m, "base": b, "C": C, "layers": layers, "order": order,
+             "partial_k": partial_k, **size} for m in methods for b in bases]
+    if final:
+        jobs.append({"kind": "final", "final_C": final_C, "final_layers": final_layers, **size})
+    for j in jobs:
+        j.update(threads=threads, warmup=warmup, steps=steps)
+    samples: dict[int, dict[str, dict[str, list[float]]]] = {k: {s.label: {} for s in sides} for k in range(len(jobs))}
+    total, done = rounds * len(jobs) * len(sides), 0
+    load_start = _load_average()
+    for r in range(rounds):
+        order_jobs = list(range(len(jobs)))
+        order_jobs = order_jobs[r % len(jobs):] + order_jobs[:r % len(jobs)]
+        for k in order_jobs:
+            for side in sides[r % len(sides):] + sides[:r % len(sides)]:
+                for name, ms in _run_side(side, jobs[k], timeout_s).items():
+                    samples[k][side.label].setdefault(name, []).append(ms)
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, total, f"round {r + 1}/{rounds} {_job_label(jobs[k])} {side.label}")
+    ref = sides[-1].label
+    configs, ratios, final_rec = [], {}, None
+    for k, job in enumerate(jobs):
+        per_side = {}
+        for side in sides:
+            s = samples[k][side.label]
+            if job["kind"] == "search":
+                s["search_step_ms"] = [w + a for w, a in zip(s["weight_step_ms"], s["arch_step_ms"], strict=True)]
+            per_side[side.label] = {**{name: statistics.median(v) for name, v in s.items()}, "samples": s}
+        if job["kind"] == "final":
+            final_rec = {"C": final_C, "layers": final_layers, **per_side}
+            names = ("final_step",)
+        else:
+            configs.append({"method": job["method"], "base": job["base"], **per_side})
+            names = ("weight_step", "arch_step", "search_step")
+        key = ratios.setdefault(job.get("base", "final"), {}).setdefault(job.get("method", "final"), {})
+        for side in sides[:-1]:
+            for name in names:
+                a, b = samples[k][side.label][f"{name}_ms"], samples[k][ref][f"{name}_ms"]
+                key[f"{side.label}_over_{ref}_{name}"] = statistics.median(a) / statistics.median(b)
+                key[f"{side.label}_over_{ref}_{name}_paired"] = statistics.median(
+                    [x / y for x, y in zip(a, b, strict=True)])
+    settings = {"C": C, "layers": layers, "partial_k": partial_k, "order": order, **size, "threads": threads,
+                "rounds": rounds, "warmup": warmup, "steps_per_round": steps, "methods": list(methods),
+                "bases": list(bases), "device": "cpu", "torch": torch.__version__, "cpu": _cpu_name(),
+                "cpu_count": os.cpu_count(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+                "statistic": "per round: mean of the timed steps of one fresh process per (config, side); reported: "
+                             "median over rounds; configs and sides interleaved (rotated order per round)",
+                "load_average_start": load_start, "load_average_end": _load_average()}
+    return {"settings": settings,
+            "sides": [{"label": s.label, "root": str(Path(s.root).resolve()), "revision": _git_revision(s.root),
+                       "precision": dict(s.precision)} for s in sides],
+            "configs": configs, "final": final_rec, "ratios": ratios}
+
+
+def _job_label(job: dict) -> str:
+    return f"{job['method']}/{job['base']}" if job["kind"] == "search" else "final"

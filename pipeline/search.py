@@ -43,9 +43,12 @@ def search(benchmark: str, method: str, seed: int, params_file: str = "params.ya
     ck_identity = {**search_identity(params, benchmark, method, seed), "data_fingerprint": data.fingerprint()}
     checkpoint_for(run.search_checkpoint, ck_identity)
     identity = {k: ck_identity[k] for k in ("data_fingerprint", "code")}  # run_search adds the config itself
-    s, sched = cfg.supernet, cfg.schedule
+    s, sched, prec = cfg.supernet, cfg.schedule, cfg.precision
+    amp = f", amp {prec.amp}" if prec.amp != "off" else ""
+    layout = ", channels-last" if prec.channels_last else ""
     console.print(f"search {run.name} on {device}: space {s.space}, base {cfg.base}, C={s.C}, {s.layers} cells, "
-                  f"{sched.epochs} epochs ({sched.warmup_epochs} warm-up), {cfg.arch_optimizer.order} order")
+                  f"{sched.epochs} epochs ({sched.warmup_epochs} warm-up), {cfg.arch_optimizer.order} order, "
+                  f"{prec.dtype}{amp}{layout}")
     steps = num_batches(len(train_set), cfg.data.batch_size, drop_single=True)
     with epoch_progress(f"search {run.name}", sched.epochs, steps) as (on_step, say):
 

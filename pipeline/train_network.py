@@ -45,8 +45,9 @@ def train_network(params: dict, run: RunPaths, data: TrainData) -> tuple[torch.n
     torch.manual_seed(run.seed)
     model = final_network_from_config(net).to(device)
     checkpoint_for(run.train_checkpoint, ck_identity)
+    amp = f", amp {cfg.amp}" if cfg.amp != "off" else ""
     console.print(f"train {run.name} on {device}: C={cfg.network.C}, {cfg.network.layers} cells, {cfg.epochs} "
-                  f"epochs, {len(train_set)} images of {net.image_size} px")
+                  f"epochs, {len(train_set)} images of {net.image_size} px{amp}")
     steps = num_batches(len(train_set), d.batch_size, drop_single=True)
     with epoch_progress(f"train {run.name}", cfg.epochs, steps) as (on_step, say):
 
