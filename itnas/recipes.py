@@ -53,6 +53,7 @@ _DARTS_CIFAR: dict[str, Any] = {
     "regularization": {"auxiliary_weight": 0.4, "drop_path": 0.2, "label_smoothing": 0.0},
     "data": {"batch_size": 96, "image_size": 0, "cutout": 16, "crop_padding": 4, "hflip": True},
     "channels_last": False,
+    "amp": "off",
 }
 
 

@@ -7,7 +7,9 @@
   softmax(beta_j) (edge normalisation).
 
 Search-mode BN has no affine parameters (DARTS); `track_running_stats` is a constructor argument. The
-`none` op is never computed: its output is zero, so skipping it changes nothing but the cost.
+`none` op is never computed: its output is zero, so skipping it changes nothing but the cost. On CPU the mixed op
+runs its convolutions and pooling channels-last (`MixedOp`; docs/method.md 2.8): again only the cost changes, and
+the summation order inside the convolutions.
 
 `SearchModel` bundles the network weights (`net`) and the `Architecture` (`arch`): one forward computes the
 alphas once per step and runs the network with them. The device is given from outside (`.to(device)`).
@@ -74,11 +76,12 @@ class MixedOp(nn.Module):
 
     forward(x (B, C, H, W), alpha (K,)) -> (B, C, H/stride, W/stride), in the memory format of x.
 
-    Speed, same maths: `none` is never computed; the terms are accumulated in place; on CPU with a contiguous x
-    (`cpu_channels_last`, on by default), x is converted to channels-last once and every op with a
-    `forward_channels_last` (convolutions, pooling) runs its convolutions and pooling channels-last and its BN
-    contiguous (`itnas.ops.conv_bn_channels_last`): 1.3-1.5x faster search steps on the darts base, results equal
-    up to the summation order inside the convolutions. A channels-last x (the model in channels-last,
+    Speed, same maths: `none` is never computed (its alpha still weighs in the softmax; its term is exactly 0); the
+    terms are accumulated in place; on CPU with a contiguous x (`cpu_channels_last`, on by default), x is converted
+    to channels-last once and every op with a `forward_channels_last` (convolutions, pooling) runs its
+    convolutions and pooling channels-last and its BN contiguous (`itnas.ops.conv_bn_channels_last`): results equal
+    up to the summation order inside the convolutions, search steps 1.8x (darts base) and 1.5x (pcdarts base)
+    faster on a 2-core AMD EPYC (reports/bench-search-speed.json). A channels-last x (the model in channels-last,
     `precision.channels_last`) runs every op channels-last, BN included.
     """
 
@@ -104,22 +107,27 @@ class MixedOp(nn.Module):
         self.cpu_channels_last = True
 
     def forward(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        channels_last = is_channels_last(x)
+        fast = self.cpu_channels_last and x.device.type == "cpu" and not channels_last
         if self.partial_k == 1:
-            return self._mix(x, alpha)
+            return self._mix(x, alpha, fast)
         c_op = x.shape[1] // self.partial_k
         x_op, x_bypass = x[:, :c_op], x[:, c_op:]
-        out = self._mix(x_op, alpha)  # (B, C/K, H', W')
+        if channels_last:
+            x_op = x_op.contiguous(memory_format=torch.channels_last)  # a dense copy of the slice, read by every op
+        out = self._mix(x_op, alpha, fast)  # (B, C/K, H', W')
         if out.shape[2] != x.shape[2]:
             x_bypass = F.max_pool2d(x_bypass, 2, 2, ceil_mode=True)  # ceil: odd H matches the strided ops
-        if is_channels_last(x) != is_channels_last(out):  # a 1x1 map is both: keep the input's format
-            out = out.contiguous(memory_format=torch.channels_last if is_channels_last(x) else torch.contiguous_format)
+        if channels_last != is_channels_last(out):  # a 1x1 map is both: keep the input's format
+            out = out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         return shuffle_cat(out, x_bypass, self.partial_k)
 
-    def _mix(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    def _mix(self, x: torch.Tensor, alpha: torch.Tensor, fast: bool) -> torch.Tensor:
         """sum_{k active} alpha[k] * op_k(x), accumulated in place in op order: the same additions, in the same
-        order, as sum(alpha[k] * op_k(x) for k in active), without a temporary per term."""
+        order, as sum(alpha[k] * op_k(x) for k in active), without a temporary per term. fast: run the ops that
+        have one through `forward_channels_last` (CPU, contiguous input)."""
         x_cl = None
-        if self.cpu_channels_last and self.channels_last_ops and x.device.type == "cpu" and not is_channels_last(x):
+        if fast and self.channels_last_ops:
             x_cl = x.contiguous(memory_format=torch.channels_last)  # one conversion for every op that uses it
         weights = alpha.unbind(0)
         out = None

@@ -75,6 +75,12 @@ def _against_table(result: dict) -> Table:
                       f"{r[f'{old}_over_{new}_weight_step']:.2f}x", _fmt(c[old]["search_step_ms"]),
                       _fmt(c[new]["search_step_ms"]), f"{r[f'{old}_over_{new}_search_step']:.2f}x",
                       f"{r[f'{old}_over_{new}_search_step_paired']:.2f}x")
+    f = result["final"]
+    if f is not None:
+        r = result["ratios"]["final"]["final"]
+        table.add_row(f"final C={f['C']}", f"{f['layers']} cells", "", "", "", _fmt(f[old]["final_step_ms"]),
+                      _fmt(f[new]["final_step_ms"]), f"{r[f'{old}_over_{new}_final_step']:.2f}x",
+                      f"{r[f'{old}_over_{new}_final_step_paired']:.2f}x")
     return table
 
 
@@ -89,8 +95,9 @@ def bench(methods: list[str], bases: list[str], C: int, layers: int, batch_size:
     on 2; `OMP_WAIT_POLICY=PASSIVE` removes most of it: a tiny float64 search 2 s instead of 228 s on 2 threads).
     amp, dtype, channels_last: the precision of the steppers (docs/method.md 2.8).
     against: a checkout of other code (e.g. `git clone . /tmp/old && git -C /tmp/old checkout REV`): time its search
-    steps and this checkout's (in `amp`, `dtype`, `channels_last`) side by side, each step in its own process
-    (CPU; `threads` threads, default 2), and report old/new ratios instead of the usual table.
+    steps and final step and this checkout's (in `amp`, `dtype`, `channels_last`) side by side, each in its own
+    process (CPU; `threads` threads, default 2), and report old/new ratios instead of the usual table; `--against .`
+    with a precision option measures that option's effect.
     """
     methods, bases = _split(methods), _split(bases)
     if threads < 0:
@@ -103,7 +110,7 @@ def bench(methods: list[str], bases: list[str], C: int, layers: int, batch_size:
         raise ConfigError(str(err)) from None
     if against is not None:
         _bench_against(against, methods, bases, C, layers, batch_size, image_size, in_channels, rounds, warmup,
-                       order, out, threads or 2, amp, dtype, channels_last)
+                       order, out, threads or 2, amp, dtype, channels_last, final_C, final_layers)
         return
     dev = resolve_device({"device": device})
     genotype = Genotype.load(genotype_path) if genotype_path else None
@@ -127,8 +134,10 @@ def bench(methods: list[str], bases: list[str], C: int, layers: int, batch_size:
 
 def _bench_against(against: str, methods: list[str], bases: list[str], C: int, layers: int, batch_size: int,
                    image_size: int, in_channels: int, rounds: int, warmup: int, order: str, out: str, threads: int,
-                   amp: str, dtype: str, channels_last: bool) -> None:
-    """`bench --against`: the old checkout's and this checkout's search steps side by side -> table and JSON."""
+                   amp: str, dtype: str, channels_last: bool, final_C: int = 36, final_layers: int = 20) -> None:
+    """`bench --against`: the old checkout's and this checkout's search steps and final train step (DARTS_V2 at
+    final_C, final_layers) side by side -> table and JSON. `--against .` with a precision option measures that
+    option's effect on this checkout (old = default precision, new = the option)."""
     root = Path(against)
     if not (root / "pipeline" / "benchmark.py").is_file():
         raise ConfigError(f"--against {against}: not a checkout of this project (no pipeline/benchmark.py)")
@@ -146,8 +155,8 @@ def _bench_against(against: str, methods: list[str], bases: list[str], C: int, l
             progress.update(task, completed=done, total=total, info=label)
 
         result = run_side_by_side(sides, methods, bases, C, layers, batch_size, image_size, in_channels,
-                                  rounds=rounds, warmup=max(warmup, 1), order=order, threads=threads,
-                                  on_progress=on_progress)
+                                  rounds=rounds, warmup=max(warmup, 1), order=order, threads=threads, final=True,
+                                  final_C=final_C, final_layers=final_layers, on_progress=on_progress)
     console.print(_against_table(result))
     write_json(Path(out), result)
     console.print(f"-> {out}")

@@ -114,11 +114,16 @@ def bench(
     out: str = typer.Option("reports/bench.json", help="JSON output"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     threads: int = typer.Option(0, help="torch intra-op threads (0 = default)"),
+    against: str = typer.Option(None, "--against",
+                                help="checkout of other code: time its steps and this checkout's side by side"),
+    amp: str = typer.Option("off", help="off | bf16 | fp16"),
+    dtype: str = typer.Option("float32", help="float32 | float64"),
+    channels_last: bool = typer.Option(False, "--channels-last"),
 ) -> None:
     """Time the search step (weight and arch steps apart) of every method x base and the final train step."""
     from .bench import bench as command
     _run(command, methods, bases, C, layers, batch_size, image_size, in_channels, rounds, warmup, order, final_C,
-         final_layers, genotype, out, device, threads)
+         final_layers, genotype, out, device, threads, against, amp, dtype, channels_last)
 
 
 if __name__ == "__main__":

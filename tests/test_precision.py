@@ -110,9 +110,9 @@ def test_amp_off_final_step_is_bitwise_the_plain_step():
 
 
 # ----------------------------------------------------------------------------------------- bf16 autocast on CPU
-BF16_LOSS_RTOL = 1e-2  # measured 1.2e-3 (itnas, darts base, C=8, 3 cells, 16x16, batch 16)
-BF16_GRAD_RTOL = 0.35  # ||g_bf16 - g_fp32|| / ||g_fp32||: measured 0.13 (bf16 keeps 8 bits: ~0.4 % per op)
-BF16_GRAD_MIN_COS = 0.95  # cosine between the two gradients: measured 0.992
+BF16_LOSS_RTOL = 1e-2  # measured 2.4e-4 (itnas, darts base, C=8, 3 cells, 16x16, batch 16)
+BF16_GRAD_RTOL = 0.35  # ||g_bf16 - g_fp32|| / ||g_fp32||: measured 0.157 (bf16 keeps 8 bits: ~0.4 % per op)
+BF16_GRAD_MIN_COS = 0.95  # cosine between the two gradients: measured 0.988
 
 
 def test_bf16_weight_step_on_cpu_is_close_to_float32():
@@ -260,7 +260,7 @@ def test_float64_supernet_is_rebuilt_in_float64():
 # ----------------------------------------------------------------------------------------- channels-last
 def test_channels_last_search_equals_the_contiguous_search():
     """precision.channels_last only changes the memory format (summation orders inside convolutions and batch
-    norms): same alphas (to 1e-4 after 8 steps), and the activations really are channels-last."""
+    norms): same alphas (to 1e-5 after 8 steps; measured 4.5e-8), and the activations really are channels-last."""
     train, val = _data(32, 32)
     results, formats = {}, {}
     for cl in (False, True):
@@ -278,7 +278,7 @@ def test_channels_last_search_equals_the_contiguous_search():
             results[cl] = model.arch().alphas
     assert formats == {False: True, True: False}
     for t in results[False]:
-        torch.testing.assert_close(results[True][t], results[False][t], rtol=0, atol=1e-4)
+        torch.testing.assert_close(results[True][t], results[False][t], rtol=0, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------- fp16 loss scaler

@@ -30,6 +30,7 @@ _CIFAR_COMMON = {
     "regularization.auxiliary_weight": 0.4, "regularization.drop_path": 0.2, "regularization.label_smoothing": 0.0,
     "data.batch_size": 96, "data.image_size": 0, "data.cutout": 16, "data.crop_padding": 4, "data.hflip": True,
     "channels_last": False,
+    "amp": "off",
 }
 
 #: The published values, transcribed from DESIGN.md 3 and 4 and the DARTS / RobustDARTS code (dotted keys).
@@ -47,7 +48,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "regularization.label_smoothing": 0.1,
         "data.batch_size": 128, "data.image_size": 224, "data.cutout": 0, "data.crop_padding": 0, "data.hflip": True,
         "data.random_resized_crop": True, "data.color_jitter": [0.4, 0.4, 0.4, 0.2], "data.test_resize": 256,
-        "channels_last": False,
+        "channels_last": False, "amp": "off",
     },
 }
 
