@@ -160,7 +160,7 @@ def test_download_fetches_into_the_standard_layout(tmp_path, monkeypatch):
     written = {}
     monkeypatch.setattr(torchvision.datasets, "CIFAR10",
                         lambda root, train, download: written.setdefault("x", write_cifar10(Path(root))))
-    src = create_dataset("cifar10", tmp_path, download=True)
+    src = create_dataset("cifar10", tmp_path, True)  # `download` on, with torchvision's class faked: no network
     assert_source(src, "cifar10", *written["x"], CIFAR10_CLASSES)
 
 
@@ -189,7 +189,7 @@ def test_failed_download_is_one_data_error(tmp_path, monkeypatch, name, tv_class
 
     monkeypatch.setattr(torchvision.datasets, tv_class, offline)
     with pytest.raises(DataError, match=r"download failed: OSError: no network") as err:
-        create_dataset(name, tmp_path, download=True)
+        create_dataset(name, tmp_path, True)  # `download` on, with torchvision's class faked: no network
     assert NOT_FOUND[name][0] in str(err.value)
 
 

@@ -276,7 +276,7 @@ def test_imagenet_is_registered_with_1000_classes():
 def test_missing_imagenet_names_the_folders_and_how_to_get_it(tmp_path):
     raw = tmp_path / "raw"
     with pytest.raises(DataError) as err:
-        create_dataset("imagenet", raw, download=True)
+        create_dataset("imagenet", raw)
     msg = str(err.value)
     for part in (f"{raw / 'imagenet' / 'train'}/", f"{raw / 'imagenet' / 'val'}/", f"{raw / 'train'}/",
                  f"{raw / 'val'}/", "cannot download", "image-net.org", "ILSVRC2012_img_train.tar",
