@@ -27,6 +27,7 @@ from .datasets import (
     read_image_folder,
     register_dataset,
 )
+from .distributed import DistContext, ShardedBatches
 from .splits import (
     ContentOverlap,
     SearchData,
@@ -157,7 +158,7 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False, drop_single: b
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0,
                 drop_last: bool = False, sampler: Sampler | None = None, drop_single: bool = False,
-                num_workers: int = 0) -> DataLoader:
+                num_workers: int = 0, shard: DistContext | None = None) -> DataLoader:
     """A loader for one epoch: the order depends only on (seed, epoch), so a resumed run sees the same batches.
 
     Yields (x (B, C, H, W) float, y (B,) int64, index (B,) int64 into `dataset`) with B = batch_size (the last
@@ -169,8 +170,18 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
     draws from the global RNG. `num_workers` > 0 decodes in that many worker processes (streamed data sets, whose
     samples are decoded per item); each worker's random augmentation is seeded from the loader's generator, so
     the batches still depend only on (seed, epoch, num_workers).
+
+    `shard` (a `DistContext` of several processes): this rank's share of data-parallel batches
+    (`itnas.distributed.ShardedBatches`: global batches of world_size x batch_size from one (seed, epoch)
+    permutation, split over the ranks; `drop_single` keeps the last global batch only when every rank gets at least
+    2 samples); `batch_size` is then per process and `sampler` and `drop_last` must be left unset.
     """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    if shard is not None and shard.enabled:
+        if sampler is not None or drop_last:
+            raise ValueError("make_loader: shard cannot be combined with sampler or drop_last")
+        batches = ShardedBatches(len(dataset), batch_size, shard, shuffle, seed, epoch, 2 if drop_single else 1)
+        return DataLoader(dataset, batch_sampler=batches, generator=g, num_workers=num_workers)
     n = len(sampler) if sampler is not None else len(dataset)
     drop_last = drop_last or num_batches(n, batch_size, drop_single=drop_single) < num_batches(n, batch_size)
     if sampler is None:

@@ -22,14 +22,18 @@ the context is the single-process one and nothing here does any communication.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field
+from torch.utils.data import Sampler
 
-__all__ = ["DistContext", "DistributedConfig", "all_reduce_mean_", "broadcast_", "shard_indices"]
+__all__ = ["DistContext", "DistributedConfig", "ShardedBatches", "all_gather_objects", "all_reduce_mean_",
+           "all_reduce_sum_", "broadcast_", "broadcast_buffers_", "shard_indices", "wrap_ddp"]
 
 
 class DistributedConfig(BaseModel):
@@ -63,6 +67,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    sync_batchnorm: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -75,8 +80,9 @@ class DistContext:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls) -> DistContext:
+    def from_env(cls, sync_batchnorm: bool = False) -> DistContext:
         """The context torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK), else a single process.
+        `sync_batchnorm`: `wrap_ddp` converts batch norm to SyncBatchNorm (CUDA only).
 
         Raises:
             ValueError: the variables are set but not integers, or rank outside [0, world_size).
@@ -85,7 +91,7 @@ class DistContext:
             return cls()
         try:
             ctx = cls(int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"]),
-                      int(os.environ.get("LOCAL_RANK", "0")))
+                      int(os.environ.get("LOCAL_RANK", "0")), sync_batchnorm)
         except ValueError:
             raise ValueError(f"torchrun environment not understood: RANK={os.environ.get('RANK')!r}, WORLD_SIZE="
                              f"{os.environ.get('WORLD_SIZE')!r}, LOCAL_RANK={os.environ.get('LOCAL_RANK')!r}") from None
@@ -154,3 +160,85 @@ def shard_indices(batch: list[int] | torch.Tensor, ctx: DistContext) -> list[int
     if len(items) < ctx.world_size:
         raise ValueError(f"a batch of {len(items)} samples cannot be split over {ctx.world_size} processes")
     return items[ctx.rank::ctx.world_size]
+
+
+def all_reduce_sum_(tensors: Iterable[torch.Tensor], ctx: DistContext) -> None:
+    """Replace every tensor by its sum over the ranks, in place (no-op for one process): running loss / accuracy
+    sums of an epoch, so that every rank records the epoch's global statistics."""
+    if not ctx.enabled:
+        return
+    for t in tensors:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+
+def broadcast_buffers_(module: nn.Module, ctx: DistContext, src: int = 0) -> None:
+    """Copy rank `src`'s buffers of `module` (batch-norm running statistics) to every rank (no-op for one process).
+    DDP broadcasts them before each forward, but the forward then updates them with the rank's own shard: called at
+    an epoch's end, so that evaluation and the checkpoint see one model on every rank."""
+    broadcast_(list(module.buffers()), ctx, src)
+
+
+def all_gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
+    """[rank 0's obj, rank 1's obj, ...] on every rank (pickled; small objects such as RNG states); [obj] for one
+    process."""
+    if not ctx.enabled:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def wrap_ddp(module: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
+    """`module` wrapped in `DistributedDataParallel` for a run of several processes (returned unchanged for one).
+
+    The wrapper all-reduces (averages) the gradients of `module`'s parameters in backward and broadcasts rank 0's
+    buffers before each forward; at construction it broadcasts rank 0's parameters and buffers. With
+    `ctx.sync_batchnorm` every BatchNorm is first converted, in place, to SyncBatchNorm (statistics over all ranks'
+    shards; CUDA only). Parameters keep their identity, so optimizers built on `module` stay valid. Call the
+    wrapper for the training forward; evaluate and checkpoint `module` itself.
+
+    Raises:
+        ValueError: sync_batchnorm on a CPU device (torch's SyncBatchNorm runs on CUDA only).
+    """
+    if not ctx.enabled:
+        return module
+    if ctx.sync_batchnorm:
+        if device.type != "cuda":
+            raise ValueError(f"distributed.sync_batchnorm needs CUDA devices, got {device}: set it to false")
+        converted = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        if converted is not module:
+            raise ValueError("wrap_ddp: the module itself is a BatchNorm; wrap a network")
+    device_ids = [device.index if device.index is not None else ctx.local_rank] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+
+
+class ShardedBatches(Sampler[list[int]]):
+    """This rank's batches of a data-parallel epoch: one permutation of range(n) drawn from (seed, epoch) (or the
+    order 0..n-1 without shuffle), cut into global batches of world_size x batch_size indices, each split over the
+    ranks by `shard_indices`. Every rank draws the same permutation, so the ranks' shards of one step are disjoint
+    and together are the step's global batch; every rank has the same number of steps.
+
+    The last global batch is kept only when every rank gets at least `min_per_rank` samples (2 for training:
+    batch norm in train mode needs more than one value per channel; 1 otherwise).
+    """
+
+    def __init__(self, n: int, batch_size: int, ctx: DistContext, shuffle: bool, seed: int = 0, epoch: int = 0,
+                 min_per_rank: int = 1):
+        self.n, self.batch_size, self.ctx, self.shuffle = n, batch_size, ctx, shuffle
+        self.seed, self.epoch, self.min_per_rank = seed, epoch, min_per_rank
+        global_batch = batch_size * ctx.world_size
+        full, last = divmod(n, global_batch)
+        self._n_batches = full + (1 if last >= min_per_rank * ctx.world_size else 0)
+
+    def __len__(self) -> int:
+        return self._n_batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed((self.seed * 100_003 + self.epoch) * 31 + 17)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        global_batch = self.batch_size * self.ctx.world_size
+        for k in range(self._n_batches):
+            yield shard_indices(order[k * global_batch:(k + 1) * global_batch], self.ctx)

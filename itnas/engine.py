@@ -20,7 +20,13 @@ search-train; the final training: one SGD step with the auxiliary loss); the eng
 `Precision` is how both tasks compute (docs/method.md 2.8), written once here: autocast (`amp`: bf16 or fp16) around
 a step's forward and loss, the fp16 loss scaler (its state is part of the task's checkpointed state), the dtype
 (float32 or float64) and the memory format (channels-last or contiguous) of the model and of every batch, cast on
-the device. Distributed training attaches here too.
+the device.
+
+Data-parallel runs (`itnas.distributed.DistContext` of several torchrun processes): every rank runs the same loop on
+its shard of each batch (the task's business: DDP for weight gradients, `all_reduce_mean_` for architecture
+gradients); the engine sums the epoch's running statistics over the ranks, so every rank records the global ones,
+lets rank 0 alone write the checkpoint (with every rank's RNG state) and report progress, and resumes every rank
+from the same checkpoint, each with its own RNG state.
 """
 
 from __future__ import annotations
@@ -35,11 +41,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import ConfigError
+from .distributed import DistContext, all_gather_objects, all_reduce_sum_
 
 __all__ = ["CHECKS_PER_EPOCH", "EngineResult", "EvalResult", "NonFiniteError", "Precision", "RunningMetrics", "Task",
            "check_amp_device", "cosine_lr", "evaluate", "run_epochs"]
@@ -224,6 +232,18 @@ class RunningMetrics:
         s, _, what = min(bad)
         return what, s
 
+    def all_reduce_(self, ctx: DistContext) -> None:
+        """Sum every stream's loss, correct count and sample count over the ranks (in place; one all-reduce per
+        stream; no-op for one process). Every rank must have the same streams."""
+        if not ctx.enabled:
+            return
+        for stream in sorted(self._loss):
+            counts = torch.tensor([self._correct[stream].item(), self._n[stream]], dtype=torch.int64,
+                                  device=self._loss[stream].device)
+            all_reduce_sum_([self._loss[stream], counts], ctx)
+            self._correct[stream].fill_(counts[0])
+            self._n[stream] = int(counts[1])
+
     def count(self, stream: str) -> int:
         """Samples seen by `stream` (0 when it saw none)."""
         return self._n.get(stream, 0)
@@ -287,7 +307,7 @@ def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.
                checkpoint_path: str | Path | None = None, identity: dict | None = None,
                stop_after_epochs: int | None = None, on_step: StepCallback | None = None,
                on_epoch: Callable[[dict], None] | None = None, progress_interval_s: float = 0.25,
-               name: str = "run") -> EngineResult:
+               name: str = "run", ctx: DistContext | None = None) -> EngineResult:
     """Run `task` for `epochs` epochs (cosine lr from `lr` to `lr_min`), resuming from `checkpoint_path`.
 
     Args:
@@ -298,6 +318,9 @@ def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.
         on_step(epoch, step, n_steps, loss or None): progress; the loss (nats) is read at most every
             `progress_interval_s` seconds. on_epoch(record): after each epoch's checkpoint.
         name: the run in error messages (e.g. "search (itnas, seed 0)").
+        ctx: the process's place in a data-parallel run (default: one process). With several, every rank calls
+            this with its own task; statistics are summed over ranks, rank 0 writes the checkpoint and calls
+            on_step / on_epoch, and all ranks resume from the checkpoint file (which they must all see).
 
     Returns:
         EngineResult: records {epoch, lr, **task.epoch_stats, time_s (s), **task.record}.
@@ -309,13 +332,17 @@ def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.
             before the epoch is checkpointed, so the checkpoint keeps the last good epoch.
     """
     identity = identity or {}
+    ctx = ctx or DistContext()
+    if not ctx.is_main:
+        on_step = on_epoch = None
     result = EngineResult()
     start = 0
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         ck = load_checkpoint(checkpoint_path, identity)
         task.load_state_dict(ck["state"])
         result.history, start, result.time_s = ck["history"], ck["epoch"], ck["time_s"]
-        restore_rng(ck["rng"])
+        ranks = ck.get("rng_ranks")
+        restore_rng(ranks[ctx.rank] if ranks is not None and len(ranks) == ctx.world_size else ck["rng"])
         log.info("resumed from %s at epoch %d", checkpoint_path, start)
     progress = _Progress(on_step, progress_interval_s)
     end = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
@@ -331,9 +358,10 @@ def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.
             metrics.step = step
             task.step(batch, metrics)
             if (step + 1) % check_every == 0:
-                _stop_if_nonfinite(metrics, name, epoch, epochs, n_steps, checkpoint_path)
+                _stop_if_nonfinite(metrics, name, epoch, epochs, n_steps, checkpoint_path, ctx)
             progress(epoch, step + 1, n_steps, metrics.last_loss)
-        _stop_if_nonfinite(metrics, name, epoch, epochs, n_steps, checkpoint_path)
+        _stop_if_nonfinite(metrics, name, epoch, epochs, n_steps, checkpoint_path, ctx)
+        metrics.all_reduce_(ctx)
         rec = {"epoch": epoch, "lr": epoch_lr, **task.epoch_stats(epoch, metrics)}
         bad = [k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
@@ -349,9 +377,12 @@ def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.
                                  f"of {epochs}; {_kept(checkpoint_path, epoch)}", bad_tensor, epoch, n_steps)
         result.history.append(rec)
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, {"config": identity, "epoch": epoch + 1, "state": state,
-                                              "history": result.history, "time_s": result.time_s,
-                                              "rng": capture_rng()})
+            rng = all_gather_objects(capture_rng(), ctx)
+            if ctx.is_main:
+                save_checkpoint(checkpoint_path, {"config": identity, "epoch": epoch + 1, "state": state,
+                                                  "history": result.history, "time_s": result.time_s,
+                                                  "rng": rng[0], **({"rng_ranks": rng} if ctx.enabled else {})})
+            ctx.barrier()
         if on_epoch is not None:
             on_epoch(rec)
     return result
@@ -389,9 +420,19 @@ def _first_nonfinite_tensor(state: dict[str, Any]) -> str | None:
 
 
 def _stop_if_nonfinite(metrics: RunningMetrics, name: str, epoch: int, epochs: int, n_steps: int,
-                       checkpoint_path: str | Path | None) -> None:
-    """Read the divergence flags (one host sync); raise NonFiniteError naming the first bad step."""
+                       checkpoint_path: str | Path | None, ctx: DistContext) -> None:
+    """Read the divergence flags (one host sync); raise NonFiniteError naming the first bad step. With several
+    processes the first bad step is agreed over the ranks (an all-reduce MIN), so that every rank stops, not only
+    the one whose shard diverged (the others would wait in the next collective forever)."""
     found = metrics.first_nonfinite()
+    if ctx.enabled:
+        never = torch.iinfo(torch.int64).max
+        first = torch.tensor([never if found is None else found[1]], dtype=torch.int64, device=metrics.device)
+        dist.all_reduce(first, op=dist.ReduceOp.MIN)
+        if int(first) == never:
+            return
+        if found is None or found[1] != int(first):
+            found = ("value on another process", int(first))
     if found is None:
         return
     what, step = found
@@ -414,13 +455,18 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader: Iterable, device: torch.device,
-             collect: bool = False) -> EvalResult:
+             collect: bool = False, ctx: DistContext | None = None) -> EvalResult:
     """The one evaluation loop: `forward(x (B, C, H, W)) -> logits (B, classes)` over `loader` batches
-    (x, y, index). The caller sets eval mode. Sums stay on the device (one host sync at the end).
+    (x, y, index). The caller sets eval mode. Sums stay on the device (one host sync at the end). With `ctx` of
+    several processes, each rank's loader holds its share of the data and the sums are added over the ranks
+    (`RunningMetrics.all_reduce_`): every rank gets the result over the whole data.
 
     Raises:
-        ValueError: the loader yields no sample.
+        ValueError: the loader yields no sample, or `collect` with several processes (predictions stay per rank).
     """
+    ctx = ctx or DistContext()
+    if collect and ctx.enabled:
+        raise ValueError("evaluate: collect=True needs one process (evaluate on rank 0)")
     metrics = RunningMetrics(device)
     preds, labels = [], []
     for x, y, _ in loader:
@@ -430,6 +476,7 @@ def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader: Iterable, 
         if collect:
             preds.append(logits.argmax(1).cpu())
             labels.append(y.cpu())
+    metrics.all_reduce_(ctx)
     n = metrics.count("eval")
     if not n:
         raise ValueError("evaluate: the loader yielded no sample")

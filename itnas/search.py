@@ -11,6 +11,14 @@ order) never autocasts, so the architecture parameters, their gradients and Adam
 epoch (one iterator per epoch over one permutation cut into as many batches as search-train has). Weights: SGD
 with momentum, cosine to lr_min; architecture: Adam. The engine checkpoints every epoch: an interrupted search
 resumes where it stopped and equals an uninterrupted one.
+
+Data-parallel (`ctx`, several torchrun processes; docs/method.md 2.9): each rank takes its shard of every search-train
+and search-val batch (global batch = ranks x `data.batch_size`); the weight step runs the supernet's network through
+`DistributedDataParallel` (weight gradients averaged in backward); the architecture step runs on the plain model and
+averages the architecture gradients with `all_reduce_mean_` before Adam's step (second order: the mean of the ranks'
+unrolled gradients, each on its own shards). Weights, architecture parameters and both optimizers' states thus stay
+identical on every rank; at each epoch's end rank 0's batch-norm statistics are broadcast, so that search-val
+evaluation, the record and the checkpoint are the same everywhere.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from torch.utils.data import DataLoader
 
 from .config import SearchConfig
 from .derive import derive_with_margins, margin_summary
+from .distributed import DistContext, all_reduce_mean_, broadcast_, broadcast_buffers_, shard_indices, wrap_ddp
 from .engine import Precision, RunningMetrics, check_amp_device, evaluate, run_epochs
 from .records import transition_records
 from .spaces import create_space
@@ -135,7 +144,7 @@ def unrolled_arch_grads(model: SearchModel, train_batch: Batch, val_batch: Batch
 
 def arch_step(model: SearchModel, a_opt: torch.optim.Optimizer, train_batch: Batch, val_batch: Batch,
               order: str, xi: float, w_opt: torch.optim.Optimizer | None = None, weight_decay: float = 0.0,
-              momentum: float = 0.0) -> torch.Tensor | None:
+              momentum: float = 0.0, ctx: DistContext | None = None) -> torch.Tensor | None:
     """One architecture step (DARTS Algorithm 1, line 1) and its Adam step.
 
     First order: grad_A L_val(w, A) (backward into the architecture parameters only: no weight gradients are
@@ -143,7 +152,8 @@ def arch_step(model: SearchModel, a_opt: torch.optim.Optimizer, train_batch: Bat
     momentum buffers of `w_opt` and `weight_decay`. Batches: (x (B, C, H, W), y (B,)). Never under autocast (the
     search's amp covers the weight step only): architecture gradients, first or second order, are computed in the
     model's dtype (float32 or float64), so they need no loss scaler, and the finite differences of the second order
-    are not drowned by bf16/fp16 rounding.
+    are not drowned by bf16/fp16 rounding. With `ctx` of several processes, the architecture gradients are averaged
+    over the ranks (`all_reduce_mean_`) before the Adam step, so every rank takes the same step.
 
     Returns:
         the val logits (B, classes) of the first-order step (detached), None for second order.
@@ -161,19 +171,23 @@ def arch_step(model: SearchModel, a_opt: torch.optim.Optimizer, train_batch: Bat
         logits = model(xv)
         F.cross_entropy(logits, yv).backward(inputs=model.arch_parameters())
         logits = logits.detach()
+    if ctx is not None:
+        all_reduce_mean_([p.grad for p in model.arch_parameters()], ctx)
     a_opt.step()
     return logits
 
 
 def weight_step(model: SearchModel, w_opt: torch.optim.Optimizer, train_batch: Batch, grad_clip: float, *,
-                metrics: RunningMetrics | None = None,
-                precision: Precision | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                metrics: RunningMetrics | None = None, precision: Precision | None = None,
+                net: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One weight step (DARTS Algorithm 1, line 2) with the alphas held constant (computed once, under no_grad and
     outside autocast, in the architecture's dtype: nothing back-propagates into the architecture). With `precision`
     (default: plain, in the model's dtype), the forward and the loss run under its autocast and the backward and the
     SGD step go through its loss scaler (fp16). With `metrics`, the loss and the gradient norm (before clipping) are
     checked for NaN/inf on the device (`RunningMetrics.check_finite`, no host sync); under fp16 loss scaling an
     inf/NaN gradient only skips the step (the scaler's business), so only the loss is checked.
+    `net`: what runs the network's forward (default `model.net`; a data-parallel run passes its DDP wrapper of
+    `model.net`, which averages the weight gradients over the ranks in backward).
     Batches: x (B, C, H, W) in the model's dtype and device, y (B,). Returns (loss (), logits (B, classes)),
     detached (the loss float32 under amp, the logits in the autocast type)."""
     precision = precision or Precision()
@@ -182,7 +196,7 @@ def weight_step(model: SearchModel, w_opt: torch.optim.Optimizer, train_batch: B
         state = model.arch()
     w_opt.zero_grad(set_to_none=True)
     with precision.autocast():
-        logits = model(x, state)
+        logits = (model.net if net is None else net)(x, state)
         loss = F.cross_entropy(logits, y)
     precision.backward(loss)
     precision.unscale_(w_opt)
@@ -229,15 +243,20 @@ class SearchTask:
 
     Args:
         cfg: the search config. model: the supernet (on `device`). train_set / val_set: search-train /
-        search-val datasets yielding (x (C, H, W), label, index). make_loader: `itnas.data.make_loader`-compatible.
+        search-val datasets yielding (x (C, H, W), label, index). make_loader: `itnas.data.make_loader`-compatible
+        (with several processes it is called with `shard=ctx`). ctx: the data-parallel context (default: one
+        process; see the module docstring).
     """
 
     def __init__(self, cfg: SearchConfig, model: SearchModel, train_set, val_set, device: torch.device,
-                 make_loader: Callable, precision: Precision | None = None):
+                 make_loader: Callable, precision: Precision | None = None, ctx: DistContext | None = None):
         self.cfg, self.model, self.device, self.make_loader = cfg, model, device, make_loader
         self.train_set, self.val_set = train_set, val_set
+        self.ctx = ctx or DistContext()
         self.precision = precision if precision is not None else search_precision(cfg, device)
         self.precision.prepare(model)  # dtype and memory format, before the optimizers see the parameters
+        broadcast_(model.arch_parameters(), self.ctx)  # rank 0's architecture everywhere (DDP: rank 0's weights)
+        self.net = wrap_ddp(model.net, self.ctx, device)  # the weight step's forward (model.net for one process)
         self.w_opt, self.a_opt = make_search_optimizers(model, cfg)
         self.lr, self.search_arch, self.val_iter = cfg.weight_optimizer.lr, False, None
 
@@ -258,13 +277,17 @@ class SearchTask:
 
     def batches(self, epoch: int):
         cfg = self.cfg
-        loader = self.make_loader(self.train_set, cfg.data.batch_size, True, cfg.seed, epoch, drop_single=True)
+        shard = {"shard": self.ctx} if self.ctx.enabled else {}
+        loader = self.make_loader(self.train_set, cfg.data.batch_size, True, cfg.seed, epoch, drop_single=True,
+                                  **shard)
         self.search_arch = epoch >= cfg.schedule.warmup_epochs
         self.val_iter = None
-        if self.search_arch:  # one iterator per epoch: every search-val sample exactly once
+        if self.search_arch:  # one iterator per epoch: every search-val sample exactly once (over all ranks)
             g = torch.Generator().manual_seed((cfg.seed + 7919) * 100_003 + epoch)
-            self.val_iter = iter(DataLoader(self.val_set, batch_sampler=even_batches(len(self.val_set), len(loader), g),
-                                            num_workers=0))
+            val_batches = even_batches(len(self.val_set), len(loader), g)
+            if self.ctx.enabled:
+                val_batches = [shard_indices(b, self.ctx) for b in val_batches]
+            self.val_iter = iter(DataLoader(self.val_set, batch_sampler=val_batches, num_workers=0))
         self.model.train()
         return loader
 
@@ -277,24 +300,28 @@ class SearchTask:
             xv, yv = p.batch(xv), yv.to(dev, non_blocking=True)
             w = cfg.weight_optimizer
             logits_v = arch_step(self.model, self.a_opt, (x, y), (xv, yv), cfg.arch_optimizer.order, self.lr,
-                                 self.w_opt, w.weight_decay, w.momentum)
+                                 self.w_opt, w.weight_decay, w.momentum, self.ctx)
             metrics.check_finite("architecture parameter", *self.model.arch_parameters())
             if logits_v is not None:
                 metrics.add("arch_step_val", F.cross_entropy(logits_v, yv, reduction="sum"), logits_v, yv)
         loss, logits = weight_step(self.model, self.w_opt, (x, y), cfg.weight_optimizer.grad_clip, metrics=metrics,
-                                   precision=p)
+                                   precision=p, net=self.net)
         metrics.add("train", loss.double() * len(y), logits, y)
         metrics.last_loss = loss
 
     def epoch_stats(self, epoch: int, metrics: RunningMetrics) -> dict[str, Any]:
+        broadcast_buffers_(self.model, self.ctx)  # one model on every rank from here to the checkpoint
         stats = {**metrics.summary("train"), "arch_updated": self.search_arch, **metrics.summary("arch_step_val")}
         s = self.cfg.schedule
         if s.val_every and ((epoch + 1) % s.val_every == 0 or epoch + 1 == s.epochs):
             self.model.eval()
             with torch.no_grad():
                 state = self.model.arch()
-            loader = self.make_loader(self.val_set, max(self.cfg.data.batch_size, 256), False)
-            r = evaluate(lambda x: self.model(self.precision.batch(x), state), loader, self.device)  # no autocast
+            ctx = self.ctx  # several processes: rank r evaluates samples r, r + N, ...; the sums are all-reduced
+            share = {"sampler": range(ctx.rank, len(self.val_set), ctx.world_size)} if ctx.enabled else {}
+            loader = self.make_loader(self.val_set, max(self.cfg.data.batch_size, 256), False, **share)
+            r = evaluate(lambda x: self.model(self.precision.batch(x), state), loader, self.device,
+                         ctx=ctx)  # no autocast
             self.model.train()
             stats["val_loss"], stats["val_acc"] = r.loss, r.accuracy
         return stats
@@ -320,7 +347,8 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
                device: torch.device | str = "cpu", checkpoint_path: str | Path | None = None,
                stop_after_epochs: int | None = None, make_loader=None, identity: dict | None = None,
                on_step: Callable[[int, int, int, float | None], None] | None = None,
-               on_epoch: Callable[[dict], None] | None = None, name: str | None = None) -> SearchResult:
+               on_epoch: Callable[[dict], None] | None = None, name: str | None = None,
+               ctx: DistContext | None = None) -> SearchResult:
     """Search an architecture.
 
     Args:
@@ -335,6 +363,8 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
         on_step(epoch, step, n_steps, train_loss or None) / on_epoch(record): progress callbacks (the loss is
             read on the host a few times per second at most).
         name: the run in error messages (default "search (<method>, seed <seed>)").
+        ctx: data-parallel context (torchrun; default one process): every rank calls run_search with the same
+            arguments; batches are sharded, gradients averaged, rank 0 checkpoints (module docstring).
 
     Returns:
         SearchResult. History records hold epoch, lr, train/val loss (nats) and accuracy (%), time_s, alphas,
@@ -353,9 +383,9 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
     check_amp_device(cfg.precision.amp, device, "search.precision.amp")
     torch.manual_seed(cfg.seed)
     model = build_search_model(cfg, num_classes, in_channels).to(device)
-    task = SearchTask(cfg, model, train_set, val_set, device, make_loader)
+    task = SearchTask(cfg, model, train_set, val_set, device, make_loader, ctx=ctx)
     w = cfg.weight_optimizer
     result = run_epochs(task, w.lr, w.lr_min, cfg.schedule.epochs, device, checkpoint_path,
                         {**cfg.model_dump(mode="json"), **(identity or {})}, stop_after_epochs, on_step, on_epoch,
-                        name=name or f"search ({cfg.method}, seed {cfg.seed})")
+                        name=name or f"search ({cfg.method}, seed {cfg.seed})", ctx=task.ctx)
     return SearchResult(model, result.history, result.time_s)

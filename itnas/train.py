@@ -7,6 +7,10 @@ smoothing; `amp` (bf16 / fp16 autocast of the forward and loss, fp16 with a loss
 `itnas.engine.Precision` (docs/method.md 2.8). No test image is used during training or for any selection: the model
 of the last epoch is the one evaluated. The engine checkpoints every epoch: an interrupted training resumes where it
 stopped.
+
+Data-parallel (`ctx`, several torchrun processes): each rank trains on its shard of every batch (global batch =
+ranks x `data.batch_size`) through `DistributedDataParallel` (gradients averaged in backward); at each epoch's end
+rank 0's batch-norm statistics are broadcast, so that every rank holds the same network.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, confusion_matrix
 
 from .config import TrainConfig
+from .distributed import DistContext, broadcast_buffers_, wrap_ddp
 from .engine import Precision, RunningMetrics, check_amp_device, cosine_lr, run_epochs
 from .engine import evaluate as evaluate_loop
 
@@ -44,19 +49,20 @@ def train_precision(cfg: TrainConfig, device: torch.device | str) -> Precision:
 
 
 def final_train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig, *,
-                     metrics: RunningMetrics | None = None,
-                     precision: Precision | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     metrics: RunningMetrics | None = None, precision: Precision | None = None,
+                     net: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One training step of the final network: cross-entropy (+ auxiliary_weight x the auxiliary head's loss when
     the model returns one), backward, gradient-norm clipping, SGD step. batch: (x (B, C, H, W), y (B,)) on the
     model's device. With `precision` (default: plain float32), the forward and the loss run under its autocast and
     the backward and step go through its loss scaler (fp16). With `metrics`, the loss and the gradient norm (before
     clipping) are checked for NaN/inf on the device (no host sync; under fp16 loss scaling only the loss: an inf
-    gradient skips the step). Returns (loss () nats, logits (B, classes)), detached."""
+    gradient skips the step). `net`: what runs the forward (default `model`; a data-parallel run passes its DDP
+    wrapper of `model`). Returns (loss () nats, logits (B, classes)), detached."""
     precision = precision or Precision()
     x, y = batch
     r = cfg.regularization
     with precision.autocast():
-        logits, aux = model(x)
+        logits, aux = (model if net is None else net)(x)
         loss = F.cross_entropy(logits, y, label_smoothing=r.label_smoothing)
         if aux is not None:
             loss = loss + r.auxiliary_weight * F.cross_entropy(aux, y, label_smoothing=r.label_smoothing)
@@ -75,14 +81,15 @@ def final_train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Batch,
 class FinalTrainTask:
     """Final training as an `itnas.engine.Task`. model: a `FinalNetwork` on `device` (channels-last when
     `cfg.channels_last`: every input batch (B, C, H, W) is converted too; autocast when `cfg.amp`: `train_precision`).
-    train_set yields (x, label, index)."""
+    train_set yields (x, label, index). ctx: data-parallel context (default one process; module docstring)."""
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, train_set, seed: int, device: torch.device,
-                 make_loader: Callable, precision: Precision | None = None):
+                 make_loader: Callable, precision: Precision | None = None, ctx: DistContext | None = None):
         self.model, self.cfg, self.train_set, self.seed, self.device = model, cfg, train_set, seed, device
-        self.make_loader = make_loader
+        self.make_loader, self.ctx = make_loader, ctx or DistContext()
         self.precision = precision if precision is not None else train_precision(cfg, device)
         self.precision.prepare(model)
+        self.net = wrap_ddp(model, self.ctx, device)  # the training forward (the model itself for one process)
         self.opt = make_final_optimizer(model, cfg)
 
     def state_dict(self) -> dict[str, Any]:
@@ -100,17 +107,20 @@ class FinalTrainTask:
     def batches(self, epoch: int):
         self.model.drop_path_prob = self.cfg.regularization.drop_path * epoch / self.cfg.epochs
         self.model.train()
-        return self.make_loader(self.train_set, self.cfg.data.batch_size, True, self.seed, epoch, drop_single=True)
+        shard = {"shard": self.ctx} if self.ctx.enabled else {}
+        return self.make_loader(self.train_set, self.cfg.data.batch_size, True, self.seed, epoch, drop_single=True,
+                                **shard)
 
     def step(self, batch, metrics: RunningMetrics) -> None:
         x, y, _ = batch
         x, y = self.precision.batch(x), y.to(self.device, non_blocking=True)
         loss, logits = final_train_step(self.model, self.opt, (x, y), self.cfg, metrics=metrics,
-                                        precision=self.precision)
+                                        precision=self.precision, net=self.net)
         metrics.add("train", loss.double() * len(y), logits, y)
         metrics.last_loss = loss
 
     def epoch_stats(self, epoch: int, metrics: RunningMetrics) -> dict[str, Any]:
+        broadcast_buffers_(self.model, self.ctx)  # one network on every rank from here to the checkpoint
         return {"drop_path_prob": self.model.drop_path_prob, **metrics.summary("train")}
 
     def record(self, rec: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +131,8 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
                 checkpoint_path: str | Path | None = None, config: dict | None = None,
                 stop_after_epochs: int | None = None, make_loader=None,
                 on_step: Callable[[int, int, int, float | None], None] | None = None,
-                on_epoch: Callable[[dict], None] | None = None, name: str | None = None) -> list[dict]:
+                on_epoch: Callable[[dict], None] | None = None, name: str | None = None,
+                ctx: DistContext | None = None) -> list[dict]:
     """Train `model` (a `FinalNetwork`, already on `device`) in place; with `cfg.channels_last` the model and every
     input batch are converted to the channels-last memory format (the model stays so afterwards); with `cfg.amp`
     every step's forward and loss run under autocast (`final_train_step`).
@@ -133,6 +144,8 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
         stop_after_epochs: stop (as if interrupted) after this many epochs in total.
         on_step(epoch, step, n_steps, loss or None) / on_epoch(record): progress callbacks.
         name: the run in error messages (default "final training (seed <seed>)").
+        ctx: data-parallel context (torchrun; default one process): every rank calls train_final with the same
+            arguments; batches are sharded, gradients averaged by DDP, rank 0 checkpoints.
 
     Returns:
         history: per epoch {epoch, lr, drop_path_prob, train_loss (nats), train_acc (%), time_s}.
@@ -147,11 +160,11 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
         from .data import make_loader
     device = torch.device(device)
     check_amp_device(cfg.amp, device, "train.amp")
-    task = FinalTrainTask(model, cfg, train_set, seed, device, make_loader)
+    task = FinalTrainTask(model, cfg, train_set, seed, device, make_loader, ctx=ctx)
     config = config if config is not None else cfg.model_dump(mode="json")
     o = cfg.optimizer
     return run_epochs(task, o.lr, o.lr_min, cfg.epochs, device, checkpoint_path, config, stop_after_epochs,
-                      on_step, on_epoch, name=name or f"final training (seed {seed})").history
+                      on_step, on_epoch, name=name or f"final training (seed {seed})", ctx=task.ctx).history
 
 
 @torch.no_grad()

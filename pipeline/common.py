@@ -32,7 +32,7 @@ from itnas.config import (
     parse_config,
 )
 from itnas.data import dataset_num_classes, num_batches
-from itnas.distributed import DistributedConfig
+from itnas.distributed import DistContext, DistributedConfig, ShardedBatches
 from itnas.networks import has_final_network
 from itnas.spaces import list_spaces
 
@@ -400,6 +400,38 @@ def identity_diff(stored: dict, expected: dict) -> str | None:
     return " and ".join(parts)
 
 
+@contextmanager
+def distributed_run(params: dict) -> Iterator[tuple[DistContext, torch.device]]:
+    """(this process's `DistContext`, its device) for a stage that can run data-parallel: under torchrun, the
+    process group is initialised (backend `distributed.backend`; CUDA: one device per local rank) and destroyed on
+    exit; a plain process gets the single-process context and the `device` param's device.
+
+    Raises:
+        ConfigError: a bad `distributed` or `device` param.
+    """
+    cfg = distributed_config(params)
+    ctx = DistContext.from_env(cfg.sync_batchnorm)
+    device = ctx.device(resolve_device(params))
+    ctx.init(device, cfg.backend)
+    try:
+        yield ctx, device
+    finally:
+        ctx.close()
+
+
+def steps_per_epoch(n: int, batch_size: int, ctx: DistContext) -> int:
+    """Training steps of one epoch over n samples at `batch_size` per process (the engine's loaders drop a last
+    batch of one sample per process), for progress bars."""
+    if ctx.enabled:
+        return len(ShardedBatches(n, batch_size, ctx, shuffle=False, min_per_rank=2))
+    return num_batches(n, batch_size, drop_single=True)
+
+
+def rank_zero(ctx: DistContext):
+    """`console.print` on rank 0, a function that prints nothing on the other ranks."""
+    return console.print if ctx.is_main else (lambda *args, **kwargs: None)
+
+
 def checkpoint_for(path: Path, config: dict) -> None:
     """Before a stage runs: keep a checkpoint of the same identity (params, data, code: the run resumes from it),
     discard one of another identity with a message saying what differs, and stop with an error naming an
@@ -476,8 +508,12 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 @contextmanager
-def epoch_progress(description: str, epochs: int, steps_per_epoch: int) -> Iterator[tuple]:
-    """A progress bar over all steps of an epoch loop; yields (on_step, print) for the library's callbacks."""
+def epoch_progress(description: str, epochs: int, steps_per_epoch: int, enabled: bool = True) -> Iterator[tuple]:
+    """A progress bar over all steps of an epoch loop; yields (on_step, print) for the library's callbacks.
+    enabled=False (ranks other than 0 of a torchrun job): (None, a print that prints nothing)."""
+    if not enabled:
+        yield None, (lambda *args, **kwargs: None)
+        return
     with progress_bar(description) as progress:
         task = progress.add_task(description, total=epochs * steps_per_epoch, info="")
 

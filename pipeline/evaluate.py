@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from itnas.contracts import NB201Metrics, RunMetrics, SearchMetrics
 from itnas.data import ImageDataset, load_train_data
 from itnas.derive import derive_genotype
+from itnas.distributed import DistContext
 from itnas.genotype import Genotype, GenotypeError
 from itnas.networks import count_multiply_adds, count_parameters, create_final_network
 from itnas.train import evaluate as evaluate_model
@@ -24,9 +27,9 @@ from .common import (
     console,
     data_config,
     derive_config,
+    distributed_run,
     eval_config,
     load_params,
-    resolve_device,
     write_json,
 )
 from .derive import load_supernet
@@ -36,12 +39,16 @@ PAPER_C, PAPER_LAYERS = 36, 20  # DARTS CIFAR final-network size (docs/method.md
 
 
 def evaluate(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
+    """Evaluate one chain. Under torchrun (`distributed.nproc_per_node` > 1) every rank trains on its shards of each
+    batch; rank 0 alone tests, looks up and writes."""
     params = load_params(params_file)
     run = RunPaths(benchmark, method, seed)
-    if benchmark_evaluation(params, benchmark) == "nb201":
-        _lookup(params, run)
-    else:
-        _train_and_test(params, run)
+    with distributed_run(params) as (ctx, device):
+        if benchmark_evaluation(params, benchmark) == "nb201":
+            if ctx.is_main:
+                _lookup(params, run)
+        else:
+            _train_and_test(params, run, ctx, device)
 
 
 def _search_time_s(run: RunPaths) -> float:
@@ -52,16 +59,19 @@ def _search_time_s(run: RunPaths) -> float:
     return SearchMetrics.model_validate(json.loads(run.search_metrics.read_text())).search_time_s
 
 
-def _train_and_test(params: dict, run: RunPaths) -> None:
+def _train_and_test(params: dict, run: RunPaths, ctx: DistContext, device: torch.device) -> None:
     from .train_network import train_network
 
     Genotype.load(run.genotype)  # a genotype that cannot be trained stops here, before any data is read
+    search_time_s = _search_time_s(run)  # and so does a missing search output
     dcfg = data_config(params, run.benchmark)
     data = load_train_data(prepared_dirs(run.benchmark)[1], dcfg.root, dcfg.download)
-    model, net, history = train_network(params, run, data)
+    model, net, history = train_network(params, run, data, ctx, device)
+    if not ctx.is_main:
+        return  # rank 0 tests the network (the same on every rank) and writes
     genotype = Genotype.from_dict(net.genotype)
     test_set = ImageDataset(data.test, data.mean, data.std, image_size=net.image_size)
-    result = evaluate_model(model, test_set, eval_config(params).batch_size, resolve_device(params), len(data.classes))
+    result = evaluate_model(model, test_set, eval_config(params).batch_size, device, len(data.classes))
     paper_net = create_final_network(genotype, PAPER_C, PAPER_LAYERS, 10, False, 3)
     model.cpu()
     metrics = RunMetrics(
@@ -73,7 +83,7 @@ def _train_and_test(params: dict, run: RunPaths) -> None:
         params_m_c36_l20=round(count_parameters(paper_net) / 1e6, 3),
         madds_m_c36_l20_32px=round(count_multiply_adds(paper_net, (3, 32, 32)) / 1e6, 1),
         collapse_count=genotype.collapse_count,
-        search_time_s=_search_time_s(run),
+        search_time_s=search_time_s,
         train_time_s=round(sum(r["time_s"] for r in history), 1),
     )
     write_json(run.metrics, metrics.model_dump())

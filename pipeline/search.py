@@ -6,19 +6,22 @@ from __future__ import annotations
 import torch
 
 from itnas.contracts import SearchMetrics, SupernetMeta
-from itnas.data import ImageDataset, assert_search_excludes_test, load_search_data, num_batches
+from itnas.data import ImageDataset, assert_search_excludes_test, load_search_data
 from itnas.derive import NOISE_MARGIN
+from itnas.distributed import DistContext
 from itnas.search import run_search
 
 from .common import (
     checkpoint_for,
     console,
     data_config,
+    distributed_run,
     epoch_progress,
     load_params,
-    resolve_device,
+    rank_zero,
     search_config,
     search_identity,
+    steps_per_epoch,
     write_csv,
     write_json,
 )
@@ -28,10 +31,17 @@ CURVE_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"
 
 
 def search(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
+    """Search one chain. Under torchrun (`distributed.nproc_per_node` > 1) every rank runs this; the batches are
+    sharded over the ranks and rank 0 alone writes checkpoints, outputs and progress."""
     params = load_params(params_file)
     cfg = search_config(params, benchmark, method, seed)
-    device = resolve_device(params)
-    run = RunPaths(benchmark, method, seed)
+    with distributed_run(params) as (ctx, device):
+        _search(params, cfg, RunPaths(benchmark, method, seed), ctx, device)
+
+
+def _search(params: dict, cfg, run: RunPaths, ctx: DistContext, device: torch.device) -> None:
+    say = rank_zero(ctx)
+    benchmark = run.benchmark
     dcfg = data_config(params, benchmark)
     data = load_search_data(prepared_dirs(benchmark)[0], dcfg.root, dcfg.download)
     assert_search_excludes_test(data)  # search sees search-train and search-val only
@@ -40,26 +50,31 @@ def search(benchmark: str, method: str, seed: int, params_file: str = "params.ya
     val_set = ImageDataset(data.search_val, data.mean, data.std, image_size=size)
     # the checkpoint's identity: params, data and the code of this stage (a checkpoint of other code is discarded);
     # built by `search_identity`, as the check stage builds it when it prunes checkpoints
-    ck_identity = {**search_identity(params, benchmark, method, seed), "data_fingerprint": data.fingerprint()}
-    checkpoint_for(run.search_checkpoint, ck_identity)
+    ck_identity = {**search_identity(params, benchmark, run.method, run.seed), "data_fingerprint": data.fingerprint()}
+    if ctx.is_main:
+        checkpoint_for(run.search_checkpoint, ck_identity)
+    ctx.barrier()  # every rank resumes from the checkpoint rank 0 kept, or none
     identity = {k: ck_identity[k] for k in ("data_fingerprint", "code")}  # run_search adds the config itself
     s, sched, prec = cfg.supernet, cfg.schedule, cfg.precision
     amp = f", amp {prec.amp}" if prec.amp != "off" else ""
     layout = ", channels-last" if prec.channels_last else ""
-    console.print(f"search {run.name} on {device}: space {s.space}, base {cfg.base}, C={s.C}, {s.layers} cells, "
+    procs = f" x {ctx.world_size} processes" if ctx.enabled else ""
+    say(f"search {run.name} on {device}{procs}: space {s.space}, base {cfg.base}, C={s.C}, {s.layers} cells, "
                   f"{sched.epochs} epochs ({sched.warmup_epochs} warm-up), {cfg.arch_optimizer.order} order, "
                   f"{prec.dtype}{amp}{layout}")
-    steps = num_batches(len(train_set), cfg.data.batch_size, drop_single=True)
-    with epoch_progress(f"search {run.name}", sched.epochs, steps) as (on_step, say):
+    steps = steps_per_epoch(len(train_set), cfg.data.batch_size, ctx)
+    with epoch_progress(f"search {run.name}", sched.epochs, steps, enabled=ctx.is_main) as (on_step, print_):
 
         def on_epoch(rec):
             val = f"val {rec['val_acc']:.1f}%" if "val_acc" in rec else ""
-            say(f"epoch {rec['epoch'] + 1}: train {rec['train_acc']:.1f}% {val} "
-                f"collapse {rec['collapse_count']} ({rec['time_s']:.0f} s)")
+            print_(f"epoch {rec['epoch'] + 1}: train {rec['train_acc']:.1f}% {val} "
+                   f"collapse {rec['collapse_count']} ({rec['time_s']:.0f} s)")
 
         result = run_search(cfg, train_set, val_set, len(data.classes), data.in_channels, device,
                             run.search_checkpoint, identity=identity, on_step=on_step, on_epoch=on_epoch,
-                            name=f"search {run.name}")
+                            name=f"search {run.name}", ctx=ctx)
+    if not ctx.is_main:
+        return  # rank 0 writes the outputs
     meta = SupernetMeta(config=cfg, num_classes=len(data.classes), in_channels=data.in_channels,
                         base=result.model.arch.base, data_fingerprint=identity["data_fingerprint"],
                         device=str(device), torch=torch.__version__)

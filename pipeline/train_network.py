@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 from itnas.contracts import FinalNetworkConfig
-from itnas.data import ImageDataset, TrainData, num_batches
+from itnas.data import ImageDataset, TrainData
+from itnas.distributed import DistContext
 from itnas.genotype import Genotype
 from itnas.networks import final_network_from_config
 from itnas.train import train_final
@@ -15,7 +16,8 @@ from .common import (
     checkpoint_for,
     console,
     epoch_progress,
-    resolve_device,
+    rank_zero,
+    steps_per_epoch,
     train_config,
     train_identity,
     write_csv,
@@ -26,11 +28,13 @@ from .paths import RunPaths
 CURVE_COLUMNS = ["epoch", "lr", "drop_path_prob", "train_loss", "train_acc", "time_s"]
 
 
-def train_network(params: dict, run: RunPaths, data: TrainData) -> tuple[torch.nn.Module, FinalNetworkConfig, list]:
-    """Train the final network of `run.genotype` on `data.train`; write run.model, the curves, history and config
-    into run.evaluate_dir. Returns (trained model on the device, its FinalNetworkConfig, per-epoch history)."""
+def train_network(params: dict, run: RunPaths, data: TrainData, ctx: DistContext,
+                  device: torch.device) -> tuple[torch.nn.Module, FinalNetworkConfig, list]:
+    """Train the final network of `run.genotype` on `data.train` on `device`; write run.model, the curves, history
+    and config into run.evaluate_dir. Under torchrun (`ctx` of several processes) every rank trains on its shards
+    and rank 0 alone writes. Returns (trained model on the device, its FinalNetworkConfig, per-epoch history)."""
     cfg = train_config(params, run.benchmark)
-    device = resolve_device(params)
+    say = rank_zero(ctx)
     genotype = Genotype.load(run.genotype)
     d = cfg.data
     train_set = ImageDataset(data.train, data.mean, data.std, augment=True, crop_padding=d.crop_padding,
@@ -44,18 +48,23 @@ def train_network(params: dict, run: RunPaths, data: TrainData) -> tuple[torch.n
     ck_identity = {**train_identity(params, run.benchmark, run.method, run.seed), **identity}  # as `check` builds it
     torch.manual_seed(run.seed)
     model = final_network_from_config(net).to(device)
-    checkpoint_for(run.train_checkpoint, ck_identity)
+    if ctx.is_main:
+        checkpoint_for(run.train_checkpoint, ck_identity)
+    ctx.barrier()  # every rank resumes from the checkpoint rank 0 kept, or none
     amp = f", amp {cfg.amp}" if cfg.amp != "off" else ""
-    console.print(f"train {run.name} on {device}: C={cfg.network.C}, {cfg.network.layers} cells, {cfg.epochs} "
+    procs = f" x {ctx.world_size} processes" if ctx.enabled else ""
+    say(f"train {run.name} on {device}{procs}: C={cfg.network.C}, {cfg.network.layers} cells, {cfg.epochs} "
                   f"epochs, {len(train_set)} images of {net.image_size} px{amp}")
-    steps = num_batches(len(train_set), d.batch_size, drop_single=True)
-    with epoch_progress(f"train {run.name}", cfg.epochs, steps) as (on_step, say):
+    steps = steps_per_epoch(len(train_set), d.batch_size, ctx)
+    with epoch_progress(f"train {run.name}", cfg.epochs, steps, enabled=ctx.is_main) as (on_step, print_):
 
         def on_epoch(rec):
-            say(f"epoch {rec['epoch'] + 1}: train {rec['train_acc']:.1f}% ({rec['time_s']:.0f} s)")
+            print_(f"epoch {rec['epoch'] + 1}: train {rec['train_acc']:.1f}% ({rec['time_s']:.0f} s)")
 
         history = train_final(model, cfg, train_set, run.seed, device, run.train_checkpoint, ck_identity,
-                              on_step=on_step, on_epoch=on_epoch, name=f"train {run.name}")
+                              on_step=on_step, on_epoch=on_epoch, name=f"train {run.name}", ctx=ctx)
+    if not ctx.is_main:
+        return model, net, history  # rank 0 writes the outputs
     run.evaluate_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"config": identity, "model": model.state_dict(), "history": history}, run.model)
     write_csv(run.train_curves, history, CURVE_COLUMNS)
