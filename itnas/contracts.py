@@ -82,7 +82,8 @@ class NB201Metrics(_Contract):
     """The evaluate stage's metrics of one NAS-Bench-201 chain: the derived cell's accuracies (%) looked up in the
     NB201 table (Dong & Yang, ICLR 2020; 200-epoch columns, `itnas.nb201`): CIFAR-10, CIFAR-100 and
     ImageNet16-120, test and valid; the cell's arch string, its parameter-free op count (none, skip, pool), the
-    derivation mode that produced it, and the search time (s). `None` for a cell the table does not hold."""
+    derivation mode that produced it, and the search time (s). (A cell the table does not hold is an error of the
+    look-up, `itnas.nb201.NB201Table.lookup`.)"""
 
     nb201_c10_test: float
     nb201_c10_valid: float

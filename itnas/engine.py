@@ -118,7 +118,6 @@ class Precision:
             raise ValueError(f"amp={amp!r} needs dtype float32, got {dtype!r}")
         self.device, self.amp, self.dtype = torch.device(device), amp, DTYPES[dtype]
         self.channels_last = channels_last
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
 
     def __repr__(self) -> str:

@@ -77,7 +77,7 @@ class MixedOp(nn.Module):
     forward(x (B, C, H, W), alpha (K,)) -> (B, C, H/stride, W/stride), in the memory format of x.
 
     Speed, same maths: `none` is never computed (its alpha still weighs in the softmax; its term is exactly 0); the
-    terms are accumulated in place; on CPU with a contiguous x (`cpu_channels_last`, on by default), x is converted
+    terms are accumulated in place; on CPU with a contiguous x, x is converted
     to channels-last once and every op with a `forward_channels_last` (convolutions, pooling) runs its
     convolutions and pooling channels-last and its BN contiguous (`itnas.ops.conv_bn_channels_last`): results equal
     up to the summation order inside the convolutions, search steps 1.8x (darts base) and 1.5x (pcdarts base)
@@ -104,11 +104,10 @@ class MixedOp(nn.Module):
             ops.append(op)
         self.ops = nn.ModuleList(ops)
         self.channels_last_ops = [k for k in self.active if hasattr(self.ops[k], "forward_channels_last")]
-        self.cpu_channels_last = True
 
     def forward(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         channels_last = is_channels_last(x)
-        fast = self.cpu_channels_last and x.device.type == "cpu" and not channels_last
+        fast = x.device.type == "cpu" and not channels_last
         if self.partial_k == 1:
             return self._mix(x, alpha, fast)
         c_op = x.shape[1] // self.partial_k

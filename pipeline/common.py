@@ -296,7 +296,6 @@ def validate_params(params: dict) -> None:
             train_config(params, benchmark)
         problems += _split_problems(params, benchmark, data, searches)
     derive_config(params)
-    train_config(params, benchmark_names(params)[0])
     eval_config(params)
     if problems:
         raise ConfigError("invalid parameters:\n  " + "\n  ".join(problems))

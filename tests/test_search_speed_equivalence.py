@@ -51,6 +51,14 @@ def _forward_backward(fn, mixed: MixedOp, x: torch.Tensor, alpha: torch.Tensor, 
     return out.detach(), x.grad, alpha.grad, weights
 
 
+def _counting(fn, key, calls: list):
+    """fn, appending `key` to `calls` at every call."""
+    def wrapped(*args):
+        calls.append(key)
+        return fn(*args)
+    return wrapped
+
+
 @pytest.mark.parametrize("partial_k", [1, 4])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("side", [8, 7])
@@ -64,9 +72,13 @@ def test_optimised_mixed_op_equals_the_reference(partial_k, stride, side):
     out_side = (side + stride - 1) // stride
     g = torch.randn(4, C, out_side, out_side)
     ref_bn = copy.deepcopy(mixed)  # batch-norm running statistics move in train mode: same start for both
+    calls = []
+    for k in mixed.channels_last_ops:  # count the fast path's calls (instance attributes shadow the methods)
+        op = mixed.ops[k]
+        op.forward_channels_last = _counting(op.forward_channels_last, k, calls)
     got = _forward_backward(mixed, mixed, x, alpha, g)
     want = _forward_backward(lambda x, a: reference_mixed_op(ref_bn, DARTS_OPS, x, a), ref_bn, x, alpha, g)
-    assert mixed.cpu_channels_last and mixed.channels_last_ops  # the fast path ran
+    assert len(mixed.channels_last_ops) == 6 and calls == mixed.channels_last_ops  # the fast path ran, once per op
     assert got[0].shape == want[0].shape == (4, C, out_side, out_side) and got[0].is_contiguous()
     for a, b in zip(got[:3], want[:3], strict=True):
         torch.testing.assert_close(a, b, rtol=RTOL, atol=ATOL)

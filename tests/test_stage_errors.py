@@ -56,8 +56,9 @@ def _truncate(path, payload) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
-@pytest.mark.parametrize("stage,output", [("derive", "runs/tiny/darts-s0/search/supernet.pt")])
-def test_truncated_output_advises_dvc_checkout(tmp_path, monkeypatch, stage, output):
+def test_truncated_output_advises_dvc_checkout(tmp_path, monkeypatch):
+    """The one output a later stage reads as a torch file (derive reads the supernet; evaluate reads JSON only)."""
+    stage, output = "derive", "runs/tiny/darts-s0/search/supernet.pt"
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, tiny_params())
     _truncate(tmp_path / output, {"meta": {}, "model": {"w": torch.randn(4096)}})
@@ -69,10 +70,9 @@ def test_truncated_output_advises_dvc_checkout(tmp_path, monkeypatch, stage, out
     assert "delete" not in line
 
 
-@pytest.mark.parametrize("stage,output,what", [
-    ("derive", "runs/tiny/darts-s0/search/supernet.pt", "a supernet")])
-def test_foreign_output_advises_dvc_checkout_in_one_line(tmp_path, monkeypatch, stage, output, what):
+def test_foreign_output_advises_dvc_checkout_in_one_line(tmp_path, monkeypatch):
     """A readable file of another version: one line (not pydantic's multi-line report), same advice."""
+    stage, output, what = "derive", "runs/tiny/darts-s0/search/supernet.pt", "a supernet"
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, tiny_params())
     path = tmp_path / output
