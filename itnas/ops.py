@@ -35,10 +35,11 @@ def conv_bn_channels_last(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """`seq(x)` for a sequence that ends in a BatchNorm2d, with every module before the BN run in the channels-last
     memory format and the BN (so the output) in the contiguous format. x: (B, C, H, W), any format.
 
-    Why: on CPU, oneDNN's depthwise convolutions and torch's pooling are 2-4x faster channels-last (forward and
-    backward), while torch's channels-last CPU batch norm sums its statistics less accurately (measured on
-    (32, 16, 32, 32) inputs: 7e-6 largest error against float64, vs 3e-7 in the contiguous format). The result
-    equals seq(x) up to the summation order inside the convolutions.
+    Why: on CPU, oneDNN's depthwise convolutions and torch's pooling are faster channels-last (forward and
+    backward; with this function the search step is 1.8x (darts base) / 1.5x (pcdarts base) faster,
+    reports/bench-search-speed.json), while torch's channels-last CPU batch norm sums its statistics less accurately
+    (`python reports/experiments/bn_channels_last_error.py`). The result equals seq(x) up to the summation order
+    inside the convolutions.
     """
     *body, bn = seq
     y = x.contiguous(memory_format=torch.channels_last)
@@ -184,7 +185,7 @@ class FactorizedReduce(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
         # a stride-2 1x1 conv reads every other pixel: subsample first, then a stride-1 conv (the same products and
-        # sums; the strided conv's backward is 2-5x slower on CPU)
+        # sums; the strided conv's backward is slower on CPU: part of reports/bench-search-speed.json's speed-up)
         a = F.conv2d(x[:, :, ::2, ::2], self.conv_1.weight)
         b = F.conv2d(x[:, :, 1::2, 1::2], self.conv_2.weight)
         if b.shape[-2:] != a.shape[-2:]:  # odd H or W: pad the shifted branch (same shape as DARTS on even sizes)

@@ -91,8 +91,8 @@ def bench(methods: list[str], bases: list[str], C: int, layers: int, batch_size:
     """Time every (method, base) search step and the final train step; print a table and write JSON to `out`.
 
     threads: torch intra-op threads (0 = torch's default). On a CPU shared with other jobs, fewer threads than
-    cores avoids OpenMP oversubscription (seen on 2 busy cores: a tiny search step 0.33 s on 1 thread, 1.4-43 s
-    on 2; `OMP_WAIT_POLICY=PASSIVE` removes most of it: a tiny float64 search 2 s instead of 228 s on 2 threads).
+    cores avoids OpenMP oversubscription (on 2 busy cores, spinning OpenMP threads made tiny steps many times
+    slower on 2 threads than on 1; `OMP_WAIT_POLICY=PASSIVE`, which the side-by-side runs set, removes most of it).
     amp, dtype, channels_last: the precision of the steppers (docs/method.md 2.8).
     against: a checkout of other code (e.g. `git clone . /tmp/old && git -C /tmp/old checkout REV`): time its search
     steps and final step and this checkout's (in `amp`, `dtype`, `channels_last`) side by side, each in its own

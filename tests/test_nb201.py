@@ -230,3 +230,14 @@ def test_corrupt_file_names_the_path(tmp_path, kind):
         _gz(path, "")
     with pytest.raises(NB201TableError, match=kind):
         load_nb201_table(path)
+
+
+@pytest.mark.parametrize("v11,nats,n_differ,median_pp", [("c100_test_200", "c100_test_200_nats", 2486, 0.25),
+                                                          ("in16_test_200", "in16_test_200_nats", 2458, 0.2834)])
+def test_v11_and_nats_test_columns_differ_as_the_module_says(table, v11, nats, n_differ, median_pp):
+    """The numbers itnas/nb201.py gives for its choice of default test columns (different seed sets)."""
+    import statistics
+
+    diffs = [abs(a - b) for a, b in zip(table.column(v11), table.column(nats), strict=True) if abs(a - b) > 1e-9]
+    assert len(diffs) == n_differ
+    assert statistics.median(diffs) == pytest.approx(median_pp, abs=1e-4)

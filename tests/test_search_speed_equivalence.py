@@ -17,7 +17,7 @@ from itnas.search import arch_step, build_search_model, make_search_optimizers, 
 from itnas.spaces import DARTS_OPS, create_space
 from itnas.supernet import MixedOp, channel_shuffle, shuffle_cat
 
-RTOL, ATOL = 1e-5, 1e-5  # float32 reassociation inside convolutions; largest difference measured 1.05e-5, on
+RTOL, ATOL = 1e-5, 1e-5  # float32 reassociation inside convolutions; largest difference these tests saw 1.05e-5, on
 # weight gradients (sums over the batch and the map), within rtol of their size
 
 
