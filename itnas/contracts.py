@@ -64,7 +64,10 @@ class SearchMetrics(_Contract):
 class RunMetrics(_Contract):
     """The evaluate stage's metrics of one run: test accuracy (%) and loss (nats) on `test_images` images,
     parameters (M, without the auxiliary head) and multiply-adds (M) of the trained network and of the same
-    genotype at the DARTS CIFAR size (C=36, 20 cells, 32x32), collapse count, search and train time (s)."""
+    genotype at the DARTS CIFAR size (C=36, 20 cells, 32x32), collapse count and train time (s).
+
+    search_time_s: not written any more (the search time is `SearchMetrics.search_time_s`, so that a new search
+    of the same genotype retrains nothing); optional so that metrics files written before still validate."""
 
     test_acc: float
     test_loss: float
@@ -74,16 +77,16 @@ class RunMetrics(_Contract):
     params_m_c36_l20: float
     madds_m_c36_l20_32px: float
     collapse_count: int
-    search_time_s: float
+    search_time_s: float | None = None
     train_time_s: float
 
 
 class NB201Metrics(_Contract):
     """The evaluate stage's metrics of one NAS-Bench-201 chain: the derived cell's accuracies (%) looked up in the
     NB201 table (Dong & Yang, ICLR 2020; 200-epoch columns, `itnas.nb201`): CIFAR-10, CIFAR-100 and
-    ImageNet16-120, test and valid; the cell's arch string, its parameter-free op count (none, skip, pool), the
-    derivation mode that produced it, and the search time (s). (A cell the table does not hold is an error of the
-    look-up, `itnas.nb201.NB201Table.lookup`.)"""
+    ImageNet16-120, test and valid; the cell's arch string, its parameter-free op count (none, skip, pool) and the
+    derivation mode that produced it. (A cell the table does not hold is an error of the look-up,
+    `itnas.nb201.NB201Table.lookup`.) search_time_s: as in `RunMetrics`, only in metrics files written before."""
 
     nb201_c10_test: float
     nb201_c10_valid: float
@@ -94,4 +97,4 @@ class NB201Metrics(_Contract):
     collapse_count: int
     arch: str
     derivation: str
-    search_time_s: float
+    search_time_s: float | None = None

@@ -1,4 +1,6 @@
-"""Stage `derive`: the genotype of a searched supernet -> runs/<chain>/genotype.json."""
+"""Stage `derive`: the genotype of a searched supernet -> runs/<chain>/genotype.json (the genotype of `derive.mode`)
+and runs/<chain>/derivations.json (the genotypes of both modes, `{"marginal": {...}, "sequential": {...}}`, what
+the nb201 evaluation looks up without loading the supernet)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,11 @@ from pydantic import ValidationError
 
 from itnas.checkpoint import CheckpointError
 from itnas.contracts import SupernetMeta
-from itnas.derive import derive_genotype
+from itnas.derive import DERIVE_MODES, derive_genotype
 from itnas.search import build_search_model
 from itnas.supernet import SearchModel
 
-from .common import console, derive_config, load_output, load_params, one_line
+from .common import console, derive_config, load_output, load_params, one_line, write_json
 from .paths import RunPaths
 
 
@@ -35,8 +37,10 @@ def derive(benchmark: str, method: str, seed: int, params_file: str = "params.ya
     cfg = derive_config(load_params(params_file))
     run = RunPaths(benchmark, method, seed)
     model, _ = load_supernet(run.supernet)
-    genotype = derive_genotype(model.arch, cfg.mode)
+    derived = {mode: derive_genotype(model.arch, mode) for mode in DERIVE_MODES}
+    genotype = derived[cfg.mode]
     genotype.save(run.genotype)
+    write_json(run.derivations, {mode: g.to_dict() for mode, g in derived.items()})
     console.print(f"{cfg.mode} genotype of {run.name} (collapse count {genotype.collapse_count}):")
     for t in ("normal", "reduce"):
         if getattr(genotype, t):

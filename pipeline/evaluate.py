@@ -3,9 +3,12 @@ evaluation (`benchmarks.<name>.evaluation`):
 
 - `train`: train the final network from scratch on the benchmark's training split (`pipeline.train_network`,
   resumable), then test it once on the test split -> runs/<chain>/evaluate/ and runs/<chain>/metrics.json;
-- `nb201`: look the cell up in the NAS-Bench-201 table (no training) -> the same two outputs. The supernet is
-  derived under both modes (marginal and sequential) and both cells are looked up: details.json holds both, the
+- `nb201`: look the cell up in the NAS-Bench-201 table (no training) -> the same two outputs. Both derivations
+  (marginal and sequential, the derive stage's derivations.json) are looked up: details.json holds both cells, the
   metrics hold the cell of `derive.mode` (the genotype.json of the chain).
+
+Neither reads the supernet or search_metrics.json (the report takes the search time from there), so a new search
+that derives the same genotypes retrains nothing.
 """
 
 from __future__ import annotations
@@ -14,9 +17,8 @@ import json
 
 import torch
 
-from itnas.contracts import NB201Metrics, RunMetrics, SearchMetrics
+from itnas.contracts import NB201Metrics, RunMetrics
 from itnas.data import ImageDataset, load_train_data
-from itnas.derive import derive_genotype
 from itnas.distributed import DistContext
 from itnas.genotype import Genotype, GenotypeError
 from itnas.networks import count_multiply_adds, count_parameters, create_final_network
@@ -32,10 +34,12 @@ from .common import (
     load_params,
     write_json,
 )
-from .derive import load_supernet
 from .paths import RunPaths, prepared_dirs
 
 PAPER_C, PAPER_LAYERS = 36, 20  # DARTS CIFAR final-network size (docs/method.md 4)
+#: The modes of derivations.json (`itnas.derive.DERIVE_MODES`, not imported: this stage reads genotypes only, so
+#: its code deps hold no search or derivation code).
+DERIVATIONS = ("marginal", "sequential")
 
 
 def evaluate(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
@@ -51,19 +55,10 @@ def evaluate(benchmark: str, method: str, seed: int, params_file: str = "params.
             _train_and_test(params, run, ctx, device)
 
 
-def _search_time_s(run: RunPaths) -> float:
-    """The search stage's wall time (s), from search_metrics.json. Raises FileNotFoundError naming the command."""
-    if not run.search_metrics.exists():
-        raise FileNotFoundError(f"{run.search_metrics} does not exist; run `dvc repro` or `itnas search "
-                                f"{run.benchmark} {run.method} {run.seed}`")
-    return SearchMetrics.model_validate(json.loads(run.search_metrics.read_text())).search_time_s
-
-
 def _train_and_test(params: dict, run: RunPaths, ctx: DistContext, device: torch.device) -> None:
     from .train_network import train_network
 
     Genotype.load(run.genotype)  # a genotype that cannot be trained stops here, before any data is read
-    search_time_s = _search_time_s(run)  # and so does a missing search output
     dcfg = data_config(params, run.benchmark)
     data = load_train_data(prepared_dirs(run.benchmark)[1], dcfg.root, dcfg.download)
     model, net, history = train_network(params, run, data, ctx, device)
@@ -83,13 +78,36 @@ def _train_and_test(params: dict, run: RunPaths, ctx: DistContext, device: torch
         params_m_c36_l20=round(count_parameters(paper_net) / 1e6, 3),
         madds_m_c36_l20_32px=round(count_multiply_adds(paper_net, (3, 32, 32)) / 1e6, 1),
         collapse_count=genotype.collapse_count,
-        search_time_s=search_time_s,
         train_time_s=round(sum(r["time_s"] for r in history), 1),
     )
-    write_json(run.metrics, metrics.model_dump())
+    write_json(run.metrics, metrics.model_dump(exclude={"search_time_s"}))  # the report reads search_metrics.json
     write_json(run.eval_details, {"evaluation": "train", "classes": data.classes, **result})
     console.print(f"{run.name}: test accuracy {metrics.test_acc:.2f}% on {result['n']} test images "
                   f"({metrics.params_m:.3f} M params)")
+
+
+def _load_derivations(run: RunPaths) -> dict[str, Genotype]:
+    """The derive stage's derivations.json: mode -> Genotype, both modes. Raises FileNotFoundError naming the command
+    that writes it, GenotypeError when it is not a mapping of both modes to valid genotypes."""
+    path = run.derivations
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; run `dvc repro` or `itnas derive {run.benchmark} "
+                                f"{run.method} {run.seed}`")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise GenotypeError(f"{path} is not valid JSON ({err}); rerun `dvc repro`") from None
+    if not isinstance(data, dict) or set(data) != set(DERIVATIONS):
+        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise GenotypeError(f"{path} must map {' and '.join(DERIVATIONS)} to their genotypes, got {keys}; rerun "
+                            "`dvc repro`")
+    out = {}
+    for mode in DERIVATIONS:
+        try:
+            out[mode] = Genotype.from_dict(data[mode])
+        except GenotypeError as err:
+            raise GenotypeError(f"{path}: {mode}: {err}") from None
+    return out
 
 
 def _lookup(params: dict, run: RunPaths) -> None:
@@ -97,11 +115,10 @@ def _lookup(params: dict, run: RunPaths) -> None:
 
     table = load_nb201_table()
     mode = derive_config(params).mode
-    model, _ = load_supernet(run.supernet)
-    cells = {m: derive_genotype(model.arch, m) for m in ("marginal", "sequential")}
+    cells = _load_derivations(run)
     stored = Genotype.load(run.genotype)
     if stored != cells[mode]:
-        raise GenotypeError(f"{run.genotype} is not the {mode} genotype of {run.supernet}; rerun `dvc repro`")
+        raise GenotypeError(f"{run.genotype} is not the {mode} genotype of {run.derivations}; rerun `dvc repro`")
     details = {"evaluation": "nb201", "derivation": mode, "cells": {}}
     for m, cell in cells.items():
         details["cells"][m] = {"arch": cell.to_nb201_string(), "collapse_count": cell.collapse_count,
@@ -109,11 +126,10 @@ def _lookup(params: dict, run: RunPaths) -> None:
     best = {name: table.best(name) for name in DEFAULT_METRICS}
     details["table_best"] = {name: {"arch": arch, "value": value} for name, (arch, value) in best.items()}
     picked = details["cells"][mode]
-    metrics = NB201Metrics(**{k: picked[k] for k in NB201Metrics.model_fields if k in picked},
-                           derivation=mode, search_time_s=_search_time_s(run))
+    metrics = NB201Metrics(**{k: picked[k] for k in NB201Metrics.model_fields if k in picked}, derivation=mode)
     run.evaluate_dir.mkdir(parents=True, exist_ok=True)
     write_json(run.eval_details, details)
-    write_json(run.metrics, metrics.model_dump())
+    write_json(run.metrics, metrics.model_dump(exclude={"search_time_s"}))
     other = "sequential" if mode == "marginal" else "marginal"
     console.print(f"{run.name}: NB201 cell {picked['arch']}: CIFAR-10 {metrics.nb201_c10_test:.2f} %, CIFAR-100 "
                   f"{metrics.nb201_c100_test:.2f} %, ImageNet16-120 {metrics.nb201_in16_test:.2f} % (test); "

@@ -5,7 +5,11 @@ A *chain* is one (benchmark, method, seed): prepare (once per benchmark) -> sear
 
     data/prepared/<benchmark>/search/        search-train / search-val splits
     data/prepared/<benchmark>/train/         final-training / test splits
-    runs/<benchmark>/<method>-s<seed>/       search/, genotype.json, evaluate/, metrics.json, ...
+    runs/<benchmark>/<method>-s<seed>/       one chain's outputs, by stage:
+        search/, search_curves.csv, search_metrics.json   search: supernet.pt, history.json; search_time_s, ...
+        genotype.json, derivations.json                   derive: the `derive.mode` genotype; both modes' genotypes
+        evaluate/, metrics.json                           evaluate: details.json (+ model.pt, train_curves.csv
+                                                          when trained); test accuracy or NB201 look-up
     .itnas_ckpt/<benchmark>/<method>-s<seed>/ resumable search / training state (not a DVC output)
 """
 
@@ -72,10 +76,15 @@ class RunPaths:
     def search_metrics(self) -> Path:
         return self.root / "search_metrics.json"
 
-    # derive stage
+    # derive stage: the genotype of `derive.mode`, and the genotypes of both modes (what the nb201 evaluation
+    # looks up, so that it reads no supernet)
     @property
     def genotype(self) -> Path:
         return self.root / "genotype.json"
+
+    @property
+    def derivations(self) -> Path:
+        return self.root / "derivations.json"
 
     # evaluate stage: training from scratch (model, curves) or a table look-up, then metrics.json
     @property

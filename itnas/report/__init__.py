@@ -3,9 +3,10 @@ and a small metrics summary.
 
 One role per module:
 
-- `runs`: a run folder (``metrics.json``, ``genotype.json``, ``evaluate/details.json``, ``search/history.json``)
-  -> `RunResult` (`load_run`; train or nb201 evaluation; a missing file is a `RunFilesMissing` naming the file),
-  and `BenchmarkInfo`, what the caller says about a benchmark (label, evaluation, size line, data);
+- `runs`: a run folder (``metrics.json``, ``genotype.json``, ``evaluate/details.json``, ``search/history.json``,
+  ``search_metrics.json``) -> `RunResult` (`load_run`; train or nb201 evaluation; a missing file is a
+  `RunFilesMissing` naming the file), and `BenchmarkInfo`, what the caller says about a benchmark (label,
+  evaluation, size line, data);
 - `stats`: mean ± sample std over seeds (`Stat`, `method_stats`) and the metrics file (`summary_metrics`);
 - `tables`: per benchmark the method x metric table, published numbers for scale (``published.json``,
   `load_published`, each with its source) and one row per run (`benchmark_tables`, `Table`);

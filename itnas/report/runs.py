@@ -1,9 +1,10 @@
 """Loading one run folder into a `RunResult`, and what the report knows of a benchmark (`BenchmarkInfo`).
 
 A run is one (benchmark, method, seed) chain; its folder holds ``metrics.json`` (what the evaluation measured),
-``genotype.json`` (the derived genotype), ``evaluate/details.json`` (the evaluation's details) and
+``genotype.json`` (the derived genotype), ``evaluate/details.json`` (the evaluation's details),
 ``search/history.json`` (one record per search epoch; the last one also holds the transition matrices and
-attention weights in the format of `itnas.records`).
+attention weights in the format of `itnas.records`) and ``search_metrics.json`` (`itnas.contracts.SearchMetrics`:
+the search's wall time ``search_time_s``, ...; metrics.json files written before it held the search time too).
 
 Two kinds of evaluation write ``metrics.json`` (`itnas.contracts`):
 
@@ -40,6 +41,7 @@ RUN_FILES = {
     "genotype.json": ("derived genotype", "derive"),
     "evaluate/details.json": ("evaluation details", "evaluate"),
     "search/history.json": ("search history", "search"),
+    "search_metrics.json": ("search metrics", "search"),
 }
 #: Evaluation kind -> the metrics.json key that identifies it.
 EVALUATIONS = {"train": "test_acc", "nb201": "nb201_c10_test"}
@@ -96,11 +98,14 @@ class RunResult:
         benchmark, method, seed: the run's chain.
         evaluation: "train" (metrics = `itnas.contracts.RunMetrics`: test_acc (%), test_loss (nats), test_images,
             params_m (M parameters), madds_m (M multiply-adds), params_m_c36_l20, madds_m_c36_l20_32px,
-            collapse_count, search_time_s, train_time_s (s)) or "nb201" (metrics = `NB201Metrics`: nb201_*_test
-            and nb201_*_valid (%, NAS-Bench-201 table), collapse_count, arch, derivation, search_time_s).
+            collapse_count, train_time_s (s)) or "nb201" (metrics = `NB201Metrics`: nb201_*_test and nb201_*_valid
+            (%, NAS-Bench-201 table), collapse_count, arch, derivation); metrics written before also hold
+            search_time_s.
         metrics: the run's ``metrics.json``. genotype: the derived genotype (of the configured derivation).
         history: per-epoch search records (`itnas.search`); empty when the file was missing.
         details: ``evaluate/details.json`` (module docstring); {} when the file was missing.
+        search_metrics: ``search_metrics.json`` (`itnas.contracts.SearchMetrics`: search_time_s, ...); {} when the
+            file was missing.
     """
 
     benchmark: str
@@ -111,6 +116,7 @@ class RunResult:
     genotype: Genotype
     history: list[dict] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    search_metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -170,9 +176,11 @@ class RunResult:
 
     @property
     def search_time_s(self) -> float | None:
-        """Wall seconds of the search (metrics, else the sum of the history's epoch times, else None)."""
-        if self.metrics.get("search_time_s") is not None:
-            return float(self.metrics["search_time_s"])
+        """Wall seconds of the search: search_metrics.json's, else metrics.json's (files written before the search
+        time left them), else the sum of the history's epoch times, else None."""
+        for source in (self.search_metrics, self.metrics):
+            if source.get("search_time_s") is not None:
+                return float(source["search_time_s"])
         times = [r["time_s"] for r in self.history if "time_s" in r]
         return float(sum(times)) if times else None
 
@@ -180,8 +188,9 @@ class RunResult:
 def load_run(run_dir: Path, benchmark: str, method: str, seed: int, evaluation: str | None = None) -> RunResult:
     """Read one run folder.
 
-    Reads ``metrics.json`` and ``genotype.json`` (required), ``evaluate/details.json`` and ``search/history.json``
-    (optional: a missing file gives {} / [] and a warning; the report then leaves out what needs it). The kind
+    Reads ``metrics.json`` and ``genotype.json`` (required), ``evaluate/details.json``, ``search/history.json`` and
+    ``search_metrics.json`` (optional: a missing file gives {} / [] and a warning; the report then leaves out what
+    needs it). The kind
     of evaluation is read from the metrics (``test_acc``: train; ``nb201_c10_test``: nb201).
 
     Args:
@@ -221,7 +230,8 @@ def load_run(run_dir: Path, benchmark: str, method: str, seed: int, evaluation: 
     history = _optional(run_dir, "search/history.json", list, run)
     if history:
         _check_transition_records(run_dir / "search/history.json", history[-1])
-    return RunResult(benchmark, method, int(seed), kind, metrics, genotype, history, details)
+    search_metrics = _optional(run_dir, "search_metrics.json", dict, run)
+    return RunResult(benchmark, method, int(seed), kind, metrics, genotype, history, details, search_metrics)
 
 
 def _optional(run_dir: Path, name: str, kind: type, run: str) -> Any:

@@ -1,0 +1,176 @@
+"""The evaluate stage depends on the derived genotypes only, not on the search: no search folder (supernet.pt), no
+search_metrics.json (its search_time_s differs on every search run) and no search code, so a new search, or an edit
+of the search code, that derives the same genotypes retrains no final network. The derive stage writes both
+derivations (derivations.json) for the nb201 look-up; the report takes the search time from search_metrics.json.
+
+The chains run in-process on the tiny digits project (tests/tiny_project.py), with the search outputs moved away
+before `itnas evaluate`, which must not need them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny_project import itnas, one_line_error, tiny_params, write_params
+
+from itnas.contracts import NB201Metrics, RunMetrics, SearchMetrics
+from itnas.genotype import Genotype
+from itnas.report import load_run
+from pipeline.deps import stage_closure
+from pipeline.paths import RunPaths
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAIN = "runs/${item.benchmark}/${item.method}-s${item.seed}"
+SEARCH_CODE = ("itnas/search.py", "itnas/supernet.py", "pipeline/search.py", "pipeline/derive.py")
+
+
+def _stage(name: str) -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][name]
+
+
+def _deps(name: str) -> list[str]:
+    return [d if isinstance(d, str) else next(iter(d)) for d in _stage(name)["deps"]]
+
+
+# ----------------------------------------------------------------------------------------------------- dvc.yaml
+
+
+def test_evaluate_deps_hold_no_search_output_and_no_search_code():
+    deps = _deps("evaluate")
+    assert f"{CHAIN}/genotype.json" in deps and f"{CHAIN}/derivations.json" in deps
+    assert not [d for d in deps if d.rstrip("/") in (CHAIN, f"{CHAIN}/search") or "search_metrics" in d]
+    assert not [d for d in deps if d.startswith("runs") and d not in (f"{CHAIN}/genotype.json",
+                                                                      f"{CHAIN}/derivations.json")]
+    assert not [d for d in deps if d in SEARCH_CODE or d in ("itnas", "pipeline")]  # nor a package covering them
+    closure = {p.as_posix() for p in stage_closure(_stage("evaluate")["cmd"], ROOT)}
+    assert not closure & set(SEARCH_CODE), "the evaluate stage imports search code"
+
+
+def test_derive_writes_derivations_and_the_report_reads_search_metrics():
+    outs = [o if isinstance(o, str) else next(iter(o)) for o in _stage("derive")["outs"]]
+    assert f"{CHAIN}/genotype.json" in outs and f"{CHAIN}/derivations.json" in outs
+    assert "runs" in _deps("report")  # covers every chain's search_metrics.json: a new search time reruns the report
+
+
+# ------------------------------------------------------------------------------------------- chains in-process
+
+
+def _run(*args: str) -> None:
+    result = itnas(*args)
+    assert result.exit_code == 0, result.output
+
+
+def _search_and_derive(benchmark: str, method: str) -> RunPaths:
+    for args in (["check-params"], ["prepare", benchmark], ["search", benchmark, method, "0"],
+                 ["derive", benchmark, method, "0"]):
+        _run(*args)
+    return RunPaths(benchmark, method, 0)
+
+
+def _derivations(run: RunPaths) -> dict[str, Genotype]:
+    data = json.loads(run.derivations.read_text())
+    assert set(data) == {"marginal", "sequential"}
+    return {mode: Genotype.from_dict(g) for mode, g in data.items()}
+
+
+def _hide_search_outputs(run: RunPaths, away: Path) -> None:
+    """Move the search folder and search_metrics.json out of the run: evaluate must not read them."""
+    away.mkdir()
+    shutil.move(run.search_dir, away / "search")
+    shutil.move(run.search_metrics, away / "search_metrics.json")
+
+
+def _restore_search_metrics(run: RunPaths, away: Path) -> None:
+    shutil.move(away / "search_metrics.json", run.search_metrics)
+
+
+def test_train_chain_evaluates_without_search_outputs(tmp_path, monkeypatch):
+    """derivations.json holds both modes, the `derive.mode` one is genotype.json; the trained chain's metrics hold no
+    search time, and the report takes it from search_metrics.json."""
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, tiny_params())
+    run = _search_and_derive("tiny", "darts")
+    cells = _derivations(run)
+    assert cells["marginal"] == Genotype.load(run.genotype)  # derive.mode: marginal (params.yaml)
+
+    _hide_search_outputs(run, tmp_path / "away")
+    _run("evaluate", "tiny", "darts", "0")
+    metrics = json.loads(run.metrics.read_text())
+    assert metrics.get("search_time_s") is None
+    assert RunMetrics.model_validate(metrics).test_images == 100
+
+    _restore_search_metrics(run, tmp_path / "away")
+    search_time = SearchMetrics.model_validate_json(run.search_metrics.read_text()).search_time_s
+    assert load_run(run.root, "tiny", "darts", 0, "train").search_time_s == search_time
+    _run("report")
+    assert "darts" in json.loads(Path("reports/summary.json").read_text())["tiny"]
+
+
+def _nb201_params(mode: str) -> dict:
+    params = tiny_params()
+    params["derive"] = {"mode": mode}
+    params["benchmarks"] = {"nbtiny": {"label": "NB201 look-up (tests)", "evaluation": "nb201", "data": {},
+                                       "search": {"supernet": {"space": "nb201", "C": 4, "layers": 1}}, "train": {}}}
+    params["runs"] = {"benchmarks": ["nbtiny"], "methods": ["itnas"], "seeds": [0]}
+    return params
+
+
+def test_nb201_lookup_reads_derivations_not_the_supernet(tmp_path, monkeypatch):
+    """Both derivations of one supernet, derived once (derive.mode only picks genotype.json), looked up without the
+    supernet; a genotype.json that is not derivations.json's `derive.mode` cell is refused, and a missing
+    derivations.json names the command that writes it."""
+    from itnas.nb201 import NB201_METRICS, load_nb201_table
+
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, _nb201_params("marginal"))
+    run = _search_and_derive("nbtiny", "itnas")
+    marginal = _derivations(run)
+    assert marginal["marginal"] == Genotype.load(run.genotype)
+    write_params(tmp_path, _nb201_params("sequential"))
+    _run("derive", "nbtiny", "itnas", "0")
+    cells = _derivations(run)
+    assert cells == marginal and cells["sequential"] == Genotype.load(run.genotype)
+
+    _hide_search_outputs(run, tmp_path / "away")
+    _run("evaluate", "nbtiny", "itnas", "0")
+    table = load_nb201_table()
+    metrics = json.loads(run.metrics.read_text())
+    assert metrics.get("search_time_s") is None
+    m = NB201Metrics.model_validate(metrics)
+    assert m.derivation == "sequential" and m.arch == cells["sequential"].to_nb201_string()
+    assert {k: getattr(m, k) for k in NB201_METRICS} == table.lookup(cells["sequential"])
+    details = json.loads(run.eval_details.read_text())
+    for mode, cell in cells.items():
+        assert details["cells"][mode]["arch"] == cell.to_nb201_string()
+
+    other = next(g for g in (cells["marginal"], Genotype.from_nb201_string(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"))
+        if g != cells["sequential"])
+    other.save(run.genotype)
+    result = itnas("evaluate", "nbtiny", "itnas", "0")
+    assert result.exit_code == 2
+    assert "genotype.json is not the sequential genotype of runs/nbtiny/itnas-s0/derivations.json" in \
+        one_line_error(result)
+
+    run.derivations.unlink()
+    result = itnas("evaluate", "nbtiny", "itnas", "0")
+    assert result.exit_code == 2
+    assert one_line_error(result).endswith("`itnas derive nbtiny itnas 0`")
+
+
+@pytest.mark.parametrize("text,match", [("[]", "must map marginal and sequential"),
+                                        ('{"marginal": {}}', "must map marginal and sequential"),
+                                        ("{", "is not valid JSON")])
+def test_a_bad_derivations_file_is_one_line(tmp_path, monkeypatch, text, match):
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, _nb201_params("marginal"))
+    run = RunPaths("nbtiny", "itnas", 0)
+    run.root.mkdir(parents=True)
+    Genotype.from_nb201_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+                               "nor_conv_3x3~2|").save(run.genotype)
+    run.derivations.write_text(text)
+    result = itnas("evaluate", "nbtiny", "itnas", "0")
+    assert result.exit_code == 2 and match in one_line_error(result)
