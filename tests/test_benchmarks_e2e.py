@@ -6,12 +6,10 @@ params. Search C=4, 2 cells-per-reduction-stage, 8x8 px: a few seconds per chain
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
-import numpy as np
 import pytest
-import scipy.io
+from fake_datasets import write_cifar10, write_cifar100, write_svhn
 from tiny_project import itnas, tiny_params, write_params
 
 from itnas.contracts import NB201Metrics, RunMetrics
@@ -21,47 +19,11 @@ from itnas.spaces import create_space
 from pipeline.paths import RunPaths
 
 pytestmark = pytest.mark.slow
-RNG = np.random.default_rng(0)
-
-
-def _dump(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(obj, protocol=2))
-
-
-def _batch(labels: list[int], label_key: bytes) -> dict:
-    x = RNG.integers(0, 256, (len(labels), 3072), dtype=np.uint8)  # rows of CHW pixels, as in the real files
-    return {b"batch_label": b"tiny", label_key: labels, b"data": x, b"filenames": [b"x.png"] * len(labels)}
-
-
-def write_cifar10(root: Path, per_class: int = 8) -> None:
-    """root/cifar-10-batches-py: 5 train batches (per_class images of each class in all) and a test batch."""
-    labels = [c for c in range(10) for _ in range(per_class)]
-    for b in range(5):
-        _dump(root / "cifar-10-batches-py" / f"data_batch_{b + 1}", _batch(labels[b::5], b"labels"))
-    _dump(root / "cifar-10-batches-py" / "test_batch", _batch(list(range(10)) * 2, b"labels"))
-    _dump(root / "cifar-10-batches-py" / "batches.meta", {b"label_names": [f"c{i}".encode() for i in range(10)]})
-
-
-def write_cifar100(root: Path, per_class: int = 4) -> None:
-    """root/cifar-100-python/{train,test,meta}: every one of the 100 fine classes present."""
-    for split, n in (("train", per_class), ("test", 1)):
-        labels = [c for c in range(100) for _ in range(n)]
-        _dump(root / "cifar-100-python" / split, {**_batch(labels, b"fine_labels"),
-                                                  b"coarse_labels": [c // 5 for c in labels]})
-    _dump(root / "cifar-100-python" / "meta", {b"fine_label_names": [f"f{i}".encode() for i in range(100)]})
-
-
-def write_svhn(root: Path, per_class: int = 8) -> None:
-    """root/svhn/{train,test}_32x32.mat: X (32, 32, 3, N) uint8, y (N, 1) with 10 for the digit 0."""
-    (root / "svhn").mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", per_class), ("test", 2)):
-        y = np.array([d for d in range(1, 11) for _ in range(n)], dtype=np.uint8).reshape(-1, 1)
-        x = RNG.integers(0, 256, (32, 32, 3, len(y)), dtype=np.uint8)
-        scipy.io.savemat(root / "svhn" / f"{split}_32x32.mat", {"X": x, "y": y})
-
-
-WRITERS = {"cifar10": write_cifar10, "cifar100": write_cifar100, "svhn": write_svhn}
+WRITERS = {  # at least 4 images of each class: 2 * k search_train and 2 * k search_val images (k classes)
+    "cifar10": lambda root: write_cifar10(root, per_class=8),
+    "cifar100": lambda root: write_cifar100(root, present=range(100), per_class=4, test_per_class=1),
+    "svhn": lambda root: write_svhn(root / "svhn", per_class=8, test_per_class=2),
+}
 
 
 def _params(benchmark: str, dataset: str, space: str, evaluation: str = "train") -> dict:
@@ -111,7 +73,7 @@ def test_chain_on_real_format_files(tmp_path, monkeypatch, dataset, space):
 def test_nb201_chain_on_cifar10_batches(tmp_path, monkeypatch):
     """The NB201 protocol's data (CIFAR-10 python batches) through the look-up evaluation."""
     monkeypatch.chdir(tmp_path)
-    write_cifar10(tmp_path / "data/raw")
+    WRITERS["cifar10"](tmp_path / "data/raw")
     write_params(tmp_path, _params("nb201", "cifar10", "nb201", evaluation="nb201"))
     assert itnas("check-params").exit_code == 0 and itnas("prepare", "nb201").exit_code == 0
     table = load_nb201_table()
@@ -151,8 +113,8 @@ def test_unknown_benchmark_is_named(tmp_path, monkeypatch):
 def test_transfer_searches_on_one_data_set_and_trains_on_another(tmp_path, monkeypatch):
     """`data.target_dataset`: the search reads CIFAR-10, the final network trains and tests on CIFAR-100."""
     monkeypatch.chdir(tmp_path)
-    write_cifar10(tmp_path / "data/raw")
-    write_cifar100(tmp_path / "data/raw")
+    WRITERS["cifar10"](tmp_path / "data/raw")
+    WRITERS["cifar100"](tmp_path / "data/raw")
     params = _params("c10_to_c100", "cifar10", "darts")
     params["benchmarks"]["c10_to_c100"]["data"]["target_dataset"] = "cifar100"
     params["data"].update(train_size=200, test_size=100)

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 from sklearn.model_selection import train_test_split
+from tiny_project import prepare_splits
 from torch.utils.data import DataLoader, DistributedSampler
 
 import itnas.datasets as data_mod
@@ -41,13 +42,6 @@ SPLITS = ("search_train", "search_val", "train", "test")
 def _tree(directory: Path) -> dict[str, bytes]:
     """relative path -> bytes of every file under `directory`."""
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
-def _prepare(source: SourceData, out: Path, *sizes: int, split_seed: int = 0) -> tuple[SearchData, TrainData]:
-    search_idx, train_idx = make_splits(source, *sizes, split_seed=split_seed)
-    search_idx.save(out / "search")
-    train_idx.save(out / "train")
-    return SearchData.from_indices(search_idx, source), TrainData.from_indices(train_idx, source)
 
 
 def _synthetic(n: int = 60, m: int = 20, channels: int = 2, seed: int = 0) -> SourceData:
@@ -238,9 +232,9 @@ def test_channel_mean_std_is_exact():
 def test_prepared_bytes_depend_only_on_computed_values(tmp_path, synthetic_registered):
     src = _synthetic()
     root_a, root_b = synthetic_registered(tmp_path / "a", src), synthetic_registered(tmp_path / "b", src)
-    _prepare(create_dataset("synthetic", root_a), tmp_path / "p1", 12, 12, 0, 0)
-    _prepare(create_dataset("synthetic", root_a), tmp_path / "p2", 12, 12, 30, 0)  # other final-training size
-    _prepare(create_dataset("synthetic", root_b), tmp_path / "p3", 12, 12, 0, 0)  # other root, same images
+    prepare_splits(create_dataset("synthetic", root_a), 12, 12, 0, 0, out=tmp_path / "p1")
+    prepare_splits(create_dataset("synthetic", root_a), 12, 12, 30, 0, out=tmp_path / "p2")  # other final-training size
+    prepare_splits(create_dataset("synthetic", root_b), 12, 12, 0, 0, out=tmp_path / "p3")  # other root, same images
     search, train = [[_tree(tmp_path / p / k) for p in ("p1", "p2", "p3")] for k in ("search", "train")]
     assert search[0] == search[1] == search[2]
     assert train[0] == train[2] and train[0] != train[1]
@@ -281,7 +275,7 @@ def test_prepare_stage_outputs_are_byte_identical(tmp_path, monkeypatch, dataset
 
 
 def test_load_returns_the_prepared_splits(tmp_path, digits):
-    search, train = _prepare(digits, tmp_path, 100, 50, 200, 80)
+    search, train = prepare_splits(digits, 100, 50, 200, 80, out=tmp_path)
     loaded_s = load_search_data(tmp_path / "search", "unused")
     loaded_t = load_train_data(tmp_path / "train", "unused")
     for a, b in ((search, loaded_s), (train, loaded_t)):
@@ -293,12 +287,12 @@ def test_load_returns_the_prepared_splits(tmp_path, digits):
         assert b.mean == a.mean and b.std == a.std and b.fingerprint() == a.fingerprint()
     assert loaded_s.fingerprint() != loaded_t.fingerprint()
     # the search fingerprint ignores the final-training splits
-    search2, train2 = _prepare(digits, tmp_path / "other", 100, 50, 300, 80)
+    search2, train2 = prepare_splits(digits, 100, 50, 300, 80, out=tmp_path / "other")
     assert search2.fingerprint() == search.fingerprint() and train2.fingerprint() != train.fingerprint()
 
 
 def test_load_errors_name_the_folder(tmp_path, digits):
-    _prepare(digits, tmp_path, 100, 50, 200, 80)
+    prepare_splits(digits, 100, 50, 200, 80, out=tmp_path)
     with pytest.raises(DataError, match=f"prepared data folder {tmp_path / 'nope'} does not exist"):
         load_search_data(tmp_path / "nope", "unused")
     with pytest.raises(DataError, match="holds search splits, not train splits"):
@@ -323,7 +317,7 @@ def test_load_errors_name_the_folder(tmp_path, digits):
 def test_load_refuses_other_images_under_root(tmp_path, synthetic_registered):
     src = _synthetic()
     root = synthetic_registered(tmp_path / "raw", src)
-    _prepare(create_dataset("synthetic", root), tmp_path / "p", 12, 12, 0, 0)
+    prepare_splits(create_dataset("synthetic", root), 12, 12, 0, 0, out=tmp_path / "p")
     x = src.train_images.clone()
     x[0, 0, 0, 0] ^= 255
     synthetic_registered(root, SourceData("synthetic", x, src.train_labels, src.test_images, src.test_labels,
@@ -340,8 +334,7 @@ def test_load_refuses_other_images_under_root(tmp_path, synthetic_registered):
 
 # ---------------------------------------------------------------------------------------- no test in search
 def test_provenance_check(digits):
-    search_idx, train_idx = make_splits(digits, 300, 300, 0, 0)
-    search, train = SearchData.from_indices(search_idx, digits), TrainData.from_indices(train_idx, digits)
+    search, train = prepare_splits(digits, 300, 300, 0, 0)
     assert_search_excludes_test(search, train.test)
     t = train.test
     bad = SearchData(search.name, search.classes, search.mean, search.std, search.source_fingerprint,
@@ -356,8 +349,7 @@ def test_provenance_check(digits):
 
 def test_no_test_image_content_in_digits_search(digits):
     """Every search image against every test image, by bytes (digits holds no image twice across train/test)."""
-    search_idx, train_idx = make_splits(digits, 1047, 300, 0, 0)
-    search, train = SearchData.from_indices(search_idx, digits), TrainData.from_indices(train_idx, digits)
+    search, train = prepare_splits(digits, 1047, 300, 0, 0)
     overlap = find_test_overlap(search.splits(), train.test)
     assert overlap.leaks == [] and overlap.duplicates == []
     overlap.check()

@@ -10,83 +10,23 @@ import pytest
 import scipy.io
 import torch
 import torchvision.datasets
+from fake_datasets import dump_pickle, random_images, write_cifar10, write_cifar100, write_svhn
 from PIL import Image
 
 from itnas.datasets import CIFAR10_CLASSES, CIFAR10_FILES, DataError, create_dataset, dataset_num_classes
-
-RNG = np.random.default_rng(0)
-
-
-def _images(n: int) -> np.ndarray:
-    """n random images (n, 3, 32, 32) uint8."""
-    return RNG.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
-
-
-def _dump(path: Path, d: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        pickle.dump(d, f, protocol=2)
-
-
-def _cifar_batch(x: np.ndarray, y: list[int], label_key: bytes) -> dict:
-    """A batch dict as in the CIFAR python files: bytes keys, data (N, 3072) uint8 rows of CHW pixels."""
-    return {b"batch_label": b"tiny batch", label_key: y, b"data": x.reshape(len(x), 3072),
-            b"filenames": [f"img_{i}.png".encode() for i in range(len(x))]}
-
-
-def write_cifar10(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """root/cifar-10-batches-py/ with 5 data batches of 6 images and a test batch of 20 (2 per class).
-    Returns (train images, train labels, test images, test labels) in file order."""
-    folder, xs, ys = root / "cifar-10-batches-py", [], []
-    for b in range(1, 6):
-        x, y = _images(6), [(2 * b + i) % 10 for i in range(6)]  # train: 3 images per class over the 5 batches
-        _dump(folder / f"data_batch_{b}", _cifar_batch(x, y, b"labels"))
-        xs.append(x)
-        ys += y
-    x_test, y_test = _images(20), [i % 10 for i in range(20)]
-    _dump(folder / "test_batch", _cifar_batch(x_test, y_test, b"labels"))
-    _dump(folder / "batches.meta", {b"num_cases_per_batch": 6, b"label_names": [c.encode() for c in CIFAR10_CLASSES],
-                                    b"num_vis": 3072})
-    return np.concatenate(xs), np.array(ys), x_test, np.array(y_test)
-
-
-def write_cifar100(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """root/cifar-100-python/{train,test,meta} with classes 0, 5, 42, 99 present (3 train, 2 test images each)."""
-    folder, present = root / "cifar-100-python", [0, 5, 42, 99]
-    y_train, y_test = [c for c in present for _ in range(3)], [c for c in present for _ in range(2)]
-    x_train, x_test = _images(len(y_train)), _images(len(y_test))
-    names = [f"fine_{i:02d}" for i in range(100)]
-    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        _dump(folder / split, {**_cifar_batch(x, y, b"fine_labels"), b"coarse_labels": [c // 5 for c in y]})
-    _dump(folder / "meta", {b"fine_label_names": [n.encode() for n in names],
-                            b"coarse_label_names": [f"coarse_{i}".encode() for i in range(20)]})
-    return x_train, np.array(y_train), x_test, np.array(y_test), names
-
-
-def write_svhn(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """train_32x32.mat (2 per digit) and test_32x32.mat (1 per digit) in `folder`: X (32, 32, 3, N) uint8, y (N, 1)
-    uint8 with 10 for the digit 0. Returns (train images, digits, test images, digits)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for split, n in (("train", 20), ("test", 10)):
-        x, digits = _images(n), np.arange(n) % 10
-        y = np.where(digits == 0, 10, digits).astype(np.uint8).reshape(n, 1)
-        scipy.io.savemat(folder / f"{split}_32x32.mat", {"X": x.transpose(2, 3, 1, 0), "y": y})
-        out += [x, digits]
-    return tuple(out)
 
 
 def write_image_folders(folder: Path, classes: list[str], jpeg_last: bool = False) -> tuple[np.ndarray, ...]:
     """folder/{train,test}/<class>/NNN.png (3 and 2 per class). Returns (train images, labels, test images, labels)
     in ImageFolder order (classes sorted, files sorted); with `jpeg_last` the last train image is a .jpg, and its
     expected pixels are its decoded JPEG."""
-    out = []
+    rng, out = np.random.default_rng(3), []
     for split, n in (("train", 3), ("test", 2)):
         xs, ys = [], []
         for label, name in enumerate(sorted(classes)):
             (folder / split / name).mkdir(parents=True)
             for i in range(n):
-                x = _images(1)[0]
+                x = random_images(rng, 1)[0]
                 path = folder / split / name / f"{i:03d}.png"
                 if jpeg_last and split == "train" and label == len(classes) - 1 and i == n - 1:
                     path = path.with_suffix(".jpg")
@@ -206,7 +146,7 @@ def _garbage(path: Path) -> None:
 
 def _cifar_data(path: Path, data: np.ndarray) -> None:
     d = pickle.loads(path.read_bytes(), encoding="bytes")
-    _dump(path, {**d, b"data": data})
+    dump_pickle(path, {**d, b"data": data})
 
 
 CORRUPT = {  # name: (writer, file to damage, damage, message pattern)
@@ -214,11 +154,12 @@ CORRUPT = {  # name: (writer, file to damage, damage, message pattern)
     "cifar10-wrong-shape": ("cifar10", "cifar-10-batches-py/test_batch",
                             lambda p: _cifar_data(p, np.zeros((20, 3000), np.uint8)), r"expected data \(N, 3072\)"),
     "cifar10-no-labels": ("cifar10", "cifar-10-batches-py/data_batch_1",
-                          lambda p: _dump(p, {b"data": np.zeros((6, 3072), np.uint8)}), "no usable data and labels"),
+                          lambda p: dump_pickle(p, {b"data": np.zeros((6, 3072), np.uint8)}),
+                          "no usable data and labels"),
     "cifar100-wrong-dtype": ("cifar100", "cifar-100-python/train",
                              lambda p: _cifar_data(p, np.zeros((12, 3072), np.float32)), "uint8"),
-    "cifar100-bad-meta": ("cifar100", "cifar-100-python/meta", lambda p: _dump(p, {b"fine_label_names": [b"a"]}),
-                          "100 class names"),
+    "cifar100-bad-meta": ("cifar100", "cifar-100-python/meta",
+                          lambda p: dump_pickle(p, {b"fine_label_names": [b"a"]}), "100 class names"),
     "svhn-bad-mat": ("svhn", "svhn/test_32x32.mat", _garbage, "not a readable SVHN .mat"),
     "svhn-wrong-shape": ("svhn", "svhn/train_32x32.mat",
                          lambda p: scipy.io.savemat(p, {"X": np.zeros((28, 28, 3, 2), np.uint8), "y": np.ones((2, 1))}),

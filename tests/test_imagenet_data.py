@@ -16,7 +16,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from tiny_project import itnas, one_line_error, tiny_params, write_params
+from tiny_project import itnas, one_line_error, prepare_splits, tiny_params, write_params
 
 import itnas.datasets as data_mod
 import itnas.splits as splits_mod
@@ -27,9 +27,7 @@ from itnas.data import (
     ImageDataset,
     ImageFiles,
     ImageSplit,
-    SearchData,
     SourceData,
-    TrainData,
     create_dataset,
     dataset_num_classes,
     find_test_overlap,
@@ -99,8 +97,7 @@ def test_nothing_is_decoded_until_an_item_is_requested(tmp_path, opened):
     write_tree(tmp_path)
     src = _read(tmp_path)
     src.fingerprint()
-    search_idx, train_idx = make_splits(src, 6, 6)
-    search, final = SearchData.from_indices(search_idx, src), TrainData.from_indices(train_idx, src)
+    search, final = prepare_splits(src, 6, 6)
     sets = [ImageDataset(search.search_train, search.mean, search.std, image_size=16),
             ImageDataset(final.train, final.mean, final.std, augment=True, image_size=16),
             ImageDataset(final.test, final.mean, final.std, image_size=16)]
@@ -196,9 +193,7 @@ def test_prepared_folders_round_trip(tmp_path, tiny_registered):
     assert final.test.images.paths == src.test_images.paths
 
     shutil.copytree(tmp_path / "raw", tmp_path / "moved")  # the same files under another root: the same bytes
-    moved_search, moved_train = make_splits(create_dataset(TINY, tmp_path / "moved"), 6, 6)
-    moved_search.save(tmp_path / "prep2" / "search")
-    moved_train.save(tmp_path / "prep2" / "train")
+    prepare_splits(create_dataset(TINY, tmp_path / "moved"), 6, 6, out=tmp_path / "prep2")
     for kind in ("search", "train"):
         for f in (tmp_path / "prep" / kind).iterdir():
             assert f.read_bytes() == (tmp_path / "prep2" / kind / f.name).read_bytes(), f
@@ -215,8 +210,7 @@ def test_prepared_folders_round_trip(tmp_path, tiny_registered):
 def test_train_and_eval_transforms_give_normalised_squares(tmp_path, size):
     write_tree(tmp_path)
     src = _read(tmp_path)
-    _, train_idx = make_splits(src, 6, 6)
-    final = TrainData.from_indices(train_idx, src)
+    _, final = prepare_splits(src, 6, 6)
     train = ImageDataset(final.train, final.mean, final.std, augment=True, hflip=True, cutout=4, image_size=size,
                          color_jitter=[0.4, 0.4, 0.4, 0.2])
     test = ImageDataset(final.test, final.mean, final.std, image_size=size)
@@ -319,8 +313,7 @@ def test_test_overlap_compares_same_size_files_only(tmp_path, monkeypatch):
     write_tree(tmp_path)
     shutil.copy(tmp_path / "val" / "n02" / "n02_val_1.JPEG", tmp_path / "train" / "n02" / "n02_train_copy.JPEG")
     src = _read(tmp_path)
-    search_idx, train_idx = make_splits(src, 6, 7)  # every training image in search, the copy included
-    search, final = SearchData.from_indices(search_idx, src), TrainData.from_indices(train_idx, src)
+    search, final = prepare_splits(src, 6, 7)  # every training image in search, the copy included
     hashed = []
     real = splits_mod._file_sha256
     monkeypatch.setattr(splits_mod, "_file_sha256", lambda path: hashed.append(path) or real(path))

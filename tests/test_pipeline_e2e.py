@@ -11,6 +11,7 @@ data everywhere, so the accuracy bound below is measured on what CI runs, and th
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -183,34 +184,31 @@ def test_metrics_show_lists_both_methods(project):
         assert str(run.metrics) in files and str(run.search_metrics) in files
 
 
-def test_changing_one_method_reruns_only_it(project):
+def _changed_by(project: Path, keys: tuple[str, ...], value: dict) -> set[str]:
+    """The stages `dvc status` lists with params.yaml's `keys` set to `value` (params.yaml restored after)."""
     path = project / "params.yaml"
     original = path.read_text()
-    assert json.loads(_run(["dvc", "status", "--json"], project).stdout) == {}  # repro left nothing to do
+    assert json.loads(_run(["dvc", "status", "--json"], project).stdout) == {}  # nothing to do before the change
     params = yaml.safe_load(original)
-    params["methods"]["darts"] = {"arch_optimizer": {"lr": 0.001}}
+    *parents, last = keys
+    functools.reduce(dict.__getitem__, parents, params)[last] = value
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        changed = set(json.loads(_run(["dvc", "status", "--json"], project).stdout))
+        return set(json.loads(_run(["dvc", "status", "--json"], project).stdout))
     finally:
         path.write_text(original)
-    assert {"search@tiny-darts-0", "search@nbtiny-darts-0"} <= changed
-    assert not any(s.startswith(("prepare", "search@tiny-itnas", "evaluate@tiny-itnas", "derive@tiny-itnas",
-                                 "search@nbtiny-itnas")) for s in changed), changed
 
 
-def test_changing_one_benchmark_reruns_only_its_chains(project):
-    path = project / "params.yaml"
-    original = path.read_text()
-    params = yaml.safe_load(original)
-    params["benchmarks"]["nbtiny"]["search"]["schedule"] = {"epochs": 3}
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    try:
-        changed = set(json.loads(_run(["dvc", "status", "--json"], project).stdout))
-    finally:
-        path.write_text(original)
-    assert {"search@nbtiny-itnas-0", "search@nbtiny-darts-0"} <= changed
-    assert not any("@tiny-" in s or s.startswith("prepare") for s in changed), changed
+@pytest.mark.parametrize("keys,value,must_change,must_not_change", [
+    (("methods", "darts"), {"arch_optimizer": {"lr": 0.001}}, {"search@tiny-darts-0", "search@nbtiny-darts-0"},
+     ("prepare", "search@tiny-itnas", "evaluate@tiny-itnas", "derive@tiny-itnas", "search@nbtiny-itnas")),
+    (("benchmarks", "nbtiny", "search", "schedule"), {"epochs": 3}, {"search@nbtiny-itnas-0", "search@nbtiny-darts-0"},
+     ("prepare", "@tiny-")),
+], ids=["method", "benchmark"])
+def test_changing_one_method_or_benchmark_reruns_only_its_chains(project, keys, value, must_change, must_not_change):
+    changed = _changed_by(project, keys, value)
+    assert must_change <= changed
+    assert not [s for s in changed if any(part in s for part in must_not_change)], changed
 
 
 def test_nb201_chain_looks_the_cells_up_under_both_derivations(project):

@@ -2,7 +2,8 @@
 
 scikit-learn's bundled digits (10 classes, 8x8, no files needed), one chain (benchmark `tiny`, darts, seed 0), C=4,
 3 cells: the search takes about a second per epoch on one thread. `itnas(...)` invokes the real command line
-in-process, so the test sees the exit code and the one-line message a user sees.
+in-process, so the test sees the exit code and the one-line message a user sees. `prepare_splits` cuts (and saves)
+a data set's splits as the prepare stage does.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import yaml
 from click.testing import Result
 from typer.testing import CliRunner
 
+from itnas.data import SearchData, SourceData, TrainData, make_splits
 from pipeline.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,3 +56,13 @@ def one_line_error(result: Result) -> str:
     errors = [k for k, line in enumerate(lines) if line.startswith("error:")]
     assert len(errors) == 1 and errors[0] == len(lines) - 1, result.stderr
     return lines[-1]
+
+
+def prepare_splits(source: SourceData, *sizes: int, out: Path | None = None,
+                   split_seed: int = 0) -> tuple[SearchData, TrainData]:
+    """`make_splits(source, *sizes)` cut from `source`, saved first to out/{search,train} when `out` is given."""
+    search_idx, train_idx = make_splits(source, *sizes, split_seed=split_seed)
+    if out is not None:
+        search_idx.save(out / "search")
+        train_idx.save(out / "train")
+    return SearchData.from_indices(search_idx, source), TrainData.from_indices(train_idx, source)

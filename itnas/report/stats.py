@@ -115,15 +115,14 @@ def summary_metrics(runs: list[RunResult]) -> dict[str, dict[str, dict[str, Any]
             row: dict[str, Any] = {}
             if group[0].evaluation == "train":
                 row["test_acc"] = stat(r.test_acc for r in group).rounded()
-                row["collapsed"] = {"count": sum(r.collapsed() for r in group), "n": len(group)}
             else:
                 for metric in NB201_DATASETS:
                     row[metric] = stat(nb201_value(r, r.derivation, metric) for r in group).rounded()
                 for metric in NB201_DATASETS:
                     row[f"seq_{metric}"] = stat(nb201_value(r, "sequential", metric) for r in group).rounded()
-                row["collapsed"] = {"count": sum(r.collapsed() for r in group), "n": len(group)}
                 seq = [(r, _nb201_collapse(r, "sequential")) for r in group]
                 seq = [(r, c) for r, c in seq if c is not None]
                 row["seq_collapsed"] = {"count": sum(r.collapsed(c) for r, c in seq), "n": len(seq)}
+            row["collapsed"] = {"count": sum(r.collapsed() for r in group), "n": len(group)}
             out[benchmark][method] = row
     return out

@@ -233,6 +233,13 @@ def cifar10_published_table(info: BenchmarkInfo) -> Table:
     return Table(f"{info.label}: published CIFAR-10 results (DARTS space)", info.size, header, rows, notes)
 
 
+def _margins(d: dict[str, Any]) -> str:
+    """``smallest / median`` margin of a decisiveness record, `` *`` when a choice is within float rounding."""
+    if d.get("min_margin") is None:
+        return "n/a"
+    return f"{d['min_margin']:.2g} / {d['median_margin']:.2g}" + (" *" if d.get("n_within_noise") else "")
+
+
 def runs_table(info: BenchmarkInfo, runs: list[RunResult]) -> Table:
     """One row per run (train) or per run and derivation (nb201)."""
     if info.evaluation == "train":
@@ -240,11 +247,8 @@ def runs_table(info: BenchmarkInfo, runs: list[RunResult]) -> Table:
                   "collapse count", "search time (s)", "test acc (%)"]
         rows = []
         for r in runs:
-            d = r.decisiveness
-            margins = ("n/a" if d.get("min_margin") is None else
-                       f"{d['min_margin']:.2g} / {d['median_margin']:.2g}" + (" *" if d.get("n_within_noise") else ""))
             rows.append([r.method, str(r.seed), compact_cell(r.genotype, "normal"), compact_cell(r.genotype, "reduce"),
-                         margins, _fmt(r.metrics.get("params_m"), ".3f"), str(r.collapse_count),
+                         _margins(r.decisiveness), _fmt(r.metrics.get("params_m"), ".3f"), str(r.collapse_count),
                          _fmt(r.search_time_s, ".1f"), _fmt(r.test_acc)])
         notes = ["Edges are written op(src->dst) (node ids of docs/method.md 2.1); * = a choice within float "
                  "rounding."]
@@ -254,9 +258,7 @@ def runs_table(info: BenchmarkInfo, runs: list[RunResult]) -> Table:
               "search time (s)"]
     rows = []
     for r in runs:
-        d = r.decisiveness
-        margins = ("n/a" if d.get("min_margin") is None else
-                   f"{d['min_margin']:.2g} / {d['median_margin']:.2g}" + (" *" if d.get("n_within_noise") else ""))
+        margins = _margins(r.decisiveness)
         for mode in DERIVATIONS:
             cell = r.nb201_cell(mode)
             if cell is None:
