@@ -21,7 +21,7 @@ from .spaces import list_spaces
 __all__ = ["AMP_MODES", "ArchOptimizerConfig", "ArchitectureConfig", "ConfigError", "DataConfig", "DeriveConfig",
            "EvalConfig", "NetworkConfig", "PrecisionConfig", "RegularizationConfig", "ScheduleConfig", "SearchConfig",
            "SearchDataConfig", "SGDConfig", "SupernetConfig", "TrainConfig", "TrainDataConfig", "TrainSGDConfig",
-           "deep_merge", "parse_config"]
+           "deep_merge", "parse_config", "unknown_keys"]
 
 AMP_MODES = ("off", "bf16", "fp16")
 """Values of `amp` (search.precision.amp, train.amp): off, or autocast to bfloat16 / float16
@@ -302,6 +302,23 @@ def deep_merge(base: dict, override: dict) -> dict:
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
+    return out
+
+
+def unknown_keys(model: type[BaseModel], block: object, skip: tuple[str, ...] = ()) -> list[tuple[str, list[str]]]:
+    """(dotted key, the valid keys of its level) of every key of `block` (a params dict, nested) that `model` (a
+    config class) has no field for, recursively through nested config classes; `skip`: top-level fields that do not
+    count as valid (e.g. method and seed, set by the run). [] for a block that is not a dict."""
+    if not isinstance(block, dict):
+        return []
+    fields = [k for k in model.model_fields if k not in skip]
+    out = []
+    for key, value in block.items():
+        field = model.model_fields.get(key) if key in fields else None
+        if field is None:
+            out.append((str(key), fields))
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            out += [(f"{key}.{sub}", valid) for sub, valid in unknown_keys(field.annotation, value)]
     return out
 
 

@@ -128,21 +128,8 @@ def unsupported_keys(name: str) -> list[str]:
     Raises:
         KeyError: unknown recipe name.
     """
-    from pydantic import BaseModel
-
-    from .config import TrainConfig
-
-    def walk(model: type[BaseModel], block: dict[str, Any], prefix: str) -> list[str]:
-        out = []
-        for key, value in block.items():
-            field = model.model_fields.get(key)
-            if field is None:
-                out.append(prefix + key)
-            elif isinstance(value, dict) and isinstance(field.annotation, type) and issubclass(field.annotation,
-                                                                                                BaseModel):
-                out += walk(field.annotation, value, f"{prefix}{key}.")
-        return out
+    from .config import TrainConfig, unknown_keys
 
     recipe = get_recipe(name)
     recipe.pop("source")
-    return walk(TrainConfig, recipe, "")
+    return [key for key, _ in unknown_keys(TrainConfig, recipe)]

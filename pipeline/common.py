@@ -30,6 +30,7 @@ from itnas.config import (
     TrainConfig,
     deep_merge,
     parse_config,
+    unknown_keys,
 )
 from itnas.data import dataset_num_classes, num_batches
 from itnas.distributed import DistContext, DistributedConfig, ShardedBatches
@@ -158,19 +159,9 @@ def run_list(params: dict) -> list[tuple[str, str, int]]:
 
 
 def _unknown_keys(model: type, block: object, where: str, skip: tuple[str, ...] = ()) -> list[str]:
-    """Keys of `block` (a params dict) that `model` (a pydantic config class) has no field for, recursively, each
-    as 'where.path: unknown key; valid keys: ...' (the keys of that level, without `skip`)."""
-    if not isinstance(block, dict):
-        return []
-    fields = {k: f for k, f in model.model_fields.items() if k not in skip}
-    out = []
-    for key, value in block.items():
-        field = fields.get(key)
-        if field is None:
-            out.append(f"{where}.{key}: unknown key; valid keys: {', '.join(fields)}")
-        elif isinstance(field.annotation, type) and hasattr(field.annotation, "model_fields"):
-            out += _unknown_keys(field.annotation, value, f"{where}.{key}")
-    return out
+    """`itnas.config.unknown_keys` as messages 'where.path: unknown key; valid keys: ...'."""
+    return [f"{where}.{key}: unknown key; valid keys: {', '.join(valid)}"
+            for key, valid in unknown_keys(model, block, skip)]
 
 
 def search_config(params: dict, benchmark: str, method: str, seed: int) -> SearchConfig:

@@ -45,12 +45,14 @@ def sizes(smoke: bool) -> dict:
 
 
 def step_benchmarks(s: dict, device: str) -> dict:
-    """{precision: {"darts_base": configs, "pcdarts_base": configs, "final": final}} from `run_bench`."""
+    """{precision: {"darts_base": configs, "pcdarts_base": configs, "final": final}} from `run_bench` (peak memory on
+    CUDA only: on CPU it costs two spawned processes per config)."""
     out = {}
     for name, prec in PRECISIONS.items():
         t0 = time.perf_counter()
         common = dict(C=s["C"], layers=s["layers"], image_size=s["image"], rounds=s["rounds"], warmup=s["warmup"],
-                      final_C=s["final_C"], final_layers=s["final_layers"], device=device, **prec)
+                      final_C=s["final_C"], final_layers=s["final_layers"], device=device,
+                      measure_memory=device.startswith("cuda"), **prec)
         darts = run_bench(["itnas", "darts"], ["darts"], batch_size=s["darts_batch"], **common)
         pcdarts = run_bench(["itnas", "pcdarts"], ["pcdarts"], batch_size=s["pcdarts_batch"], **common)
         final = run_bench(["darts"], ["darts"], batch_size=s["final_batch"], **common)["final"]
