@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,8 +53,12 @@ EVALUATIONS = ("train", "nb201")
 
 
 def setup_logging(verbose: bool = False) -> None:
+    """Log through Rich to stderr; silence DDP's "Grad strides do not match bucket view strides" warning (the
+    depthwise weights (C, 1, k, k) have a size-1 dimension whose stride is arbitrary: their gradients differ from
+    DDP's bucket view only there, with the same memory layout, so the warning, once per process, is noise)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False)], force=True)
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
