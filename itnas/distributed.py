@@ -12,8 +12,13 @@ N-times larger global batch):
   (tested bitwise with gloo);
 - batch norm keeps per-rank statistics (DDP's default; `sync_batchnorm` converts the network to `SyncBatchNorm`,
   CUDA only);
-- checkpoints, outputs, metrics and the genotype are written by rank 0 (`DistContext.is_main`); every rank resumes
-  from the same checkpoint file.
+- checkpoints, outputs and metrics are written by rank 0 (`DistContext.is_main`); every rank resumes from the same
+  checkpoint file (rank 0 decides whether there is one; on several nodes it must be on a shared file system);
+- the averaged gradient is the mean of the ranks' mean-loss gradients: exactly the global batch's gradient when
+  the shards are equal, an equal-weight approximation of it when they differ by a sample (a last batch, search-val
+  batches);
+- final training: after DDP copied rank 0's weights, each rank reseeds its RNG (seed, rank), so augmentation and
+  drop-path draw independently per rank; checkpoints keep every rank's RNG state.
 
 `DistContext.from_env()` reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); without it (a plain process)
 the context is the single-process one and nothing here does any communication.

@@ -202,10 +202,7 @@ class RunningMetrics:
 
     def add(self, stream: str, loss_sum: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         """Add one batch: loss_sum () summed over the batch, logits (B, classes), y (B,)."""
-        if stream not in self._loss:
-            self._loss[stream] = torch.zeros((), dtype=torch.float64, device=self.device)
-            self._correct[stream] = torch.zeros((), dtype=torch.int64, device=self.device)
-            self._n[stream] = 0
+        self.ensure(stream)
         self._loss[stream] += loss_sum.double()
         self._correct[stream] += (logits.argmax(1) == y).sum()
         self._n[stream] += len(y)
@@ -231,17 +228,27 @@ class RunningMetrics:
         s, _, what = min(bad)
         return what, s
 
+    def ensure(self, stream: str) -> None:
+        """Create `stream` with zero sums if it does not exist (so that every rank all-reduces the same streams,
+        also a rank that saw no sample of it)."""
+        if stream not in self._loss:
+            self._loss[stream] = torch.zeros((), dtype=torch.float64, device=self.device)
+            self._correct[stream] = torch.zeros((), dtype=torch.int64, device=self.device)
+            self._n[stream] = 0
+
     def all_reduce_(self, ctx: DistContext) -> None:
-        """Sum every stream's loss, correct count and sample count over the ranks (in place; one all-reduce per
-        stream; no-op for one process). Every rank must have the same streams."""
+        """Sum every stream's loss, correct count and sample count over the ranks (in place; one all-reduce of a
+        float64 (3,) tensor per stream, exact for counts below 2^53; no-op for one process). Every rank must have
+        the same streams (`ensure`)."""
         if not ctx.enabled:
             return
         for stream in sorted(self._loss):
-            counts = torch.tensor([self._correct[stream].item(), self._n[stream]], dtype=torch.int64,
-                                  device=self._loss[stream].device)
-            all_reduce_sum_([self._loss[stream], counts], ctx)
-            self._correct[stream].fill_(counts[0])
-            self._n[stream] = int(counts[1])
+            packed = torch.stack([self._loss[stream], self._correct[stream].double(),
+                                  torch.tensor(float(self._n[stream]), dtype=torch.float64, device=self.device)])
+            all_reduce_sum_([packed], ctx)
+            self._loss[stream] = packed[0].clone()
+            self._correct[stream] = packed[1].round().long()
+            self._n[stream] = int(packed[2].item())
 
     def count(self, stream: str) -> int:
         """Samples seen by `stream` (0 when it saw none)."""
@@ -336,7 +343,10 @@ def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.
         on_step = on_epoch = None
     result = EngineResult()
     start = 0
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
+    resume = checkpoint_path is not None and Path(checkpoint_path).exists()
+    if ctx.enabled:  # rank 0 decides (every rank must see its checkpoint file: a shared folder on several nodes)
+        resume = all_gather_objects(resume, ctx)[0]
+    if resume:
         ck = load_checkpoint(checkpoint_path, identity)
         task.load_state_dict(ck["state"])
         result.history, start, result.time_s = ck["history"], ck["epoch"], ck["time_s"]
@@ -467,6 +477,7 @@ def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader: Iterable, 
     if collect and ctx.enabled:
         raise ValueError("evaluate: collect=True needs one process (evaluate on rank 0)")
     metrics = RunningMetrics(device)
+    metrics.ensure("eval")  # a rank whose share is empty still takes part in the all-reduce
     preds, labels = [], []
     for x, y, _ in loader:
         x, y = x.to(device), y.to(device)

@@ -90,6 +90,8 @@ class FinalTrainTask:
         self.precision = precision if precision is not None else train_precision(cfg, device)
         self.precision.prepare(model)
         self.net = wrap_ddp(model, self.ctx, device)  # the training forward (the model itself for one process)
+        if self.ctx.enabled:  # after DDP copied rank 0's weights: each rank draws its own augmentation, drop-path
+            torch.manual_seed(seed * 1_000_003 + self.ctx.rank)
         self.opt = make_final_optimizer(model, cfg)
 
     def state_dict(self) -> dict[str, Any]:

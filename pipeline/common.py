@@ -365,16 +365,25 @@ def code_identity(stage_cmd: str) -> dict[str, str]:
 
 
 def search_identity(params: dict, benchmark: str, method: str, seed: int) -> dict:
-    """What a search checkpoint must match besides the data fingerprint: the resolved search config and the code."""
+    """What a search checkpoint must match besides the data fingerprint: the resolved search config, the number of
+    processes (another count is another batch) and the code."""
     return {**search_config(params, benchmark, method, seed).model_dump(mode="json"),
+            "data_parallel": _data_parallel_identity(params),
             "code": code_identity(f"itnas search {benchmark} {method} {seed}")}
 
 
 def train_identity(params: dict, benchmark: str, method: str, seed: int) -> dict:
     """What a training checkpoint must match besides the network (genotype, data shape) and the data fingerprint:
-    the training config, the seed and the code."""
+    the training config, the seed, the number of processes and the code."""
     return {"train": train_config(params, benchmark).model_dump(mode="json"), "seed": seed,
+            "data_parallel": _data_parallel_identity(params),
             "code": code_identity(f"itnas evaluate {benchmark} {method} {seed}")}
+
+
+def _data_parallel_identity(params: dict) -> dict:
+    """The part of `distributed` that changes what a run computes: processes in all and batch-norm sync."""
+    cfg = distributed_config(params)
+    return {"world_size": cfg.world_size, "sync_batchnorm": cfg.sync_batchnorm}
 
 
 def identity_diff(stored: dict, expected: dict) -> str | None:
@@ -415,8 +424,9 @@ def distributed_run(params: dict) -> Iterator[tuple[DistContext, torch.device]]:
 
 
 def steps_per_epoch(n: int, batch_size: int, ctx: DistContext) -> int:
-    """Training steps of one epoch over n samples at `batch_size` per process (the engine's loaders drop a last
-    batch of one sample per process), for progress bars."""
+    """Training steps of one epoch over n samples at `batch_size` per process (the training loaders drop a last
+    batch that would leave a process a single sample; with several processes, one that leaves any process fewer
+    than 2), for progress bars."""
     if ctx.enabled:
         return len(ShardedBatches(n, batch_size, ctx, shuffle=False, min_per_rank=2))
     return num_batches(n, batch_size, drop_single=True)

@@ -22,6 +22,7 @@ from itnas.train import train_final
 from tests.test_distributed import spawn
 
 N_TRAIN, N_VAL = 40, 36
+XI = 0.05  # the second-order virtual step's size in the gradient test (0 would reduce it to first order)
 
 
 class CountingDataset(ImageDataset):
@@ -56,10 +57,6 @@ def _train_cfg() -> TrainConfig:
                        data={"batch_size": 4, "cutout": 0, "crop_padding": 2, "hflip": True})
 
 
-def _state(task_state: dict) -> dict:
-    return {k: v for k, v in task_state.items()}
-
-
 def _runs(ctx: DistContext, out: str, order: str) -> None:
     """Per rank: an uninterrupted search, the same search interrupted after 1 epoch and resumed, and a final
     training; saves every state and what each rank's datasets served."""
@@ -70,11 +67,17 @@ def _runs(ctx: DistContext, out: str, order: str) -> None:
     run_search(cfg, train, val, 3, 1, checkpoint_path=f"{out}/resumed.pt", stop_after_epochs=1, ctx=ctx)
     resumed = run_search(cfg, train, val, 3, 1, checkpoint_path=f"{out}/resumed.pt", ctx=ctx)
     tcfg = _train_cfg()
-    torch.manual_seed(0)
-    net = create_final_network(PUBLISHED_GENOTYPES["darts_v2"], 4, 3, 3, True, 1)
     data = ImageDataset(_split(N_TRAIN, 2), [0.5], [0.25], augment=True, crop_padding=2, hflip=True)
-    history = train_final(net, tcfg, data, seed=0, ctx=ctx)
-    torch.save({"search": full.model.state_dict(), "search_history": full.history,
+    nets = []
+    for stop in (None, 1, None):  # uninterrupted; then interrupted after epoch 1 and resumed
+        torch.manual_seed(0)
+        net = create_final_network(PUBLISHED_GENOTYPES["darts_v2"], 4, 3, 3, True, 1)
+        ckpt = f"{out}/train_full.pt" if not nets else f"{out}/train_resumed.pt"
+        history = train_final(net, tcfg, data, seed=0, checkpoint_path=ckpt, stop_after_epochs=stop, ctx=ctx)
+        nets.append((net, history))
+    (net, history), (resumed_net, resumed_history) = nets[0], nets[2]
+    torch.save({"train_resumed": resumed_net.state_dict(), "train_resumed_history": resumed_history,
+                "search": full.model.state_dict(), "search_history": full.history,
                 "resumed": resumed.model.state_dict(), "resumed_history": resumed.history,
                 "seen_train": seen_train, "seen_val": seen_val,
                 "train": net.state_dict(), "train_history": history}, f"{out}/rank{ctx.rank}.pt")
@@ -95,7 +98,7 @@ def test_two_processes_hold_one_model_and_resume_exactly(tmp_path, order):
     spawn(_runs, 2, str(tmp_path), order)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     # one model on every rank: weights, architecture parameters, BN running statistics, bitwise
-    for key in ("search", "resumed", "train"):
+    for key in ("search", "resumed", "train", "train_resumed"):
         _assert_same_state(r0[key], r1[key])
     assert _strip_times(r0["search_history"]) == _strip_times(r1["search_history"])  # global statistics
     assert _strip_times(r0["train_history"]) == _strip_times(r1["train_history"])
@@ -105,6 +108,10 @@ def test_two_processes_hold_one_model_and_resume_exactly(tmp_path, order):
     # interrupted after epoch 1 and resumed under 2 processes = uninterrupted
     _assert_same_state(r0["search"], r0["resumed"])
     assert _strip_times(r0["search_history"]) == _strip_times(r0["resumed_history"])
+    # the same for the final training, whose augmentation and drop-path draw from each rank's own RNG stream
+    # (restored per rank on resume: rank 0's stream on both ranks would train other weights)
+    _assert_same_state(r0["train"], r0["train_resumed"])
+    assert _strip_times(r0["train_history"]) == _strip_times(r0["train_resumed_history"])
     # the shards are disjoint and together serve every sample once per epoch (2 epochs)
     assert sorted(r0["seen_train"] + r1["seen_train"]) == sorted(list(range(N_TRAIN)) * 2)
     assert set(r0["seen_train"][:N_TRAIN // 2]).isdisjoint(r1["seen_train"][:N_TRAIN // 2])
@@ -124,7 +131,7 @@ def _grads(ctx: DistContext, out: str, order: str) -> None:
         group["lr"], group["weight_decay"] = 0.0, 0.0
     xt, yt, xv, yv = _global_batches()
     mine = shard_indices(list(range(len(yt))), ctx)
-    arch_step(model, task.a_opt, (xt[mine], yt[mine]), (xv[mine], yv[mine]), order, 0.0, task.w_opt, 0.0, 0.0, ctx)
+    arch_step(model, task.a_opt, (xt[mine], yt[mine]), (xv[mine], yv[mine]), order, XI, task.w_opt, 0.0, 0.0, ctx)
     weight_step(model, task.w_opt, (xt[mine], yt[mine]), 1e9, net=task.net)
     torch.save({"arch": [p.grad for p in model.arch_parameters()],
                 "weights": [p.grad for p in model.weight_parameters()]}, f"{out}/grads{ctx.rank}.pt")
@@ -158,7 +165,7 @@ def test_averaged_gradient_is_the_mean_of_the_shard_gradients(tmp_path, order):
             arch = [p.grad.clone() for p in model.arch_parameters()]
         else:
             from itnas.search import unrolled_arch_grads
-            arch = unrolled_arch_grads(copy.deepcopy(model), (xt[idx], yt[idx]), (xv[idx], yv[idx]), 0.0)
+            arch = unrolled_arch_grads(copy.deepcopy(model), (xt[idx], yt[idx]), (xv[idx], yv[idx]), XI)
         with torch.no_grad():
             state = model.arch()
         F.cross_entropy(model(xt[idx], state), yt[idx]).backward(inputs=model.weight_parameters())
@@ -278,7 +285,7 @@ def test_stages_relaunch_under_torchrun_and_write_once(tmp_path):
     assert not (tmp_path / ".itnas_ckpt/tiny/darts-s0/search.pt").exists()
     stage("derive", "tiny", "darts", "0")
     out = stage("evaluate", "tiny", "darts", "0")
-    assert out.count("test accuracy") == 1
+    assert "x 2 processes" in out and out.count("test accuracy") == 1
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test_images"] == 100 and 0.0 <= metrics["test_acc"] <= 100.0
     Genotype.load(run / "genotype.json")
