@@ -246,3 +246,19 @@ def test_recipes_are_selectable_from_params():
         train_config({"train": {"recipe": "darts_imagenet"}, "benchmarks": {"b": {**bench, "train": {}}}}, "b")
     with pytest.raises(ConfigError, match="unknown recipe; valid recipes: darts_cifar"):
         train_config({"train": {"recipe": "dart"}, "benchmarks": {"b": {**bench, "train": {}}}}, "b")
+
+
+def test_paper_config_is_a_valid_params_file():
+    """`cp configs/paper.yaml params.yaml && dvc repro` (README) starts: the whole file validates as params, with
+    benchmarks and runs, and its float32 search (a GPU job)."""
+    from pipeline.common import run_list, search_config, validate_params
+
+    params = yaml.safe_load((ROOT / "configs" / "paper.yaml").read_text(encoding="utf-8"))
+    validate_params(params)
+    chains = run_list(params)
+    assert {b for b, _, _ in chains} == {"cifar10"} and len(chains) == 15
+    cfg = search_config(params, "cifar10", "itnas", 0)
+    assert (cfg.precision.dtype, cfg.base, cfg.data.batch_size, cfg.supernet.C, cfg.supernet.layers) == (
+        "float32", "pcdarts", 256, 16, 8)
+    nb = search_config(params, "nb201", "darts", 0)
+    assert (nb.supernet.space, nb.supernet.C, nb.supernet.layers) == ("nb201", 16, 5)
