@@ -176,11 +176,12 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
     permutation, split over the ranks; `drop_single` keeps the last global batch only when every rank gets at least
     2 samples); `batch_size` is then per process and `sampler` and `drop_last` must be left unset.
     """
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    if shard is not None and shard.enabled:
+    sharded = shard is not None and shard.enabled
+    # each rank's workers augment differently
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch + (7_919 * (shard.rank + 1) if sharded else 0))
+    if sharded:
         if sampler is not None or drop_last:
             raise ValueError("make_loader: shard cannot be combined with sampler or drop_last")
-        g.manual_seed(seed * 100_003 + epoch + 7_919 * (shard.rank + 1))  # each rank's workers augment differently
         batches = ShardedBatches(len(dataset), batch_size, shard, shuffle, seed, epoch, 2 if drop_single else 1)
         return DataLoader(dataset, batch_sampler=batches, generator=g, num_workers=num_workers)
     n = len(sampler) if sampler is not None else len(dataset)

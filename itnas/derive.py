@@ -24,13 +24,12 @@ from dataclasses import dataclass
 import torch
 
 from .arch import Architecture
-from .genotype import Genotype
+from .genotype import DERIVE_MODES, Genotype
 from .spaces import SearchSpace
 
 __all__ = ["DERIVE_MODES", "NOISE_MARGIN", "TIE_RTOL", "Decision", "derive_from_alphas", "derive_genotype",
            "derive_with_margins", "margin_summary"]
 
-DERIVE_MODES = ("marginal", "sequential")
 
 #: Relative resolution at which scores are compared (docs/method.md 2.6).
 TIE_RTOL = 1e-9

@@ -18,7 +18,10 @@ from pathlib import Path
 from .ops import PARAMETER_FREE_OPS
 from .spaces import SearchSpace, create_space
 
-__all__ = ["Genotype", "GenotypeError", "PUBLISHED_GENOTYPES"]
+__all__ = ["DERIVE_MODES", "Genotype", "GenotypeError", "PUBLISHED_GENOTYPES"]
+
+DERIVE_MODES = ("marginal", "sequential")
+"""The two rules that turn a supernet's alphas into a genotype (docs/method.md 2.6, `itnas.derive`)."""
 
 Edge = tuple[str, int, int]
 

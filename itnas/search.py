@@ -171,7 +171,7 @@ def arch_step(model: SearchModel, a_opt: torch.optim.Optimizer, train_batch: Bat
         logits = model(xv)
         F.cross_entropy(logits, yv).backward(inputs=model.arch_parameters())
         logits = logits.detach()
-    if ctx is not None:
+    if ctx is not None and ctx.enabled:  # one process: not even the parameter list is built (the hot path)
         all_reduce_mean_([p.grad for p in model.arch_parameters()], ctx)
     a_opt.step()
     return logits

@@ -20,7 +20,7 @@ import torch
 from itnas.contracts import NB201Metrics, RunMetrics
 from itnas.data import ImageDataset, load_train_data
 from itnas.distributed import DistContext
-from itnas.genotype import Genotype, GenotypeError
+from itnas.genotype import DERIVE_MODES, Genotype, GenotypeError
 from itnas.networks import count_multiply_adds, count_parameters, create_final_network
 from itnas.train import evaluate as evaluate_model
 
@@ -37,9 +37,6 @@ from .common import (
 from .paths import RunPaths, prepared_dirs
 
 PAPER_C, PAPER_LAYERS = 36, 20  # DARTS CIFAR final-network size (docs/method.md 4)
-#: The modes of derivations.json (`itnas.derive.DERIVE_MODES`, not imported: this stage reads genotypes only, so
-#: its code deps hold no search or derivation code).
-DERIVATIONS = ("marginal", "sequential")
 
 
 def evaluate(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
@@ -97,12 +94,12 @@ def _load_derivations(run: RunPaths) -> dict[str, Genotype]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise GenotypeError(f"{path} is not valid JSON ({err}); rerun `dvc repro`") from None
-    if not isinstance(data, dict) or set(data) != set(DERIVATIONS):
+    if not isinstance(data, dict) or set(data) != set(DERIVE_MODES):
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise GenotypeError(f"{path} must map {' and '.join(DERIVATIONS)} to their genotypes, got {keys}; rerun "
+        raise GenotypeError(f"{path} must map {' and '.join(DERIVE_MODES)} to their genotypes, got {keys}; rerun "
                             "`dvc repro`")
     out = {}
-    for mode in DERIVATIONS:
+    for mode in DERIVE_MODES:
         try:
             out[mode] = Genotype.from_dict(data[mode])
         except GenotypeError as err:

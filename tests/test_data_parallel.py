@@ -7,17 +7,32 @@ of the per-shard gradients computed in one process (batch-norm statistics per ra
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_project import ROOT, CountingDataset, tiny_params, write_params
+from tiny_project import image_split as _split
 
 from itnas.config import SearchConfig, TrainConfig, deep_merge
-from itnas.data import ImageDataset, ImageSplit, make_loader
+from itnas.data import ImageDataset, make_loader
 from itnas.distributed import DistContext, ShardedBatches, shard_indices
-from itnas.genotype import PUBLISHED_GENOTYPES
+from itnas.engine import NonFiniteError, run_epochs
+from itnas.genotype import PUBLISHED_GENOTYPES, Genotype
 from itnas.networks import create_final_network
-from itnas.search import arch_step, build_search_model, make_search_optimizers, run_search, weight_step
+from itnas.search import (
+    SearchTask,
+    arch_step,
+    build_search_model,
+    make_search_optimizers,
+    run_search,
+    unrolled_arch_grads,
+    weight_step,
+)
 from itnas.train import train_final
 from tests.test_distributed import spawn
 
@@ -25,22 +40,6 @@ N_TRAIN, N_VAL = 40, 36
 XI = 0.05  # the second-order virtual step's size in the gradient test (0 would reduce it to first order)
 
 
-class CountingDataset(ImageDataset):
-    """Records every index it serves."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.seen: list[int] = []
-
-    def __getitem__(self, i):
-        self.seen.append(i)
-        return super().__getitem__(i)
-
-
-def _split(n: int, seed: int) -> ImageSplit:
-    g = torch.Generator().manual_seed(seed)
-    return ImageSplit(torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8),
-                      torch.randint(0, 3, (n,), generator=g), "train", torch.arange(n))
 
 
 def _search_cfg(order: str) -> SearchConfig:
@@ -125,7 +124,6 @@ def _grads(ctx: DistContext, out: str, order: str) -> None:
     cfg = _search_cfg(order)
     torch.manual_seed(cfg.seed)
     model = build_search_model(cfg, 3, 1)
-    from itnas.search import SearchTask
     task = SearchTask(cfg, model, None, None, torch.device("cpu"), make_loader, ctx=ctx)
     for group in task.w_opt.param_groups + task.a_opt.param_groups:
         group["lr"], group["weight_decay"] = 0.0, 0.0
@@ -164,7 +162,6 @@ def test_averaged_gradient_is_the_mean_of_the_shard_gradients(tmp_path, order):
             F.cross_entropy(model(xv[idx]), yv[idx]).backward(inputs=model.arch_parameters())
             arch = [p.grad.clone() for p in model.arch_parameters()]
         else:
-            from itnas.search import unrolled_arch_grads
             arch = unrolled_arch_grads(copy.deepcopy(model), (xt[idx], yt[idx]), (xv[idx], yv[idx]), XI)
         with torch.no_grad():
             state = model.arch()
@@ -233,7 +230,6 @@ class _DivergesOnRankOne:
 
 
 def _diverge(ctx: DistContext, out: str) -> None:
-    from itnas.engine import NonFiniteError, run_epochs
     try:
         run_epochs(_DivergesOnRankOne(ctx), 0.1, 0.0, 2, torch.device("cpu"), ctx=ctx)
         result = "no error"
@@ -255,15 +251,6 @@ def test_a_divergence_on_one_rank_stops_every_rank(tmp_path):
 def test_stages_relaunch_under_torchrun_and_write_once(tmp_path):
     """`distributed.nproc_per_node: 2` in params: the search and evaluate stages relaunch themselves under torchrun
     (2 gloo processes), rank 0 alone prints and writes, and the chain's outputs are complete and valid."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from tiny_project import ROOT, tiny_params, write_params
-
-    from itnas.genotype import Genotype
-
     params = tiny_params()
     params["distributed"]["nproc_per_node"] = 2
     write_params(tmp_path, params)

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_project import image_split as _split
 from tiny_project import itnas, one_line_error, tiny_params, write_params
 
 from itnas.checkpoint import load_checkpoint
 from itnas.config import ConfigError, SearchConfig, TrainConfig, deep_merge
-from itnas.data import ImageDataset, ImageSplit, make_loader, num_batches
+from itnas.data import ImageDataset, make_loader, num_batches
 from itnas.engine import NonFiniteError
 from itnas.genotype import PUBLISHED_GENOTYPES
 from itnas.networks import create_final_network
@@ -28,11 +29,6 @@ from pipeline.common import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _split(n: int, seed: int, side: int = 8) -> ImageSplit:
-    g = torch.Generator().manual_seed(seed)
-    return ImageSplit(torch.randint(0, 256, (n, 1, side, side), generator=g, dtype=torch.uint8),
-                      torch.randint(0, 3, (n,), generator=g), "train", torch.arange(n))
 
 
 def _search_cfg(**blocks) -> SearchConfig:

@@ -10,20 +10,15 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tiny_project import image_split as _split
 
 from itnas.config import ConfigError, PrecisionConfig, SearchConfig, TrainConfig, deep_merge, parse_config
-from itnas.data import ImageDataset, ImageSplit, make_loader
+from itnas.data import ImageDataset, make_loader
 from itnas.engine import Precision, RunningMetrics, run_epochs
 from itnas.genotype import PUBLISHED_GENOTYPES
 from itnas.networks import create_final_network
 from itnas.search import SearchTask, arch_step, build_search_model, make_search_optimizers, run_search, weight_step
 from itnas.train import final_train_step, make_final_optimizer, train_final
-
-
-def _split(n: int, seed: int) -> ImageSplit:
-    g = torch.Generator().manual_seed(seed)
-    return ImageSplit(torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8),
-                      torch.randint(0, 3, (n,), generator=g), "train", torch.arange(n))
 
 
 def _data(n_train: int = 32, n_val: int = 32) -> tuple[ImageDataset, ImageDataset]:

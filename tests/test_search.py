@@ -7,6 +7,7 @@ import hashlib
 
 import pytest
 import torch
+from tiny_project import CountingDataset
 
 from itnas.checkpoint import CheckpointError, CheckpointMismatch, load_checkpoint
 from itnas.config import SearchConfig, deep_merge
@@ -22,18 +23,6 @@ from itnas.data import (
     make_splits,
 )
 from itnas.search import run_search
-
-
-class CountingDataset(ImageDataset):
-    """Records every index it serves."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.seen: list[int] = []
-
-    def __getitem__(self, i):
-        self.seen.append(i)
-        return super().__getitem__(i)
 
 
 def _split(n: int, seed: int, source: str = "train") -> ImageSplit:

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_project import image_split as _split
 
 from itnas.config import ConfigError, TrainConfig, parse_config
 from itnas.contracts import FinalNetworkConfig
-from itnas.data import ImageDataset, ImageSplit
+from itnas.data import ImageDataset
 from itnas.genotype import PUBLISHED_GENOTYPES
 from itnas.networks import count_multiply_adds, count_parameters, create_final_network, final_network_from_config
 from itnas.train import train_final
-
-
-def _split(n: int, side: int = 8, seed: int = 0) -> ImageSplit:
-    g = torch.Generator().manual_seed(seed)
-    return ImageSplit(torch.randint(0, 256, (n, 1, side, side), generator=g, dtype=torch.uint8),
-                      torch.randint(0, 3, (n,), generator=g), "train", torch.arange(n))
 
 
 def _cfg(drop_path: float = 0.1, stem_stride: int = 1, channels_last: bool = False) -> TrainConfig:

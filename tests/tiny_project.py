@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import yaml
 from click.testing import Result
 from typer.testing import CliRunner
 
-from itnas.data import SearchData, SourceData, TrainData, make_splits
+from itnas.data import ImageDataset, ImageSplit, SearchData, SourceData, TrainData, make_splits
 from pipeline.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,3 +67,22 @@ def prepare_splits(source: SourceData, *sizes: int, out: Path | None = None,
         search_idx.save(out / "search")
         train_idx.save(out / "train")
     return SearchData.from_indices(search_idx, source), TrainData.from_indices(train_idx, source)
+
+
+def image_split(n: int, seed: int = 0, side: int = 8) -> ImageSplit:
+    """n random 1-channel side x side uint8 images of 3 classes (a "train" split), drawn from `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    return ImageSplit(torch.randint(0, 256, (n, 1, side, side), generator=g, dtype=torch.uint8),
+                      torch.randint(0, 3, (n,), generator=g), "train", torch.arange(n))
+
+
+class CountingDataset(ImageDataset):
+    """An ImageDataset that records every index it serves (`seen`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen: list[int] = []
+
+    def __getitem__(self, i):
+        self.seen.append(i)
+        return super().__getitem__(i)

@@ -18,8 +18,9 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from ..arch import get_method, list_methods
+from ..genotype import DERIVE_MODES
 from ..spaces import SearchSpace, create_space
-from .runs import DERIVATIONS, NB201_DATASETS, RunResult
+from .runs import NB201_DATASETS, RunResult
 from .stats import group_runs, nb201_value, stat
 from .tables import CELL_TITLES, OP_ABBREVIATIONS
 
@@ -74,7 +75,7 @@ def nb201_figure(runs: list[RunResult]) -> go.Figure:
                         horizontal_spacing=0.07)
     best = next((r.details["table_best"] for r in runs if r.details.get("table_best")), {})
     for col, metric in enumerate(NB201_DATASETS, start=1):
-        for k, mode in enumerate(DERIVATIONS):
+        for k, mode in enumerate(DERIVE_MODES):
             stats = [stat(nb201_value(r, mode, metric) for r in g) for g in groups.values()]
             fig.add_trace(go.Bar(
                 x=list(groups), y=[s.mean for s in stats], name=f"{mode} derivation", legendgroup=mode,

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..genotype import Genotype
 
-__all__ = ["DERIVATIONS", "EVALUATIONS", "NB201_DATASETS", "RUN_FILES", "BenchmarkInfo", "RunFilesMissing",
+__all__ = ["EVALUATIONS", "NB201_DATASETS", "RUN_FILES", "BenchmarkInfo", "RunFilesMissing",
            "RunResult", "load_run"]
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,6 @@ RUN_FILES = {
 }
 #: Evaluation kind -> the metrics.json key that identifies it.
 EVALUATIONS = {"train": "test_acc", "nb201": "nb201_c10_test"}
-#: The two derivation rules (docs/method.md 2.6); an nb201 evaluation looks both cells up.
-DERIVATIONS = ("marginal", "sequential")
 #: NAS-Bench-201 test-accuracy metric (%) -> data set name (`itnas.nb201.NB201_METRICS`, 200-epoch columns).
 NB201_DATASETS = {"nb201_c10_test": "CIFAR-10", "nb201_c100_test": "CIFAR-100", "nb201_in16_test": "ImageNet16-120"}
 _TRANSITION_KEYS = {"transitions": ("pred", "edge", "matrix"), "attention": ("edge", "preds", "weights")}

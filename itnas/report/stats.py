@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .runs import DERIVATIONS, NB201_DATASETS, RunResult
+from ..genotype import DERIVE_MODES
+from .runs import NB201_DATASETS, RunResult
 
 __all__ = ["Stat", "group_runs", "method_stats", "nb201_value", "stat", "summary_metrics"]
 
@@ -87,7 +88,7 @@ def method_stats(group: list[RunResult]) -> dict[str, Any]:
         out["collapse_count"] = stat(r.collapse_count for r in group)
         out["collapsed"] = sum(r.collapsed() for r in group)
         return out
-    for mode in DERIVATIONS:
+    for mode in DERIVE_MODES:
         for metric in NB201_DATASETS:
             out[f"{mode}:{metric}"] = stat(nb201_value(r, mode, metric) for r in group)
         counts = [(r, _nb201_collapse(r, mode)) for r in group]

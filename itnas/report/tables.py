@@ -25,8 +25,8 @@ from importlib import resources
 from typing import Any
 
 from ..derive import NOISE_MARGIN
-from ..genotype import Genotype
-from .runs import DERIVATIONS, NB201_DATASETS, BenchmarkInfo, RunResult
+from ..genotype import DERIVE_MODES, Genotype
+from .runs import NB201_DATASETS, BenchmarkInfo, RunResult
 from .stats import Stat, method_stats, nb201_value
 
 __all__ = ["CELL_TITLES", "OP_ABBREVIATIONS", "REPRODUCIBILITY", "SELECTION_RULE", "Table", "benchmark_tables",
@@ -167,18 +167,18 @@ def nb201_table(info: BenchmarkInfo, runs: list[RunResult]) -> Table:
     """Method x metric for an nb201 benchmark: each data set's NB201 test accuracy for both derivations."""
     header = ["method", "seeds"]
     for name in NB201_DATASETS.values():
-        header += [f"{name} test (%), {mode}" for mode in DERIVATIONS]
-    header += [f"collapsed searches, {mode}" for mode in DERIVATIONS]
-    header += [f"mean collapse count, {mode}" for mode in DERIVATIONS]
+        header += [f"{name} test (%), {mode}" for mode in DERIVE_MODES]
+    header += [f"collapsed searches, {mode}" for mode in DERIVE_MODES]
+    header += [f"mean collapse count, {mode}" for mode in DERIVE_MODES]
     header += ["smallest margin", "median margin"]
     rows = []
     for method, group in _groups(runs).items():
         s = method_stats(group)
         row = [method, _seeds(group)]
         for metric in NB201_DATASETS:
-            row += [s[f"{mode}:{metric}"].text() for mode in DERIVATIONS]
-        row += [f"{s[f'{mode}:collapsed']} of {s[f'{mode}:n_collapsed']}" for mode in DERIVATIONS]
-        row += [s[f"{mode}:collapse_count"].text(".1f") for mode in DERIVATIONS]
+            row += [s[f"{mode}:{metric}"].text() for mode in DERIVE_MODES]
+        row += [f"{s[f'{mode}:collapsed']} of {s[f'{mode}:n_collapsed']}" for mode in DERIVE_MODES]
+        row += [s[f"{mode}:collapse_count"].text(".1f") for mode in DERIVE_MODES]
         row += [_margin_text(s["min_margin"]), _margin_text(s["median_margin"])]
         rows.append(row)
     notes = [
@@ -262,13 +262,13 @@ def runs_table(info: BenchmarkInfo, runs: list[RunResult]) -> Table:
     rows = []
     for r in runs:
         margins = _margins(r.decisiveness)
-        for mode in DERIVATIONS:
+        for mode in DERIVE_MODES:
             cell = r.nb201_cell(mode)
             if cell is None:
                 continue
             mark = " (genotype.json)" if mode == r.derivation else ""
             values = [_fmt(nb201_value(r, mode, m)) for m in NB201_DATASETS]
-            first = mode == DERIVATIONS[0]  # margins and time belong to the search (the marginal cell's choices)
+            first = mode == DERIVE_MODES[0]  # margins and time belong to the search (the marginal cell's choices)
             rows.append([r.method, str(r.seed), mode + mark, str(cell.get("arch", "n/a")),
                          str(cell.get("collapse_count", "n/a")), *values, margins if first else "",
                          _fmt(r.search_time_s, ".0f") if first else ""])
