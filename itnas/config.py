@@ -151,12 +151,30 @@ class ScheduleConfig(_Strict):
         return self
 
 
+def _workers(v: int | str) -> int | str:
+    """num_workers: "auto" or a count >= 0."""
+    if v != "auto" and v < 0:
+        raise ValueError("num_workers must be auto or >= 0")
+    return v
+
+
 class SearchDataConfig(_Strict):
     """Search batches: batch_size images (search-train and search-val alike); image_size resizes the search
-    images to this side in px (0 keeps the data's size)."""
+    images to this side in px (0 keeps the data's size).
+
+    on_device: auto | true | false: a split in RAM (every data set but streamed image files) is uploaded once to the
+    run's device and its batches are made there (`itnas.augment.DeviceDataset`; docs/method.md 2.10); auto = true on
+    CUDA (when the split takes at most a quarter of the free memory), false on a CPU (the per-sample DataLoader).
+    num_workers: auto | N: DataLoader worker processes where batches are made by the DataLoader (streamed files, or
+    on_device false); auto = 8 on CUDA, 0 on a CPU; on CUDA the loader also pins its batches' memory.
+    """
 
     batch_size: int = Field(64, ge=1)
     image_size: int = Field(0, ge=0)
+    on_device: bool | Literal["auto"] = "auto"
+    num_workers: int | Literal["auto"] = "auto"
+
+    _num_workers = field_validator("num_workers")(_workers)
 
 
 class PrecisionConfig(_Strict):
@@ -253,6 +271,8 @@ class TrainDataConfig(_Strict):
     """Final-training batches and augmentation (DARTS CIFAR: crop padding 4, flips, cutout 16 px).
 
     image_size: resize training and test images to this side in px (0 keeps the data's size).
+    on_device, num_workers: as in `SearchDataConfig` (training batches; on the device, the crop, flip and cutout are
+    computed per batch there, with DeVries' cutout: `itnas.augment`).
     """
 
     batch_size: int = Field(96, ge=1)
@@ -260,6 +280,10 @@ class TrainDataConfig(_Strict):
     cutout: int = Field(16, ge=0)
     crop_padding: int = Field(4, ge=0)
     hflip: bool = True
+    on_device: bool | Literal["auto"] = "auto"
+    num_workers: int | Literal["auto"] = "auto"
+
+    _num_workers = field_validator("num_workers")(_workers)
 
 
 class TrainSGDConfig(SGDConfig):

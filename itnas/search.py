@@ -35,7 +35,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from .augment import DeviceDataset
 from .config import SearchConfig
+from .data import loader_options
 from .derive import derive_with_margins, margin_summary
 from .distributed import DistContext, all_reduce_mean_, broadcast_, broadcast_buffers_, shard_indices, wrap_ddp
 from .engine import Precision, RunningMetrics, check_amp_device, evaluate, run_epochs
@@ -243,9 +245,10 @@ class SearchTask:
 
     Args:
         cfg: the search config. model: the supernet (on `device`). train_set / val_set: search-train /
-        search-val datasets yielding (x (C, H, W), label, index). make_loader: `itnas.data.make_loader`-compatible
-        (with several processes it is called with `shard=ctx`). ctx: the data-parallel context (default: one
-        process; see the module docstring).
+        search-val datasets yielding (x (C, H, W), label, index), or `itnas.augment.DeviceDataset`s (batches made
+        on the device). make_loader: `itnas.data.make_loader`-compatible (with several processes it is called with
+        `shard=ctx`; on CUDA, or with `data.num_workers` set, with `itnas.data.loader_options`). ctx: the
+        data-parallel context (default: one process; see the module docstring).
     """
 
     def __init__(self, cfg: SearchConfig, model: SearchModel, train_set, val_set, device: torch.device,
@@ -259,6 +262,7 @@ class SearchTask:
         self.net = wrap_ddp(model.net, self.ctx, device)  # the weight step's forward (model.net for one process)
         self.w_opt, self.a_opt = make_search_optimizers(model, cfg)
         self.lr, self.search_arch, self.val_iter = cfg.weight_optimizer.lr, False, None
+        self.loader_kw = loader_options(cfg.data.num_workers, device)  # {} on a CPU by default
 
     def state_dict(self) -> dict[str, Any]:
         state = {"model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict()}
@@ -279,7 +283,7 @@ class SearchTask:
         cfg = self.cfg
         shard = {"shard": self.ctx} if self.ctx.enabled else {}
         loader = self.make_loader(self.train_set, cfg.data.batch_size, True, cfg.seed, epoch, drop_single=True,
-                                  **shard)
+                                  **shard, **self.loader_kw)
         self.search_arch = epoch >= cfg.schedule.warmup_epochs
         self.val_iter = None
         if self.search_arch:  # one iterator per epoch: every search-val sample exactly once (over all ranks)
@@ -287,7 +291,11 @@ class SearchTask:
             val_batches = even_batches(len(self.val_set), len(loader), g)
             if self.ctx.enabled:
                 val_batches = [shard_indices(b, self.ctx) for b in val_batches]
-            self.val_iter = iter(DataLoader(self.val_set, batch_sampler=val_batches, num_workers=0))
+            if isinstance(self.val_set, DeviceDataset):
+                self.val_iter = iter(self.val_set.batches(val_batches))
+            else:
+                self.val_iter = iter(DataLoader(self.val_set, batch_sampler=val_batches,
+                                                **({"num_workers": 0} | self.loader_kw)))
         self.model.train()
         return loader
 
@@ -319,7 +327,8 @@ class SearchTask:
                 state = self.model.arch()
             ctx = self.ctx  # several processes: rank r evaluates samples r, r + N, ...; the sums are all-reduced
             share = {"sampler": range(ctx.rank, len(self.val_set), ctx.world_size)} if ctx.enabled else {}
-            loader = self.make_loader(self.val_set, max(self.cfg.data.batch_size, 256), False, **share)
+            loader = self.make_loader(self.val_set, max(self.cfg.data.batch_size, 256), False, **share,
+                                      **self.loader_kw)
             r = evaluate(lambda x: self.model(self.precision.batch(x), state), loader, self.device,
                          ctx=ctx)  # no autocast
             self.model.train()

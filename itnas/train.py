@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, confusion_matrix
 
 from .config import TrainConfig
+from .data import loader_options
 from .distributed import DistContext, broadcast_buffers_, wrap_ddp
 from .engine import Precision, RunningMetrics, check_amp_device, cosine_lr, run_epochs
 from .engine import evaluate as evaluate_loop
@@ -81,7 +82,9 @@ def final_train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Batch,
 class FinalTrainTask:
     """Final training as an `itnas.engine.Task`. model: a `FinalNetwork` on `device` (channels-last when
     `cfg.channels_last`: every input batch (B, C, H, W) is converted too; autocast when `cfg.amp`: `train_precision`).
-    train_set yields (x, label, index). ctx: data-parallel context (default one process; module docstring)."""
+    train_set yields (x, label, index), or is an `itnas.augment.DeviceDataset` (batches augmented on the device).
+    ctx: data-parallel context (default one process; module docstring). The loader gets
+    `itnas.data.loader_options(cfg.data.num_workers, device)` (nothing extra on a CPU by default)."""
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, train_set, seed: int, device: torch.device,
                  make_loader: Callable, precision: Precision | None = None, ctx: DistContext | None = None):
@@ -93,6 +96,7 @@ class FinalTrainTask:
         if self.ctx.enabled:  # after DDP copied rank 0's weights: each rank draws its own augmentation, drop-path
             torch.manual_seed(seed * 1_000_003 + self.ctx.rank)
         self.opt = make_final_optimizer(model, cfg)
+        self.loader_kw = loader_options(cfg.data.num_workers, device)
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), **self.precision.state_dict()}
@@ -111,7 +115,7 @@ class FinalTrainTask:
         self.model.train()
         shard = {"shard": self.ctx} if self.ctx.enabled else {}
         return self.make_loader(self.train_set, self.cfg.data.batch_size, True, self.seed, epoch, drop_single=True,
-                                **shard)
+                                **shard, **self.loader_kw)
 
     def step(self, batch, metrics: RunningMetrics) -> None:
         x, y, _ = batch
@@ -171,9 +175,10 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, batch_size: int = 500, device: torch.device | str = "cpu",
-             num_classes: int | None = None, make_loader=None) -> dict:
+             num_classes: int | None = None, make_loader=None, loader_kw: dict | None = None) -> dict:
     """Accuracy (%), mean cross-entropy (nats), per-class accuracy (%) and confusion matrix (scikit-learn) of a
-    final network on `dataset` (once, in eval mode). `model(x)` may return logits or (logits, aux).
+    final network on `dataset` (once, in eval mode). `model(x)` may return logits or (logits, aux). `loader_kw`:
+    more `make_loader` keywords (workers, pinned memory: `itnas.data.loader_options`).
 
     Returns a JSON-ready dict {accuracy, loss, n, per_class_accuracy, confusion_matrix}.
     """
@@ -186,7 +191,7 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 500, device: torch.dev
         out = model(x)
         return out[0] if isinstance(out, tuple) else out
 
-    r = evaluate_loop(forward, make_loader(dataset, batch_size, False), device, collect=True)
+    r = evaluate_loop(forward, make_loader(dataset, batch_size, False, **(loader_kw or {})), device, collect=True)
     y_pred, y_true = r.predictions.numpy(), r.labels.numpy()
     k = num_classes or int(max(y_true.max(), y_pred.max()) + 1)
     cm = confusion_matrix(y_true, y_pred, labels=np.arange(k))

@@ -18,7 +18,7 @@ import json
 import torch
 
 from itnas.contracts import NB201Metrics, RunMetrics
-from itnas.data import ImageDataset, load_train_data
+from itnas.data import ImageDataset, load_train_data, loader_options
 from itnas.distributed import DistContext
 from itnas.genotype import DERIVE_MODES, Genotype, GenotypeError
 from itnas.networks import count_multiply_adds, count_parameters, create_final_network
@@ -32,6 +32,7 @@ from .common import (
     distributed_run,
     eval_config,
     load_params,
+    train_config,
     write_json,
 )
 from .paths import RunPaths, prepared_dirs
@@ -63,7 +64,9 @@ def _train_and_test(params: dict, run: RunPaths, ctx: DistContext, device: torch
         return  # rank 0 tests the network (the same on every rank) and writes
     genotype = Genotype.from_dict(net.genotype)
     test_set = ImageDataset(data.test, data.mean, data.std, image_size=net.image_size)
-    result = evaluate_model(model, test_set, eval_config(params).batch_size, device, len(data.classes))
+    workers = loader_options(train_config(params, run.benchmark).data.num_workers, device)  # {} on a CPU
+    result = evaluate_model(model, test_set, eval_config(params).batch_size, device, len(data.classes),
+                            loader_kw=workers)
     paper_net = create_final_network(genotype, PAPER_C, PAPER_LAYERS, 10, False, 3)
     model.cpu()
     metrics = RunMetrics(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from itnas.contracts import SearchMetrics, SupernetMeta
-from itnas.data import ImageDataset, assert_search_excludes_test, load_search_data
+from itnas.data import DeviceDataset, assert_search_excludes_test, load_search_data, make_dataset
 from itnas.derive import NOISE_MARGIN
 from itnas.distributed import DistContext
 from itnas.search import run_search
@@ -46,8 +46,10 @@ def _search(params: dict, cfg, run: RunPaths, ctx: DistContext, device: torch.de
     data = load_search_data(prepared_dirs(benchmark)[0], dcfg.root, dcfg.download)
     assert_search_excludes_test(data)  # search sees search-train and search-val only
     size = cfg.data.image_size
-    train_set = ImageDataset(data.search_train, data.mean, data.std, image_size=size)
-    val_set = ImageDataset(data.search_val, data.mean, data.std, image_size=size)
+    # on the device (uploaded once, batches made there) or per sample in a DataLoader: search.data.on_device
+    on_device = {"device": device, "on_device": cfg.data.on_device}
+    train_set = make_dataset(data.search_train, data.mean, data.std, image_size=size, **on_device)
+    val_set = make_dataset(data.search_val, data.mean, data.std, image_size=size, **on_device)
     # the checkpoint's identity: params, data and the code of this stage (a checkpoint of other code is discarded);
     # built by `search_identity`, as the check stage builds it when it prunes checkpoints
     ck_identity = {**search_identity(params, benchmark, run.method, run.seed), "data_fingerprint": data.fingerprint()}
@@ -61,7 +63,8 @@ def _search(params: dict, cfg, run: RunPaths, ctx: DistContext, device: torch.de
     procs = f" x {ctx.world_size} processes" if ctx.enabled else ""
     say(f"search {run.name} on {device}{procs}: space {s.space}, base {cfg.base}, C={s.C}, {s.layers} cells, "
                   f"{sched.epochs} epochs ({sched.warmup_epochs} warm-up), {cfg.arch_optimizer.order} order, "
-                  f"{prec.dtype}{amp}{layout}")
+                  f"{prec.dtype}{amp}{layout}"
+                  f"{', batches made on the device' if isinstance(train_set, DeviceDataset) else ''}")
     steps = steps_per_epoch(len(train_set), cfg.data.batch_size, ctx)
     with epoch_progress(f"search {run.name}", sched.epochs, steps, enabled=ctx.is_main) as (on_step, print_):
 

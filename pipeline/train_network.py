@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from itnas.contracts import FinalNetworkConfig
-from itnas.data import ImageDataset, TrainData
+from itnas.data import DeviceDataset, TrainData, make_dataset
 from itnas.distributed import DistContext
 from itnas.genotype import Genotype
 from itnas.networks import final_network_from_config
@@ -37,8 +37,9 @@ def train_network(params: dict, run: RunPaths, data: TrainData, ctx: DistContext
     say = rank_zero(ctx)
     genotype = Genotype.load(run.genotype)
     d = cfg.data
-    train_set = ImageDataset(data.train, data.mean, data.std, augment=True, crop_padding=d.crop_padding,
-                             hflip=d.hflip, cutout=d.cutout, image_size=d.image_size)
+    # on the device (uploaded once, augmented per batch there) or per sample in a DataLoader: train.data.on_device
+    train_set = make_dataset(data.train, data.mean, data.std, device, d.on_device, augment=True,
+                             crop_padding=d.crop_padding, hflip=d.hflip, cutout=d.cutout, image_size=d.image_size)
     net = FinalNetworkConfig(genotype=genotype.to_dict(), network=cfg.network, num_classes=len(data.classes),
                              in_channels=data.in_channels, image_size=d.image_size or data.image_size,
                              mean=data.mean, std=data.std)
@@ -54,7 +55,8 @@ def train_network(params: dict, run: RunPaths, data: TrainData, ctx: DistContext
     amp = f", amp {cfg.amp}" if cfg.amp != "off" else ""
     procs = f" x {ctx.world_size} processes" if ctx.enabled else ""
     say(f"train {run.name} on {device}{procs}: C={cfg.network.C}, {cfg.network.layers} cells, {cfg.epochs} "
-                  f"epochs, {len(train_set)} images of {net.image_size} px{amp}")
+                  f"epochs, {len(train_set)} images of {net.image_size} px{amp}"
+                  f"{', batches made on the device' if isinstance(train_set, DeviceDataset) else ''}")
     steps = steps_per_epoch(len(train_set), d.batch_size, ctx)
     with epoch_progress(f"train {run.name}", cfg.epochs, steps, enabled=ctx.is_main) as (on_step, print_):
 
