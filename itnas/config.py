@@ -11,6 +11,7 @@ model. Defaults are the paper recipes (docs/method.md 4); `params.yaml` shrinks 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,9 +20,10 @@ from .arch import BASES, DEFAULT_TRANSITION_GAMMA, DEFAULT_TRANSITION_INIT, get_
 from .spaces import list_spaces
 
 __all__ = ["AMP_MODES", "ArchOptimizerConfig", "ArchitectureConfig", "ConfigError", "DataConfig", "DeriveConfig",
-           "EvalConfig", "NetworkConfig", "PrecisionConfig", "RegularizationConfig", "ScheduleConfig", "SearchConfig",
-           "SearchDataConfig", "SGDConfig", "SupernetConfig", "TrainConfig", "TrainDataConfig", "TrainSGDConfig",
-           "deep_merge", "parse_config", "unknown_keys"]
+           "EvalConfig", "NetworkConfig", "PrecisionConfig", "PrecisionWarning", "RegularizationConfig",
+           "ScheduleConfig", "SearchConfig", "SearchDataConfig", "SGDConfig", "SupernetConfig", "TrainConfig",
+           "TrainDataConfig", "TrainSGDConfig", "deep_merge", "parse_config", "resolve_dtype", "resolve_search_config",
+           "unknown_keys"]
 
 AMP_MODES = ("off", "bf16", "fp16")
 """Values of `amp` (search.precision.amp, train.amp): off, or autocast to bfloat16 / float16
@@ -36,6 +38,10 @@ def _amp_off_from_yaml(v: Any) -> Any:
 
 class ConfigError(ValueError):
     """Invalid parameters; the message names every bad key, its value and what is allowed."""
+
+
+class PrecisionWarning(UserWarning):
+    """A valid but costly precision choice for the device (float64 on a GPU)."""
 
 
 class _Strict(BaseModel):
@@ -183,22 +189,30 @@ class PrecisionConfig(_Strict):
     amp: off | bf16 | fp16: autocast the weight step's forward and loss (fp16 adds a loss scaler, and needs CUDA:
     torch's CPU autocast runs fp16 poorly; CPUs with AVX-512 BF16 run bf16 natively). The architecture step (first
     and second order), the alphas and the architecture parameters and their Adam state stay float32.
-    dtype: float32 | float64: of the weights, the architecture and the batches (cast on the device). float64 makes
-    a CPU search whose genotype does not depend on float32 rounding (thread count, CPU type); it is ~2-4x slower
-    and excludes amp.
+    dtype: auto | float32 | float64: of the weights, the architecture and the batches (cast on the device). auto is
+    resolved for the run's device by `resolve_dtype` (float64 on a CPU, float32 on a GPU or with amp); a run stores
+    and reports the resolved dtype, never "auto". float64 makes a CPU search whose genotype does not depend on float32
+    rounding (thread count, CPU type); it is ~2-4x slower on a CPU, slower still on GPUs (an explicit float64 on a
+    GPU warns), and excludes amp. Default float32 (the paper recipes; params.yaml says auto).
     channels_last: the supernet and the batches in the channels-last memory format (faster on CPU and with amp on
     GPUs; the CPU batch norm then sums its statistics less accurately: docs/method.md 2.8).
+    tf32: CUDA only: let float32 matmuls and convolutions use TF32 tensor cores (10-bit mantissa). Default false:
+    float32 means IEEE float32 (`itnas.engine.Precision.configure_backends`).
+    deterministic: CUDA only: deterministic algorithms (cuDNN autotuning off); default false: cuDNN benchmarks its
+    convolution algorithms (faster, not bitwise reproducible).
     """
 
     amp: AmpMode = "off"
-    dtype: Literal["float32", "float64"] = "float32"
+    dtype: Literal["auto", "float32", "float64"] = "float32"
     channels_last: bool = False
+    tf32: bool = False
+    deterministic: bool = False
 
     _amp_off = field_validator("amp", mode="before")(_amp_off_from_yaml)
 
     @model_validator(mode="after")
     def _amp_needs_float32(self) -> PrecisionConfig:
-        if self.amp != "off" and self.dtype != "float32":
+        if self.amp != "off" and self.dtype == "float64":
             raise ValueError(f"amp={self.amp!r} autocasts float32 weights; it cannot be combined with "
                              f"dtype={self.dtype!r} (use amp: off with float64)")
         return self
@@ -297,7 +311,8 @@ class TrainConfig(_Strict):
 
     channels_last: train in the channels-last memory format (faster depthwise convolutions on CPU).
     amp: off | bf16 | fp16: autocast the forward and loss of every training step (fp16 adds a loss scaler and needs
-    CUDA; see `PrecisionConfig` and docs/method.md 2.8).
+    CUDA; see `PrecisionConfig` and docs/method.md 2.8). The weights are always float32.
+    tf32, deterministic: the CUDA backend policy, as in `PrecisionConfig` (no effect on a CPU).
     """
 
     epochs: int = Field(600, ge=1)
@@ -307,6 +322,8 @@ class TrainConfig(_Strict):
     data: TrainDataConfig = TrainDataConfig()
     channels_last: bool = False
     amp: AmpMode = "off"
+    tf32: bool = False
+    deterministic: bool = False
 
     _amp_off = field_validator("amp", mode="before")(_amp_off_from_yaml)
 
@@ -318,6 +335,41 @@ class EvalConfig(_Strict):
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
+def _device_type(device: Any) -> str:
+    """"cpu", "cuda", ... of a torch.device or a device string ("cuda:1" -> "cuda"), without importing torch."""
+    return getattr(device, "type", None) or str(device).split(":", 1)[0]
+
+
+def resolve_dtype(dtype: str, amp: str, device: Any, key: str = "search.precision.dtype") -> str:
+    """The concrete dtype ("float32" | "float64") of a `PrecisionConfig.dtype` for a run on `device` (a torch.device
+    or a string such as "cpu", "cuda:0"; nothing is checked on the machine: this is pure config resolution).
+
+    auto: float32 with amp (autocast needs float32 weights); else float64 on a CPU (the CPU default: the genotype
+    does not depend on the thread count, docs/method.md 2.8) and float32 on any other device (GPUs run float64 at
+    1/2 (H100) to 1/64 (consumer cards) of their float32 rate, and without tensor cores). An explicit float64 on a
+    device other than a CPU is kept, with a `PrecisionWarning` naming `key`.
+    """
+    kind = _device_type(device)
+    if dtype == "auto":
+        return "float32" if amp != "off" or kind != "cpu" else "float64"
+    if dtype == "float64" and kind != "cpu":
+        warnings.warn(f"{key}='float64' on {kind}: float64 is slow on GPUs (no tensor cores; 1/2 to 1/64 of the "
+                      f"float32 rate); it is meant for CPU searches. Use dtype: auto (float32 on {kind}), with "
+                      f"amp: bf16 for speed", PrecisionWarning, stacklevel=2)
+    return dtype
+
+
+def resolve_search_config(cfg: SearchConfig, device: Any) -> SearchConfig:
+    """`cfg` with `precision.dtype` resolved for `device` (`resolve_dtype`: auto -> float64 on a CPU, float32 on a
+    GPU or with amp; an explicit float64 on a GPU warns). What a run stores in its identity and outputs, so a CPU
+    run of `dtype: auto` is the same run as one of `dtype: float64`. `cfg` itself when nothing changes."""
+    p = cfg.precision
+    dtype = resolve_dtype(p.dtype, p.amp, device)
+    if dtype == p.dtype:
+        return cfg
+    return cfg.model_copy(update={"precision": p.model_copy(update={"dtype": dtype})})
+
+
 def deep_merge(base: dict, override: dict) -> dict:
     """`base` with `override` merged in, key by key and recursively for nested dicts (neither is modified)."""
     out = dict(base)

@@ -4,9 +4,10 @@ step function on the shared epoch loop of `itnas.engine`.
 Per step (`SearchTask.step`): one architecture step on a search-val batch (first order: grad of L_val at w;
 second order: the unrolled gradient of `unrolled_arch_grads`), then one weight step on a search-train batch with
 the alphas held constant (computed once under no_grad: the weight step never back-propagates into the
-architecture). Precision (`cfg.precision`, `itnas.engine.Precision`): the weight step's forward and loss run
-under autocast when `amp` is on; the alphas are computed outside it and the architecture step (first and second
-order) never autocasts, so the architecture parameters, their gradients and Adam state stay float32
+architecture). Precision (`cfg.precision`, `itnas.engine.Precision`; dtype auto resolved for the device: float64
+on a CPU, float32 on a GPU): the weight step's forward and loss run under autocast when `amp` is on; the alphas
+are computed outside it and the architecture step (first and second order) never autocasts, so the architecture
+parameters, their gradients and Adam state stay float32
 (docs/method.md 2.8). Architecture steps start after `schedule.warmup_epochs`. Every search-val sample is used once per
 epoch (one iterator per epoch over one permutation cut into as many batches as search-train has). Weights: SGD
 with momentum, cosine to lr_min; architecture: Adam. The engine checkpoints every epoch: an interrupted search
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .augment import DeviceDataset
-from .config import SearchConfig
+from .config import SearchConfig, resolve_dtype, resolve_search_config
 from .data import loader_options
 from .derive import derive_with_margins, margin_summary
 from .distributed import DistContext, all_reduce_mean_, broadcast_, broadcast_buffers_, shard_indices, wrap_ddp
@@ -57,8 +58,12 @@ def build_search_model(cfg: SearchConfig, num_classes: int, in_channels: int) ->
     memory format is the run's business (`search_precision(cfg, device).prepare`).
 
     Raises:
-        KeyError: unknown method or space. ValueError: C not divisible by partial_k on the pcdarts base.
+        KeyError: unknown method or space. ValueError: C not divisible by partial_k on the pcdarts base, or
+            `precision.dtype` "auto" (it depends on the device: resolve the config first, `resolve_search_config`).
     """
+    if cfg.precision.dtype == "auto":
+        raise ValueError("build_search_model: precision.dtype 'auto' depends on the device; resolve the config "
+                         "first (itnas.config.resolve_search_config(cfg, device))")
     s, a = cfg.supernet, cfg.architecture
     model = create_search_model(create_space(s.space), cfg.method, base=cfg.base, C=s.C, layers=s.layers,
                                 num_classes=num_classes, in_channels=in_channels, partial_k=s.partial_k,
@@ -70,9 +75,11 @@ def build_search_model(cfg: SearchConfig, num_classes: int, in_channels: int) ->
 
 
 def search_precision(cfg: SearchConfig, device: torch.device | str) -> Precision:
-    """The `Precision` of a search config on `device` (no device check: see `check_amp_device`)."""
+    """The `Precision` of a search config on `device` (dtype auto resolved for the device, `resolve_dtype`; no device
+    check: see `check_amp_device`)."""
     p = cfg.precision
-    return Precision(device, p.amp, p.dtype, p.channels_last)
+    dtype = resolve_dtype(p.dtype, p.amp, device) if p.dtype == "auto" else p.dtype
+    return Precision(device, p.amp, dtype, p.channels_last, p.tf32, p.deterministic)
 
 
 def make_search_optimizers(model: SearchModel, cfg: SearchConfig) -> tuple[torch.optim.SGD, torch.optim.Adam]:
@@ -361,7 +368,9 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
     """Search an architecture.
 
     Args:
-        cfg: search config (stored in the checkpoint; a checkpoint of another config is an error).
+        cfg: search config, resolved for `device` first (`resolve_search_config`: dtype auto -> float64 on a CPU,
+            float32 on a GPU; an explicit float64 on a GPU warns); the resolved config is stored in the checkpoint
+            (a checkpoint of another config is an error).
         train_set / val_set: search-train / search-val datasets yielding (x (C, H, W), label, index).
         num_classes, in_channels: of the data. device: where to run.
         checkpoint_path: written after every epoch; if it exists, the search resumes from it.
@@ -389,10 +398,12 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
     if make_loader is None:
         from .data import make_loader
     device = torch.device(device)
+    cfg = resolve_search_config(cfg, device)
     check_amp_device(cfg.precision.amp, device, "search.precision.amp")
     torch.manual_seed(cfg.seed)
     model = build_search_model(cfg, num_classes, in_channels).to(device)
     task = SearchTask(cfg, model, train_set, val_set, device, make_loader, ctx=ctx)
+    task.precision.configure_backends()  # CUDA: TF32 and cuDNN policy of this run (a CPU: nothing)
     w = cfg.weight_optimizer
     result = run_epochs(task, w.lr, w.lr_min, cfg.schedule.epochs, device, checkpoint_path,
                         {**cfg.model_dump(mode="json"), **(identity or {})}, stop_after_epochs, on_step, on_epoch,

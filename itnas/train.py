@@ -44,9 +44,9 @@ def make_final_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
 
 
 def train_precision(cfg: TrainConfig, device: torch.device | str) -> Precision:
-    """The `Precision` of a training config on `device`: amp and channels_last (float32 weights; no device check:
-    see `check_amp_device`)."""
-    return Precision(device, cfg.amp, "float32", cfg.channels_last)
+    """The `Precision` of a training config on `device`: amp, channels_last and the CUDA backend policy (tf32,
+    deterministic); float32 weights; no device check: see `check_amp_device`."""
+    return Precision(device, cfg.amp, "float32", cfg.channels_last, cfg.tf32, cfg.deterministic)
 
 
 def final_train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig, *,
@@ -141,7 +141,8 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
                 ctx: DistContext | None = None) -> list[dict]:
     """Train `model` (a `FinalNetwork`, already on `device`) in place; with `cfg.channels_last` the model and every
     input batch are converted to the channels-last memory format (the model stays so afterwards); with `cfg.amp`
-    every step's forward and loss run under autocast (`final_train_step`).
+    every step's forward and loss run under autocast (`final_train_step`); on CUDA the backend policy (`cfg.tf32`,
+    `cfg.deterministic`; `itnas.engine.Precision.configure_backends`) is set when the training starts.
 
     Args:
         cfg: the training recipe. train_set: yields (x (C, H, W), label, index). seed: data order.
@@ -167,6 +168,7 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
     device = torch.device(device)
     check_amp_device(cfg.amp, device, "train.amp")
     task = FinalTrainTask(model, cfg, train_set, seed, device, make_loader, ctx=ctx)
+    task.precision.configure_backends()  # CUDA: TF32 and cuDNN policy of this run (a CPU: nothing)
     config = config if config is not None else cfg.model_dump(mode="json")
     o = cfg.optimizer
     return run_epochs(task, o.lr, o.lr_min, cfg.epochs, device, checkpoint_path, config, stop_after_epochs,

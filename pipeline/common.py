@@ -31,6 +31,7 @@ from itnas.config import (
     TrainConfig,
     deep_merge,
     parse_config,
+    resolve_search_config,
     unknown_keys,
 )
 from itnas.data import dataset_num_classes, num_batches
@@ -169,9 +170,13 @@ def _unknown_keys(model: type, block: object, where: str, skip: tuple[str, ...] 
             for key, valid in unknown_keys(model, block, skip)]
 
 
-def search_config(params: dict, benchmark: str, method: str, seed: int) -> SearchConfig:
+def search_config(params: dict, benchmark: str, method: str, seed: int,
+                  device: torch.device | str | None = None) -> SearchConfig:
     """The `search` block deep-merged with `benchmarks.<benchmark>.search`, then `methods.<method>`, with method
-    and seed set by the run.
+    and seed set by the run, resolved for `device` (default: the `device` param's, `resolve_device`):
+    `precision.dtype: auto` becomes float64 on a CPU and float32 on a GPU or with amp, and an explicit float64 on a
+    GPU warns (`itnas.config.resolve_search_config`; pure config resolution: "cuda" resolves without a GPU). The
+    resolved config is what the run stores (checkpoint identity, outputs): never "auto".
 
     Raises ConfigError (unknown benchmark or method, unknown key, bad value, a space the benchmark's evaluation
     cannot evaluate: training needs a final network, the NB201 look-up needs the nb201 space)."""
@@ -190,7 +195,8 @@ def search_config(params: dict, benchmark: str, method: str, seed: int) -> Searc
     merged = {**deep_merge(deep_merge(shared, bench), overrides), "method": method, "seed": seed}
     used = [w for b, w in layers[1:] if b]
     where = f"search (with {', '.join(used)})" if used else "search"
-    cfg = parse_config(SearchConfig, merged, where)
+    cfg = resolve_search_config(parse_config(SearchConfig, merged, where),
+                                resolve_device(params) if device is None else device)
     evaluation = benchmark_evaluation(params, benchmark)
     space = cfg.supernet.space
     if evaluation == "train" and not has_final_network(space):
@@ -364,10 +370,12 @@ def code_identity(stage_cmd: str) -> dict[str, str]:
     return {f.as_posix(): hashlib.sha256((REPO_ROOT / f).read_bytes()).hexdigest()[:16] for f in files}
 
 
-def search_identity(params: dict, benchmark: str, method: str, seed: int) -> dict:
-    """What a search checkpoint must match besides the data fingerprint: the resolved search config, the number of
-    processes (another count is another batch) and the code."""
-    return {**search_config(params, benchmark, method, seed).model_dump(mode="json"),
+def search_identity(params: dict, benchmark: str, method: str, seed: int,
+                    device: torch.device | str | None = None) -> dict:
+    """What a search checkpoint must match besides the data fingerprint: the search config resolved for `device`
+    (default: the `device` param's; `search_config`), the number of processes (another count is another batch) and
+    the code."""
+    return {**search_config(params, benchmark, method, seed, device).model_dump(mode="json"),
             "data_parallel": _data_parallel_identity(params),
             "code": code_identity(f"itnas search {benchmark} {method} {seed}")}
 

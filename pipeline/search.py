@@ -34,8 +34,8 @@ def search(benchmark: str, method: str, seed: int, params_file: str = "params.ya
     """Search one chain. Under torchrun (`distributed.nproc_per_node` > 1) every rank runs this; the batches are
     sharded over the ranks and rank 0 alone writes checkpoints, outputs and progress."""
     params = load_params(params_file)
-    cfg = search_config(params, benchmark, method, seed)
     with distributed_run(params) as (ctx, device):
+        cfg = search_config(params, benchmark, method, seed, device)  # dtype auto resolved for this device
         _search(params, cfg, RunPaths(benchmark, method, seed), ctx, device)
 
 
@@ -52,7 +52,8 @@ def _search(params: dict, cfg, run: RunPaths, ctx: DistContext, device: torch.de
     val_set = make_dataset(data.search_val, data.mean, data.std, image_size=size, **on_device)
     # the checkpoint's identity: params, data and the code of this stage (a checkpoint of other code is discarded);
     # built by `search_identity`, as the check stage builds it when it prunes checkpoints
-    ck_identity = {**search_identity(params, benchmark, run.method, run.seed), "data_fingerprint": data.fingerprint()}
+    ck_identity = {**search_identity(params, benchmark, run.method, run.seed, device),
+                   "data_fingerprint": data.fingerprint()}
     if ctx.is_main:
         checkpoint_for(run.search_checkpoint, ck_identity)
     ctx.barrier()  # every rank resumes from the checkpoint rank 0 kept, or none

@@ -5,6 +5,10 @@ channels-last searches, the fp16 loss scaler in checkpoints, and the config erro
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,13 +16,24 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tiny_project import image_split as _split
 
-from itnas.config import ConfigError, PrecisionConfig, SearchConfig, TrainConfig, deep_merge, parse_config
+from itnas.config import (
+    ConfigError,
+    PrecisionConfig,
+    PrecisionWarning,
+    SearchConfig,
+    TrainConfig,
+    deep_merge,
+    parse_config,
+    resolve_dtype,
+)
 from itnas.data import ImageDataset, make_loader
-from itnas.engine import Precision, RunningMetrics, run_epochs
+from itnas.engine import Precision, RunningMetrics, cuda_backend_flags, restore_cuda_backends, run_epochs
 from itnas.genotype import PUBLISHED_GENOTYPES
 from itnas.networks import create_final_network
 from itnas.search import SearchTask, arch_step, build_search_model, make_search_optimizers, run_search, weight_step
 from itnas.train import final_train_step, make_final_optimizer, train_final
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _data(n_train: int = 32, n_val: int = 32) -> tuple[ImageDataset, ImageDataset]:
@@ -334,4 +349,148 @@ def test_precision_config_errors_are_named():
     # YAML 1.1 reads an unquoted `off` as False: it means "off"
     assert parse_config(SearchConfig, {"precision": {"amp": False}}, "search").precision.amp == "off"
     assert parse_config(TrainConfig, {"amp": False}, "train").amp == "off"
-    assert PrecisionConfig() == PrecisionConfig(amp="off", dtype="float32", channels_last=False)
+    assert PrecisionConfig() == PrecisionConfig(amp="off", dtype="float32", channels_last=False, tf32=False,
+                                                deterministic=False)
+    auto = parse_config(SearchConfig, {"precision": {"amp": "bf16", "dtype": "auto"}}, "search")
+    assert auto.precision.dtype == "auto"
+
+
+# ----------------------------------------------------------------------------------------- precision by device
+def _default_params() -> dict:
+    from pipeline.common import load_params
+
+    params = load_params(ROOT / "params.yaml")
+    assert params["search"]["precision"]["dtype"] == "auto"  # the default this section is about
+    return params
+
+
+def test_default_params_resolve_to_float32_on_cuda_without_a_gpu():
+    """The default params.yaml's search (dtype auto) resolved for a CUDA device is float32, silently: pure config
+    resolution, no GPU needed. The benchmarks that pin float32 stay float32; the identity stores float32."""
+    from pipeline.common import run_list, search_config, search_identity
+
+    params = _default_params()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # auto never warns
+        for device in ("cuda", "cuda:1", torch.device("cuda", 0)):
+            for benchmark, method, seed in run_list(params):
+                p = search_config(params, benchmark, method, seed, device).precision
+                assert (p.dtype, p.amp, p.tf32, p.deterministic) == ("float32", "off", False, False)
+        for benchmark in ("nb201", "cifar10"):  # explicit float32 (their committed results)
+            assert search_config(params, benchmark, "itnas", 0, "cuda").precision.dtype == "float32"
+        assert search_identity(params, "fmnist", "itnas", 0, "cuda")["precision"]["dtype"] == "float32"
+
+
+def test_explicit_float64_on_cuda_warns_and_is_kept():
+    from pipeline.common import search_config
+
+    params = _default_params()
+    params["search"]["precision"]["dtype"] = "float64"
+    with pytest.warns(PrecisionWarning, match=r"search\.precision\.dtype='float64' on cuda: float64 is slow on GPUs"):
+        cfg = search_config(params, "fmnist", "itnas", 0, "cuda")
+    assert cfg.precision.dtype == "float64"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # on a CPU float64 is the intended choice: no warning
+        assert search_config(params, "fmnist", "itnas", 0, "cpu").precision.dtype == "float64"
+
+
+def test_cpu_resolution_stays_float64_and_is_the_float64_run():
+    """On a CPU the default resolves to float64, and the resolved config (what the checkpoint identity and the
+    outputs store) is exactly that of the former `dtype: float64` params: a CPU run is the same run as before."""
+    from pipeline.common import run_list, search_config
+
+    params = _default_params()
+    explicit = copy.deepcopy(params)
+    explicit["search"]["precision"]["dtype"] = "float64"
+    for benchmark, method, seed in run_list(params):
+        cfg = search_config(params, benchmark, method, seed, "cpu")
+        assert cfg.precision.dtype == "float64"
+        assert cfg.model_dump(mode="json") == search_config(explicit, benchmark, method, seed, "cpu").model_dump(
+            mode="json")
+    for benchmark in ("nb201", "cifar10"):
+        assert search_config(params, benchmark, "darts", 0, "cpu").precision.dtype == "float32"
+
+
+def test_resolve_dtype_rules():
+    assert [resolve_dtype("auto", "off", d) for d in ("cpu", "cuda", "cuda:3", "mps")] == [
+        "float64", "float32", "float32", "float32"]
+    assert [resolve_dtype("auto", amp, "cpu") for amp in ("bf16", "fp16")] == ["float32", "float32"]  # amp: float32
+    assert resolve_dtype("float32", "off", "cpu") == "float32" and resolve_dtype("float64", "off", "cpu") == "float64"
+    with pytest.warns(PrecisionWarning, match=r"train\.x='float64' on cuda"):
+        assert resolve_dtype("float64", "off", torch.device("cuda", 1), key="train.x") == "float64"
+    with pytest.raises(ValueError, match="resolve the config first"):
+        build_search_model(_cfg(precision={"dtype": "auto"}), 3, 1)
+
+
+def test_auto_search_on_cpu_is_the_float64_search(tmp_path):
+    """run_search with dtype auto on a CPU searches in float64 and stores "float64" in its checkpoint identity; its
+    alphas are bitwise those of the explicit float64 search. tf32 / deterministic (CUDA only) change nothing on a
+    CPU: neither the result nor the process's backend flags."""
+    before = cuda_backend_flags()
+    train, val = _data(16, 16)
+    alphas = {}
+    for dtype in ("auto", "float64"):
+        cfg = _cfg("itnas", precision={"dtype": dtype, "tf32": True, "deterministic": True}, schedule={"epochs": 1})
+        ck = tmp_path / f"{dtype}.pt"
+        r = run_search(cfg, train, val, 3, 1, "cpu", ck, stop_after_epochs=1)
+        assert {p.dtype for p in r.model.parameters()} == {torch.float64}
+        assert torch.load(ck, weights_only=False)["config"]["precision"]["dtype"] == "float64"
+        alphas[dtype] = r.history[-1]["alphas"]
+    assert alphas["auto"] == alphas["float64"]
+    assert cuda_backend_flags() == before
+
+
+def test_backend_policy_is_set_by_the_runs_at_start(monkeypatch):
+    """Search and final training call `Precision.configure_backends` once, when they start, with the config's
+    device, tf32 and deterministic."""
+    calls = []
+    original = Precision.configure_backends
+
+    def record(self):
+        calls.append((str(self.device), self.tf32, self.deterministic))
+        return original(self)
+
+    monkeypatch.setattr(Precision, "configure_backends", record)
+    train, val = _data(16, 16)
+    run_search(_cfg(precision={"tf32": True}, schedule={"epochs": 1}), train, val, 3, 1)
+    assert calls == [("cpu", True, False)]
+    cfg = TrainConfig(epochs=1, network={"C": 4, "layers": 3}, data={"batch_size": 8}, deterministic=True)
+    train_final(create_final_network(PUBLISHED_GENOTYPES["darts_v2"], 4, 3, 3, True, 1), cfg, train)
+    assert calls[1:] == [("cpu", False, True)]
+
+
+def test_cuda_backend_policy_without_a_gpu(monkeypatch):
+    """The CUDA policy as flags (settable without a GPU): float32 = IEEE float32 (TF32 off in cuBLAS and cuDNN) and
+    cuDNN autotuning; tf32 / deterministic opt in. On a CPU nothing changes. Every flag is restored afterwards."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = cuda_backend_flags()
+    try:
+        assert Precision("cpu", tf32=True, deterministic=True).configure_backends() is None
+        assert cuda_backend_flags() == before
+        assert Precision("cuda").configure_backends() == before
+        assert cuda_backend_flags() == {"matmul_allow_tf32": False, "cudnn_allow_tf32": False, "cudnn_benchmark": True,
+                                        "cudnn_deterministic": False, "deterministic_algorithms": False,
+                                        "deterministic_warn_only": True}
+        Precision("cuda:0", "bf16", tf32=True, deterministic=True).configure_backends()
+        assert cuda_backend_flags() == {"matmul_allow_tf32": True, "cudnn_allow_tf32": True, "cudnn_benchmark": False,
+                                        "cudnn_deterministic": True, "deterministic_algorithms": True,
+                                        "deterministic_warn_only": True}
+        import os
+
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        restore_cuda_backends(before)
+    assert cuda_backend_flags() == before
+
+
+def test_importing_the_library_sets_no_backend_flag():
+    """No global state at import: importing every module that runs searches and trainings leaves torch's backend
+    flags as torch set them (checked in a fresh process)."""
+    code = ("import torch\nb = torch.backends\n"
+            "def flags():\n"
+            "    return (b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32, b.cudnn.benchmark, b.cudnn.deterministic,\n"
+            "            torch.are_deterministic_algorithms_enabled())\n"
+            "f = flags()\n"
+            "import itnas.search, itnas.train, itnas.engine, pipeline.common, pipeline.search, pipeline.evaluate\n"
+            "assert flags() == f == (False, True, False, False, False), (f, flags())\n")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)

@@ -31,6 +31,8 @@ _CIFAR_COMMON = {
     "data.batch_size": 96, "data.image_size": 0, "data.cutout": 16, "data.crop_padding": 4, "data.hflip": True,
     "channels_last": False,
     "amp": "off",
+    "tf32": False,
+    "deterministic": False,
 }
 
 #: The published values, transcribed from DESIGN.md 3 and 4 and the DARTS / RobustDARTS code (dotted keys).
@@ -48,7 +50,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "regularization.label_smoothing": 0.1,
         "data.batch_size": 128, "data.image_size": 224, "data.cutout": 0, "data.crop_padding": 0, "data.hflip": True,
         "data.random_resized_crop": True, "data.color_jitter": [0.4, 0.4, 0.4, 0.2], "data.test_resize": 256,
-        "channels_last": False, "amp": "off",
+        "channels_last": False, "amp": "off", "tf32": False, "deterministic": False,
     },
 }
 
@@ -168,14 +170,23 @@ def test_robustdarts_recipes_train_as_darts():
         assert differ <= {"network.C", "network.layers", "source"}, (name, differ)
 
 
+HOW_IT_COMPUTES = ("amp", "channels_last", "tf32", "deterministic")
+"""`train` keys that say how the training computes, not what: not part of a paper's recipe."""
+
+
 def test_darts_cifar_equals_paper_config():
-    """`configs/paper.yaml`'s train block is the DARTS CIFAR recipe."""
+    """`configs/paper.yaml`'s train block is the DARTS CIFAR recipe, computed in bf16 autocast and channels-last
+    (a GPU config; IEEE float32 outside autocast, cuDNN autotuning)."""
     path = ROOT / "configs" / "paper.yaml"
     if not path.is_file():
         pytest.skip("configs/paper.yaml not found")
     recipe = get_recipe("darts_cifar")
     recipe.pop("source")
-    assert yaml.safe_load(path.read_text(encoding="utf-8"))["train"] == recipe
+    train = yaml.safe_load(path.read_text(encoding="utf-8"))["train"]
+    assert {k: train[k] for k in HOW_IT_COMPUTES} == {"amp": "bf16", "channels_last": True, "tf32": False,
+                                                      "deterministic": False}
+    assert {k: v for k, v in train.items() if k not in HOW_IT_COMPUTES} == {
+        k: v for k, v in recipe.items() if k not in HOW_IT_COMPUTES}
 
 
 # ------------------------------------------------------------------------------------------------- config
@@ -263,5 +274,8 @@ def test_paper_config_is_a_valid_params_file():
     cfg = search_config(params, "cifar10", "itnas", 0)
     assert (cfg.precision.dtype, cfg.base, cfg.data.batch_size, cfg.supernet.C, cfg.supernet.layers) == (
         "float32", "pcdarts", 256, 16, 8)
+    for device in ("cpu", "cuda"):  # dtype auto with amp bf16: float32 weights on any device (no GPU needed)
+        p = search_config(params, "cifar10", "darts", 0, device).precision
+        assert (p.amp, p.dtype, p.channels_last, p.tf32, p.deterministic) == ("bf16", "float32", False, False, False)
     nb = search_config(params, "nb201", "darts", 0)
     assert (nb.supernet.space, nb.supernet.C, nb.supernet.layers) == ("nb201", 16, 5)
