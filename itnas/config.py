@@ -219,7 +219,13 @@ class PrecisionConfig(_Strict):
 
 
 class SearchConfig(_Strict):
-    """One search run (docs/method.md 2-4). `method` and `seed` are set by the run, the rest by params."""
+    """One search run (docs/method.md 2-4). `method` and `seed` are set by the run, the rest by params.
+
+    compile: run the weight step's forward (the supernet's network) through torch.compile, with static shapes: the
+    search-train tail batch shorter than batch_size is dropped and the search-val batches of an epoch all have one
+    size (`itnas.search.even_batches(equal=True)`: up to n_batches - 1 search-val samples wait for another epoch).
+    false (default): eager, and the batches of every run without it.
+    """
 
     method: str = "itnas"
     seed: int = 0
@@ -230,6 +236,7 @@ class SearchConfig(_Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     data: SearchDataConfig = SearchDataConfig()
     precision: PrecisionConfig = PrecisionConfig()
+    compile: bool = False
 
     @field_validator("method")
     @classmethod
@@ -313,6 +320,9 @@ class TrainConfig(_Strict):
     amp: off | bf16 | fp16: autocast the forward and loss of every training step (fp16 adds a loss scaler and needs
     CUDA; see `PrecisionConfig` and docs/method.md 2.8). The weights are always float32.
     tf32, deterministic: the CUDA backend policy, as in `PrecisionConfig` (no effect on a CPU).
+    compile: run the network's training forward through torch.compile, with static shapes: the tail batch shorter
+    than batch_size is dropped every epoch (the drop-path probability is a tensor: no recompilation per epoch).
+    false (default): eager, and the batches of every run without it.
     """
 
     epochs: int = Field(600, ge=1)
@@ -324,6 +334,7 @@ class TrainConfig(_Strict):
     amp: AmpMode = "off"
     tf32: bool = False
     deterministic: bool = False
+    compile: bool = False
 
     _amp_off = field_validator("amp", mode="before")(_amp_off_from_yaml)
 

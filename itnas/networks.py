@@ -14,7 +14,8 @@ Two macro *kinds* (`FINAL_NETWORK_KINDS`, picked by `create_final_network(..., k
   that, its counter is unpublished; quark0/darts issue #46 reports 523M-545M with public counters).
 
 Both map x (B, in_channels, H, W) to (logits (B, classes), aux_logits (B, classes) in training or None) and carry a
-`drop_path_prob` attribute that the training loop sets.
+`drop_path_prob` that the training loop sets (`DropPathSchedule`: a float for eager forwards, mirrored into a buffer
+that compiled forwards read, so that a new value per epoch does not recompile).
 """
 
 from __future__ import annotations
@@ -31,13 +32,20 @@ from .ops import AvgPool3x3, FactorizedReduce, Identity, ReLUConvBN, create_op
 from .spaces import create_space
 
 __all__ = ["DEFAULT_FINAL_NETWORK_KIND", "FINAL_NETWORKS", "FINAL_NETWORK_KINDS", "AuxiliaryHead",
-           "AuxiliaryHeadImageNet", "FinalCell", "FinalNetwork", "FinalNetworkImageNet", "count_multiply_adds",
-           "count_parameters", "create_final_network", "drop_path", "final_network_from_config", "has_final_network",
-           "list_final_network_kinds"]
+           "AuxiliaryHeadImageNet", "DropPathSchedule", "FinalCell", "FinalNetwork", "FinalNetworkImageNet",
+           "count_multiply_adds", "count_parameters", "create_final_network", "drop_path", "final_network_from_config",
+           "has_final_network", "list_final_network_kinds"]
 
 
-def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
-    """Zero whole samples with probability drop_prob and rescale the rest (FractalNet; DARTS). (B, ...) -> (B, ...)."""
+def drop_path(x: torch.Tensor, drop_prob: float | torch.Tensor) -> torch.Tensor:
+    """Zero whole samples with probability drop_prob and rescale the rest (FractalNet; DARTS). (B, ...) -> (B, ...).
+
+    drop_prob: a float (eager forwards: DARTS' `bernoulli_` mask, and nothing at all for 0), or a 0-d tensor (compiled
+    forwards: its value may change without a recompilation, and there is no branch on it: 0 computes x / 1 * 1 = x).
+    The tensor form draws the mask as rand < keep: the same distribution, other random numbers."""
+    if isinstance(drop_prob, torch.Tensor):
+        keep_t = 1.0 - drop_prob
+        return x / keep_t * (torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) < keep_t)
     if drop_prob <= 0.0:
         return x
     keep = 1.0 - drop_prob
@@ -46,7 +54,8 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
 
 
 class FinalCell(nn.Module):
-    """A discrete DARTS-space cell. forward(s0, s1, drop_prob) -> (B, len(concat) * C, H/r, W/r)."""
+    """A discrete DARTS-space cell. forward(s0, s1, drop_prob) -> (B, len(concat) * C, H/r, W/r); drop_prob a float or
+    a 0-d tensor (`drop_path`; a tensor applies drop path in training whatever its value)."""
 
     def __init__(self, genotype: Genotype, cell_type: str, C_pp: int, C_p: int, C: int, reduction_prev: bool):
         super().__init__()
@@ -59,14 +68,39 @@ class FinalCell(nn.Module):
                                  for op, src, _ in self.edges)
         self.multiplier = len(self.concat)
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float | torch.Tensor = 0.0) -> torch.Tensor:
         states = {0: self.preprocess0(s0), 1: self.preprocess1(s1)}
+        on = isinstance(drop_prob, torch.Tensor) or drop_prob > 0
         for (_, src, dst), op in zip(self.edges, self.ops, strict=True):
             h = op(states[src])
-            if self.training and drop_prob > 0 and not isinstance(op, Identity):
+            if self.training and on and not isinstance(op, Identity):
                 h = drop_path(h, drop_prob)
             states[dst] = states[dst] + h if dst in states else h
         return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+class DropPathSchedule:
+    """The `drop_path_prob` of a final network (a mixin before nn.Module), set by the training loop every epoch: a
+    float attribute, mirrored into the 0-d buffer `drop_path_tensor` (non-persistent: not in the state_dict, so the
+    checkpoint keys are those of a plain network). `_drop_prob()` is what the cells get: the float in eager forwards
+    (DARTS' computation, unchanged) and the tensor inside torch.compile, so that a new value every epoch changes a
+    graph input, not a constant of the graph (no recompilation)."""
+
+    def _init_drop_path(self) -> None:
+        self.register_buffer("drop_path_tensor", torch.zeros(()), persistent=False)
+        self.drop_path_prob = 0.0
+
+    @property
+    def drop_path_prob(self) -> float:
+        return self._drop_path_prob
+
+    @drop_path_prob.setter
+    def drop_path_prob(self, p: float) -> None:
+        self._drop_path_prob = float(p)
+        self.drop_path_tensor.fill_(float(p))
+
+    def _drop_prob(self) -> float | torch.Tensor:
+        return self.drop_path_tensor if torch.compiler.is_compiling() else self._drop_path_prob
 
 
 class AuxiliaryHead(nn.Module):
@@ -84,7 +118,7 @@ class AuxiliaryHead(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-class FinalNetwork(nn.Module):
+class FinalNetwork(DropPathSchedule, nn.Module):
     """The network of a DARTS-space genotype (CIFAR layout).
 
     Args:
@@ -98,7 +132,7 @@ class FinalNetwork(nn.Module):
         ValueError: a genotype of a space without 2 cell inputs, an invalid genotype, stem_stride not 1 or 2.
 
     forward(x (B, in_channels, H, W)) -> (logits (B, classes), aux_logits (B, classes) or None).
-    `drop_path_prob` is an attribute set by the training loop (DARTS schedule: linear in the epoch).
+    `drop_path_prob` is set by the training loop (DARTS schedule: linear in the epoch; `DropPathSchedule`).
     """
 
     def __init__(self, genotype: Genotype, C: int, layers: int, num_classes: int, auxiliary: bool = True,
@@ -109,7 +143,8 @@ class FinalNetwork(nn.Module):
         if create_space(genotype.space).n_inputs != 2:
             raise ValueError(f"FinalNetwork builds DARTS-like genotypes, got space {genotype.space!r}")
         genotype.validate()
-        self.layers, self.drop_path_prob = layers, 0.0
+        self.layers = layers
+        self._init_drop_path()
         C_stem = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_stem, 3, stem_stride, padding=1, bias=False),
                                   nn.BatchNorm2d(C_stem))
@@ -123,8 +158,9 @@ class FinalNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         aux = None
         s0 = s1 = self.stem(x)
+        drop = self._drop_prob()
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            s0, s1 = s1, cell(s0, s1, drop)
             if i == auxiliary_layer(self.layers) and self.auxiliary_head is not None and self.training:
                 aux = self.auxiliary_head(s1)
         return self.classifier(self.global_pooling(s1).flatten(1)), aux
@@ -159,7 +195,7 @@ class AuxiliaryHeadImageNet(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-class FinalNetworkImageNet(nn.Module):
+class FinalNetworkImageNet(DropPathSchedule, nn.Module):
     """The ImageNet (mobile setting) network of a DARTS-space genotype (DARTS `model.py` NetworkImageNet;
     Liu et al., DARTS, ICLR 2019, section 3, ImageNet transfer in the mobile setting).
 
@@ -180,7 +216,7 @@ class FinalNetworkImageNet(nn.Module):
 
     forward(x (B, in_channels, H, W)) -> (logits (B, classes), aux_logits (B, classes) in training mode with the
     head, else None). Cells see H/8 x W/8 maps (28x28 at 224 px; 7x7 after the two reductions).
-    `drop_path_prob` is an attribute set by the training loop.
+    `drop_path_prob` is set by the training loop (`DropPathSchedule`).
     """
 
     def __init__(self, genotype: Genotype, C: int, layers: int, num_classes: int, auxiliary: bool = True,
@@ -194,7 +230,8 @@ class FinalNetworkImageNet(nn.Module):
         if create_space(genotype.space).n_inputs != 2:
             raise ValueError(f"FinalNetworkImageNet builds DARTS-like genotypes, got space {genotype.space!r}")
         genotype.validate()
-        self.layers, self.drop_path_prob = layers, 0.0
+        self.layers = layers
+        self._init_drop_path()
         self.stem0 = nn.Sequential(
             nn.Conv2d(in_channels, C // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C // 2),
             nn.ReLU(inplace=True),
@@ -216,8 +253,9 @@ class FinalNetworkImageNet(nn.Module):
         aux = None
         s0 = self.stem0(x)
         s1 = self.stem1(s0)
+        drop = self._drop_prob()
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            s0, s1 = s1, cell(s0, s1, drop)
             if i == auxiliary_layer(self.layers) and self.auxiliary_head is not None and self.training:
                 aux = self.auxiliary_head(s1)
         return self.classifier(self.global_pooling(s1).flatten(1)), aux

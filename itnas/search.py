@@ -20,6 +20,10 @@ averages the architecture gradients with `all_reduce_mean_` before Adam's step (
 unrolled gradients, each on its own shards). Weights, architecture parameters and both optimizers' states thus stay
 identical on every rank; at each epoch's end rank 0's batch-norm statistics are broadcast, so that search-val
 evaluation, the record and the checkpoint are the same everywhere.
+
+Compiled (`cfg.compile`): the weight step's forward runs through torch.compile (`itnas.engine.compile_forward`; the
+model, its checkpoint and the architecture step stay eager) with static shapes: full search-train batches only and
+search-val batches of one size (`even_batches(equal=True)`), so a few search-val samples wait for another epoch.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from .config import SearchConfig, resolve_dtype, resolve_search_config
 from .data import loader_options
 from .derive import derive_with_margins, margin_summary
 from .distributed import DistContext, all_reduce_mean_, broadcast_, broadcast_buffers_, shard_indices, wrap_ddp
-from .engine import Precision, RunningMetrics, check_amp_device, evaluate, run_epochs
+from .engine import Precision, RunningMetrics, check_amp_device, compile_forward, evaluate, full_batches, run_epochs
 from .records import transition_records
 from .spaces import create_space
 from .supernet import SearchModel, create_search_model
@@ -218,10 +222,21 @@ def weight_step(model: SearchModel, w_opt: torch.optim.Optimizer, train_batch: B
     return loss.detach(), logits.detach()
 
 
-def even_batches(n: int, n_batches: int, generator: torch.Generator) -> list[list[int]]:
+def even_batches(n: int, n_batches: int, generator: torch.Generator, equal: bool = False,
+                 multiple: int = 1) -> list[list[int]]:
     """One random permutation of range(n) cut into `n_batches` batches of near-equal size: every index exactly
-    once. Used for search-val, so that each val sample is seen once per epoch whatever the split sizes."""
+    once. Used for search-val, so that each val sample is seen once per epoch whatever the split sizes.
+
+    equal (compiled searches: static shapes): every batch has exactly m = floor(n / n_batches) samples, rounded down
+    to a multiple of `multiple` (the process count: equal shards); the permutation's last n - n_batches * m indices
+    are left out (a different few each epoch). Raises ValueError when m is 0."""
     perm = torch.randperm(n, generator=generator).tolist()
+    if equal:
+        m = n // n_batches // multiple * multiple
+        if not m:
+            raise ValueError(f"{n} search-val samples cannot make {n_batches} equal batches of a multiple of "
+                             f"{multiple} samples (a compiled search): more search-val samples or compile off")
+        return [perm[k * m:(k + 1) * m] for k in range(n_batches)]
     bounds = [round(k * n / n_batches) for k in range(n_batches + 1)]
     return [perm[bounds[k]:bounds[k + 1]] for k in range(n_batches)]
 
@@ -267,6 +282,8 @@ class SearchTask:
         self.precision.prepare(model)  # dtype and memory format, before the optimizers see the parameters
         broadcast_(model.arch_parameters(), self.ctx)  # rank 0's architecture everywhere (DDP: rank 0's weights)
         self.net = wrap_ddp(model.net, self.ctx, device)  # the weight step's forward (model.net for one process)
+        if cfg.compile:  # only the callable: the model, its state_dict and the architecture step stay eager
+            self.net = compile_forward(self.net)
         self.w_opt, self.a_opt = make_search_optimizers(model, cfg)
         self.lr, self.search_arch, self.val_iter = cfg.weight_optimizer.lr, False, None
         self.loader_kw = loader_options(cfg.data.num_workers, device)  # {} on a CPU by default
@@ -291,11 +308,13 @@ class SearchTask:
         shard = {"shard": self.ctx} if self.ctx.enabled else {}
         loader = self.make_loader(self.train_set, cfg.data.batch_size, True, cfg.seed, epoch, drop_single=True,
                                   **shard, **self.loader_kw)
+        if cfg.compile:  # static shapes: full search-train batches only
+            loader = full_batches(loader, len(self.train_set), cfg.data.batch_size, self.ctx.world_size)
         self.search_arch = epoch >= cfg.schedule.warmup_epochs
         self.val_iter = None
         if self.search_arch:  # one iterator per epoch: every search-val sample exactly once (over all ranks)
             g = torch.Generator().manual_seed((cfg.seed + 7919) * 100_003 + epoch)
-            val_batches = even_batches(len(self.val_set), len(loader), g)
+            val_batches = even_batches(len(self.val_set), len(loader), g, cfg.compile, self.ctx.world_size)
             if self.ctx.enabled:
                 val_batches = [shard_indices(b, self.ctx) for b in val_batches]
             if isinstance(self.val_set, DeviceDataset):

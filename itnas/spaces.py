@@ -61,6 +61,9 @@ class SearchSpace:
                                  f"{len(self.edges)} edges")
             if len({len(o) for o in per_edge}) != 1:
                 raise ValueError(f"space {self.name}: every edge needs the same number of ops")
+        # Fill the cached properties now: Python 3.11's cached_property computes under an RLock, which torch.compile
+        # cannot trace (a graph break in every cell of a compiled supernet forward that reads them first).
+        _ = self.predecessors, self.incoming
 
     @property
     def n_edges(self) -> int:

@@ -28,7 +28,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix
 from .config import TrainConfig
 from .data import loader_options
 from .distributed import DistContext, broadcast_buffers_, wrap_ddp
-from .engine import Precision, RunningMetrics, check_amp_device, cosine_lr, run_epochs
+from .engine import Precision, RunningMetrics, check_amp_device, compile_forward, cosine_lr, full_batches, run_epochs
 from .engine import evaluate as evaluate_loop
 
 __all__ = ["FinalTrainTask", "cosine_lr", "evaluate", "final_train_step", "make_final_optimizer", "train_final",
@@ -93,6 +93,8 @@ class FinalTrainTask:
         self.precision = precision if precision is not None else train_precision(cfg, device)
         self.precision.prepare(model)
         self.net = wrap_ddp(model, self.ctx, device)  # the training forward (the model itself for one process)
+        if cfg.compile:  # only the callable: the checkpoint saves `model` itself (same state_dict keys)
+            self.net = compile_forward(self.net)
         if self.ctx.enabled:  # after DDP copied rank 0's weights: each rank draws its own augmentation, drop-path
             torch.manual_seed(seed * 1_000_003 + self.ctx.rank)
         self.opt = make_final_optimizer(model, cfg)
@@ -114,8 +116,11 @@ class FinalTrainTask:
         self.model.drop_path_prob = self.cfg.regularization.drop_path * epoch / self.cfg.epochs
         self.model.train()
         shard = {"shard": self.ctx} if self.ctx.enabled else {}
-        return self.make_loader(self.train_set, self.cfg.data.batch_size, True, self.seed, epoch, drop_single=True,
-                                **shard, **self.loader_kw)
+        loader = self.make_loader(self.train_set, self.cfg.data.batch_size, True, self.seed, epoch, drop_single=True,
+                                  **shard, **self.loader_kw)
+        if self.cfg.compile:  # static shapes: the tail batch shorter than batch_size is dropped
+            loader = full_batches(loader, len(self.train_set), self.cfg.data.batch_size, self.ctx.world_size)
+        return loader
 
     def step(self, batch, metrics: RunningMetrics) -> None:
         x, y, _ = batch
