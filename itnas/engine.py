@@ -53,7 +53,7 @@ from .distributed import DistContext, all_gather_objects, all_reduce_sum_
 
 __all__ = ["CHECKS_PER_EPOCH", "EngineResult", "EvalResult", "NonFiniteError", "Precision", "RunningMetrics", "Task",
            "check_amp_device", "compile_forward", "cosine_lr", "cuda_backend_flags", "evaluate", "full_batches",
-           "restore_cuda_backends", "run_epochs", "set_cuda_backends"]
+           "optimizer_kwargs", "restore_cuda_backends", "run_epochs", "set_cuda_backends"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,12 @@ class NonFiniteError(RuntimeError):
     def __init__(self, message: str, what: str, epoch: int, step: int):
         super().__init__(message)
         self.what, self.epoch, self.step = what, epoch, step
+
+
+def optimizer_kwargs(params: list[torch.Tensor]) -> dict[str, bool]:
+    """How an optimizer of `params` steps: `fused` (one kernel for all parameters) on CUDA, `foreach`
+    (multi-tensor ops: one dispatched op per update term, the same arithmetic as the per-parameter loop) elsewhere."""
+    return {"fused": True} if params and params[0].is_cuda else {"foreach": True}
 
 
 def cosine_lr(lr: float, lr_min: float, epoch: int, epochs: int) -> float:

@@ -45,13 +45,23 @@ from .config import SearchConfig, resolve_dtype, resolve_search_config
 from .data import loader_options
 from .derive import derive_with_margins, margin_summary
 from .distributed import DistContext, all_reduce_mean_, broadcast_, broadcast_buffers_, shard_indices, wrap_ddp
-from .engine import Precision, RunningMetrics, check_amp_device, compile_forward, evaluate, full_batches, run_epochs
+from .engine import (
+    Precision,
+    RunningMetrics,
+    check_amp_device,
+    compile_forward,
+    evaluate,
+    full_batches,
+    optimizer_kwargs,
+    run_epochs,
+)
 from .records import transition_records
 from .spaces import create_space
 from .supernet import SearchModel, create_search_model
 
 __all__ = ["SearchResult", "SearchTask", "alpha_entropy", "arch_step", "build_search_model", "even_batches",
-           "make_search_optimizers", "run_search", "search_precision", "unrolled_arch_grads", "weight_step"]
+           "make_search_optimizers", "run_search", "search_precision", "unrolled_arch_grads",
+           "weight_step"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -88,10 +98,14 @@ def search_precision(cfg: SearchConfig, device: torch.device | str) -> Precision
 
 def make_search_optimizers(model: SearchModel, cfg: SearchConfig) -> tuple[torch.optim.SGD, torch.optim.Adam]:
     """(weight optimizer: SGD with momentum on the network weights, arch optimizer: Adam on every architecture
-    parameter) of DARTS Algorithm 1; the two parameter sets never overlap."""
+    parameter) of DARTS Algorithm 1; the two parameter sets never overlap. Both take their multi-tensor path
+    (`optimizer_kwargs`): a handful of kernels per step instead of a few per parameter."""
     w, a = cfg.weight_optimizer, cfg.arch_optimizer
-    w_opt = torch.optim.SGD(model.weight_parameters(), w.lr, momentum=w.momentum, weight_decay=w.weight_decay)
-    a_opt = torch.optim.Adam(model.arch_parameters(), a.lr, betas=a.betas, weight_decay=a.weight_decay)
+    weights = model.weight_parameters()
+    w_opt = torch.optim.SGD(weights, w.lr, momentum=w.momentum, weight_decay=w.weight_decay,
+                            **optimizer_kwargs(weights))
+    a_opt = torch.optim.Adam(model.arch_parameters(), a.lr, betas=a.betas, weight_decay=a.weight_decay,
+                             foreach=True)
     return w_opt, a_opt
 
 
@@ -213,7 +227,7 @@ def weight_step(model: SearchModel, w_opt: torch.optim.Optimizer, train_batch: B
         loss = F.cross_entropy(logits, y)
     precision.backward(loss)
     precision.unscale_(w_opt)
-    grad_norm = nn.utils.clip_grad_norm_(model.weight_parameters(), grad_clip)
+    grad_norm = nn.utils.clip_grad_norm_(model.weight_parameters(), grad_clip, foreach=True)
     if metrics is not None:
         metrics.check_finite("training loss", loss)
         if not precision.skips_overflow:

@@ -28,7 +28,16 @@ from sklearn.metrics import accuracy_score, confusion_matrix
 from .config import TrainConfig
 from .data import loader_options
 from .distributed import DistContext, broadcast_buffers_, wrap_ddp
-from .engine import Precision, RunningMetrics, check_amp_device, compile_forward, cosine_lr, full_batches, run_epochs
+from .engine import (
+    Precision,
+    RunningMetrics,
+    check_amp_device,
+    compile_forward,
+    cosine_lr,
+    full_batches,
+    optimizer_kwargs,
+    run_epochs,
+)
 from .engine import evaluate as evaluate_loop
 
 __all__ = ["FinalTrainTask", "cosine_lr", "evaluate", "final_train_step", "make_final_optimizer", "train_final",
@@ -38,9 +47,11 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def make_final_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum and weight decay on every parameter of the final network (DARTS CIFAR recipe)."""
+    """SGD with momentum and weight decay on every parameter of the final network (DARTS CIFAR recipe), on its
+    multi-tensor path (`itnas.engine.optimizer_kwargs`)."""
     o = cfg.optimizer
-    return torch.optim.SGD(model.parameters(), o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    params = list(model.parameters())
+    return torch.optim.SGD(params, o.lr, momentum=o.momentum, weight_decay=o.weight_decay, **optimizer_kwargs(params))
 
 
 def train_precision(cfg: TrainConfig, device: torch.device | str) -> Precision:
@@ -70,7 +81,7 @@ def final_train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Batch,
     opt.zero_grad(set_to_none=True)
     precision.backward(loss)
     precision.unscale_(opt)
-    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.grad_clip)
+    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.grad_clip, foreach=True)
     if metrics is not None:
         metrics.check_finite("training loss", loss)
         if not precision.skips_overflow:

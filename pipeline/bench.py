@@ -48,12 +48,14 @@ def _caption(result: dict) -> str:
 
 def _table(result: dict) -> Table:
     table = Table(title="search step (arch step + weight step) per config", caption=_caption(result))
-    for col in ("method", "base", "weight ms", "arch ms", "search ms", "alphas ms", "img/s", "peak MiB"):
+    for col in ("method", "base", "weight ms", "arch ms", "search ms", "alphas ms", "img/s", "peak MiB",
+                "weight ops", "arch ops", "search ops"):
         table.add_column(col, justify="left" if col in ("method", "base") else "right")
     for c in result["configs"]:
         table.add_row(c["method"], c["base"], _fmt(c["weight_step_ms"]), _fmt(c["arch_step_ms"]),
                       _fmt(c["search_step_ms"]), _fmt(c["alphas_ms"], 3), _fmt(c["search_img_per_s"]),
-                      _fmt(c["search_peak_mib"]))
+                      _fmt(c["search_peak_mib"]), str(c["weight_step_ops"]), str(c["arch_step_ops"]),
+                      str(c["search_step_ops"]))
     return table
 
 
@@ -67,20 +69,23 @@ def _against_table(result: dict) -> Table:
                           f"cells, {s['threads']} threads, {s['cpu']}; median of {s['rounds']} interleaved rounds, "
                           f"one process per (round, config, side); load avg start {s['load_average_start']}, end "
                           f"{s['load_average_end']}")
-    for col in ("method", "base", f"weight ms {old}", new, "ratio", f"search ms {old}", new, "ratio", "paired"):
+    for col in ("method", "base", f"weight ms {old}", new, "ratio", f"search ms {old}", new, "ratio", "paired",
+                f"search ops {old}", new, "ratio"):
         table.add_column(col, justify="left" if col in ("method", "base") else "right")
     for c in result["configs"]:
         r = result["ratios"][c["base"]][c["method"]]
+        ops = [c[side].get("search_step_ops") for side in (old, new)]
         table.add_row(c["method"], c["base"], _fmt(c[old]["weight_step_ms"]), _fmt(c[new]["weight_step_ms"]),
                       f"{r[f'{old}_over_{new}_weight_step']:.2f}x", _fmt(c[old]["search_step_ms"]),
                       _fmt(c[new]["search_step_ms"]), f"{r[f'{old}_over_{new}_search_step']:.2f}x",
-                      f"{r[f'{old}_over_{new}_search_step_paired']:.2f}x")
+                      f"{r[f'{old}_over_{new}_search_step_paired']:.2f}x", _fmt(ops[0], 0), _fmt(ops[1], 0),
+                      f"{ops[0] / ops[1]:.2f}x" if None not in ops else "-")
     f = result["final"]
     if f is not None:
         r = result["ratios"]["final"]["final"]
         table.add_row(f"final C={f['C']}", f"{f['layers']} cells", "", "", "", _fmt(f[old]["final_step_ms"]),
                       _fmt(f[new]["final_step_ms"]), f"{r[f'{old}_over_{new}_final_step']:.2f}x",
-                      f"{r[f'{old}_over_{new}_final_step_paired']:.2f}x")
+                      f"{r[f'{old}_over_{new}_final_step_paired']:.2f}x", "", "", "")
     return table
 
 

@@ -13,6 +13,9 @@ allocated just before the model was built; on CPU, peak RSS (VmHWM, `_peak_rss_m
 that builds the model and runs the steps, minus that of a baseline spawned process that imports the same
 modules, builds the same random inputs and pays the size-independent costs (`_load_runtime`) only.
 
+Aten ops per weight / arch / search step (`itnas.opcount.count_ops`, one step after the warm-up): in eager mode each is
+at least one kernel launch on a GPU, so they bound a launch-bound step (the count does not depend on B).
+
 Precision (`amp`, `dtype`, `channels_last`): every stepper computes as a run with that `itnas.engine.Precision` does
 (the search's `precision` block, the final training's `amp` and `channels_last`).
 
@@ -46,6 +49,7 @@ from itnas.arch import BASES, ArchState
 from itnas.config import SearchConfig, TrainConfig, parse_config
 from itnas.genotype import PUBLISHED_GENOTYPES, Genotype
 from itnas.networks import count_parameters, create_final_network
+from itnas.opcount import count_ops
 from itnas.search import arch_step, build_search_model, make_search_optimizers, search_precision, weight_step
 from itnas.train import final_train_step, make_final_optimizer, train_precision
 
@@ -391,8 +395,11 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
         for s, st in steppers.items()}
     entries["final"] = {"final_step_ms": final.step}
     samples = time_rounds(entries, rounds, warmup, device, tick=tick)
+    ops = {s: {"weight_step_ops": count_ops(st.weight_step)[0], "arch_step_ops": count_ops(st.arch_step)[0]}
+           for s, st in steppers.items()}  # after the warm-up: the optimizers' state exists
 
     configs = [{"method": s.method, "base": s.base, "order": s.order, **search_times(samples[_label(s)], batch_size),
+                **ops[s], "search_step_ops": sum(ops[s].values()),
                 "search_peak_mib": peaks[_label(s)],
                 "weight_params_m": sum(p.numel() for p in st.model.weight_parameters()) / 1e6,
                 "arch_params": sum(p.numel() for p in st.model.arch_parameters()), "samples": samples[_label(s)]}
@@ -442,6 +449,20 @@ if args["kind"] == "search":
         t0 = time.perf_counter(); st.arch_step(); t1 = time.perf_counter(); st.weight_step(); t2 = time.perf_counter()
         arch.append((t1 - t0) * 1e3); weight.append((t2 - t1) * 1e3)
     out = {"arch_step_ms": sum(arch) / len(arch), "weight_step_ms": sum(weight) / len(weight)}
+    from torch.utils._python_dispatch import TorchDispatchMode  # inline: an old checkout has no itnas.opcount
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    for name, fn in (("arch_step_ops", st.arch_step), ("weight_step_ops", st.weight_step)):
+        Count.n = 0
+        with Count():
+            fn()
+        out[name] = Count.n
 else:
     spec = FinalBenchSpec(PUBLISHED_GENOTYPES["darts_v2"], args["final_C"], args["final_layers"], **size, **extra)
     st = FinalStepper(spec, dev, train)
@@ -546,6 +567,7 @@ def run_side_by_side(sides: list[Side], methods: list[str], bases: list[str], C:
             s = samples[k][side.label]
             if job["kind"] == "search":
                 s["search_step_ms"] = [w + a for w, a in zip(s["weight_step_ms"], s["arch_step_ms"], strict=True)]
+                s["search_step_ops"] = [w + a for w, a in zip(s["weight_step_ops"], s["arch_step_ops"], strict=True)]
             per_side[side.label] = {**{name: statistics.median(v) for name, v in s.items()}, "samples": s}
         if job["kind"] == "final":
             final_rec = {"C": final_C, "layers": final_layers, **per_side}
@@ -560,6 +582,9 @@ def run_side_by_side(sides: list[Side], methods: list[str], bases: list[str], C:
                 key[f"{side.label}_over_{ref}_{name}"] = statistics.median(a) / statistics.median(b)
                 key[f"{side.label}_over_{ref}_{name}_paired"] = statistics.median(
                     [x / y for x, y in zip(a, b, strict=True)])
+                if f"{name}_ops" in samples[k][ref]:
+                    key[f"{side.label}_over_{ref}_{name}_ops"] = (samples[k][side.label][f"{name}_ops"][0]
+                                                                  / samples[k][ref][f"{name}_ops"][0])
     settings = {"C": C, "layers": layers, "partial_k": partial_k, "order": order, **size, "threads": threads,
                 "rounds": rounds, "warmup": warmup, "steps_per_round": steps, "methods": list(methods),
                 "bases": list(bases), "device": "cpu", "torch": torch.__version__, "cpu": _cpu_name(),

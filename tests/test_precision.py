@@ -271,7 +271,8 @@ def test_float64_supernet_is_rebuilt_in_float64():
 # ----------------------------------------------------------------------------------------- channels-last
 def test_channels_last_search_equals_the_contiguous_search():
     """precision.channels_last only changes the memory format (summation orders inside convolutions and batch
-    norms): same alphas (to 1e-5 after 8 steps; measured 4.5e-8), and the activations really are channels-last."""
+    norms): same alphas (to 1e-5 after 8 steps; measured 4.5e-8), and the activations really are channels-last (the
+    cells' preprocessing; the fused cells mix their terms in the contiguous layout, itnas/fused.py)."""
     train, val = _data(32, 32)
     results, formats = {}, {}
     for cl in (False, True):
@@ -282,7 +283,7 @@ def test_channels_last_search_equals_the_contiguous_search():
         def hook(module, args, out, cl=cl):
             formats.setdefault(cl, out.is_contiguous())
 
-        model.net.cells[1].register_forward_hook(hook)
+        model.net.cells[1].preprocess1.register_forward_hook(hook)
         task = SearchTask(cfg, model, train, val, torch.device("cpu"), make_loader)
         run_epochs(task, 0.025, 0.001, 2, torch.device("cpu"))
         with torch.no_grad():

@@ -179,10 +179,10 @@ def test_tiny_supernet_forward_backward(method, space_name):
 @pytest.mark.parametrize("space_name", ["darts", "nb201"])
 def test_search_cell_bns_have_no_affine(space_name, trs):
     model = _tiny(space_name, "darts", track_running_stats=trs)
-    cells = [m for m in model.net.cells if hasattr(m, "edges")]
+    cells = [m for m in model.net.cells if hasattr(m, "waves")]  # the fused cells (the default)
     assert len(cells) == 3
     n_bn = 0
-    for cell in cells:  # mixed ops and (DARTS) preprocessing
+    for cell in cells:  # stacked ops, wave BNs and (DARTS) preprocessing
         for m in cell.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 n_bn += 1
@@ -197,7 +197,7 @@ def test_search_cell_bns_have_no_affine(space_name, trs):
 
 def test_reduction_cells_halve_the_resolution():
     torch.manual_seed(0)
-    model = _tiny("darts", "darts")
+    model = _tiny("darts", "darts", fused=False)  # the reference cells (the fused ones equal them: test_fused.py)
     types = model.net.cell_types
     assert types == ["normal", "reduce", "reduce"]  # layers=3: reductions at 3//3=1 and 2*3//3=2
     x = torch.randn(2, 3, 8, 8)
