@@ -92,13 +92,16 @@ def _against_table(result: dict) -> Table:
 def bench(methods: list[str], bases: list[str], C: int, layers: int, batch_size: int, image_size: int,
           in_channels: int, rounds: int, warmup: int, order: str, final_C: int, final_layers: int,
           genotype_path: str | None, out: str = "reports/bench.json", device: str = "auto", threads: int = 0,
-          against: str | None = None, amp: str = "off", dtype: str = "float32", channels_last: bool = False) -> None:
+          against: str | None = None, amp: str = "off", dtype: str = "float32", channels_last: bool = False,
+          compiled: bool = False) -> None:
     """Time every (method, base) search step and the final train step; print a table and write JSON to `out`.
 
     threads: torch intra-op threads (0 = torch's default). On a CPU shared with other jobs, fewer threads than
     cores avoids OpenMP oversubscription (on 2 busy cores, spinning OpenMP threads made tiny steps many times
     slower on 2 threads than on 1; `OMP_WAIT_POLICY=PASSIVE`, which the side-by-side runs set, removes most of it).
     amp, dtype, channels_last: the precision of the steppers (docs/method.md 2.8).
+    compiled: also time each search config with the weight step's forward compiled (torch.compile), side by side
+    with the eager one in the same rounds; the compile time is reported apart.
     against: a checkout of other code (e.g. `git clone . /tmp/old && git -C /tmp/old checkout REV`): time its search
     steps and final step and this checkout's (in `amp`, `dtype`, `channels_last`) side by side, each in its own
     process (CPU; `threads` threads, default 2), and report old/new ratios instead of the usual table; `--against .`
@@ -130,9 +133,15 @@ def bench(methods: list[str], bases: list[str], C: int, layers: int, batch_size:
         result = run_bench(methods, bases, C, layers, batch_size, image_size, in_channels, rounds=rounds,
                            warmup=warmup, order=order, final_C=final_C, final_layers=final_layers,
                            genotype=genotype, device=dev, on_progress=on_progress, amp=amp, dtype=dtype,
-                           channels_last=channels_last)
+                           channels_last=channels_last, compiled=compiled)
     result["final"]["genotype_source"] = genotype_path or "PUBLISHED_GENOTYPES['darts_v2']"
     console.print(_table(result))
+    for c in result["configs"]:
+        if "compiled" in c:
+            k = c["compiled"]
+            console.print(f"{c['method']}/{c['base']} compiled: compile {k['compile_s']:.1f} s, weight step "
+                          f"{k['weight_step_ms']:.1f} ms (eager/compiled {k['eager_over_compiled_weight_step']:.2f}x), "
+                          f"search step {k['search_step_ms']:.1f} ms ({k['eager_over_compiled_search_step']:.2f}x)")
     write_json(Path(out), result)
     console.print(f"-> {out}")
 

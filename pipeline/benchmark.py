@@ -37,6 +37,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -47,6 +48,7 @@ import torch.nn.functional as F
 
 from itnas.arch import BASES, ArchState
 from itnas.config import SearchConfig, TrainConfig, parse_config
+from itnas.engine import compile_forward
 from itnas.genotype import PUBLISHED_GENOTYPES, Genotype
 from itnas.networks import count_parameters, create_final_network
 from itnas.opcount import count_ops
@@ -164,7 +166,7 @@ class SearchStepper:
     precision: model and batches converted once, the weight step autocast when amp is on)."""
 
     def __init__(self, spec: SearchBenchSpec, device: torch.device, train_batch: Batch, val_batch: Batch,
-                 seed: int = 0):
+                 seed: int = 0, compiled: bool = False):
         cfg = spec.search_config()
         torch.manual_seed(seed)
         self.precision = search_precision(cfg, device)
@@ -174,6 +176,8 @@ class SearchStepper:
         self.model = self.precision.prepare(build_search_model(cfg, spec.num_classes, spec.in_channels).to(device))
         self.model.train()
         self.w_opt, self.a_opt = make_search_optimizers(self.model, cfg)
+        # compiled: the weight step's forward through torch.compile, as a compiled search runs it (SearchTask)
+        self.net = compile_forward(self.model.net) if compiled else None
 
     def alphas(self) -> ArchState:
         """`model.arch()` under no_grad (as in the weight step)."""
@@ -189,7 +193,7 @@ class SearchStepper:
     def weight_step(self) -> None:
         """One weight step on the train batch, alphas held constant (`itnas.search.weight_step`)."""
         weight_step(self.model, self.w_opt, self.train_batch, self.cfg.weight_optimizer.grad_clip,
-                    precision=self.precision)
+                    precision=self.precision, net=self.net)
 
     def step(self) -> None:
         """One search step: architecture step, then weight step."""
@@ -323,6 +327,17 @@ def _load_average() -> list[float] | None:
         return None
 
 
+def _timed_s(fn: Callable[[], None], device: torch.device) -> float:
+    """Seconds of one call of fn (device synchronised before and after)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
 def _label(spec: SearchBenchSpec | FinalBenchSpec) -> str:
     return f"{spec.method}/{spec.base}" if isinstance(spec, SearchBenchSpec) else "final"
 
@@ -333,7 +348,7 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
               order: str = "first", final_C: int = 36, final_layers: int = 20, genotype: Genotype | None = None,
               device: torch.device | str = "cpu", measure_memory: bool = True, partial_k: int = 4,
               space: str = "darts", on_progress: Callable[[int, int, str], None] | None = None, amp: str = "off",
-              dtype: str = "float32", channels_last: bool = False) -> dict:
+              dtype: str = "float32", channels_last: bool = False, compiled: bool = False) -> dict:
     """Benchmark the search step of every (method, base) and the final-network train step.
 
     Args:
@@ -344,6 +359,9 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
         final_C, final_layers, genotype: the final network (default: PUBLISHED_GENOTYPES["darts_v2"]).
         device: where to run. measure_memory: also measure peak memory (on CPU: 2 spawned processes per config).
         amp, dtype, channels_last: the precision of every search stepper (the final one: amp, channels_last).
+        compiled: also time every search config with its weight step's forward compiled (`torch.compile`,
+            `itnas.engine.compile_forward`), in the same interleaved rounds as the eager one; the first compiled
+            weight step (the compilation) is timed apart as `compile_s`.
         on_progress(done, total, label): called after every warm-up and timed round and memory measurement.
 
     Returns:
@@ -369,6 +387,7 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
     final_spec = FinalBenchSpec(genotype, final_C, final_layers, amp=amp, channels_last=channels_last, **sizes)
     final_spec.train_config()  # a bad final size fails now, not after the memory measurements
     total = (len(specs) + 1) * (warmup + rounds + (1 if measure_memory else 0))
+    total += len(specs) * (1 + warmup + rounds) if compiled else 0
     done = 0
 
     def tick(label: str) -> None:
@@ -394,6 +413,15 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
         _label(s): {"alphas_ms": st.alphas, "arch_step_ms": st.arch_step, "weight_step_ms": st.weight_step}
         for s, st in steppers.items()}
     entries["final"] = {"final_step_ms": final.step}
+    compiled_steppers, compile_s = {}, {}
+    if compiled:
+        for s in specs:
+            st = SearchStepper(s, device, train_batch, val_batch, compiled=True)
+            compile_s[s] = _timed_s(st.weight_step, device)  # the first call compiles
+            compiled_steppers[s] = st
+            entries[_label(s) + "+compile"] = {"alphas_ms": st.alphas, "arch_step_ms": st.arch_step,
+                                               "weight_step_ms": st.weight_step}
+            tick(f"compile {_label(s)}")
     samples = time_rounds(entries, rounds, warmup, device, tick=tick)
     ops = {s: {"weight_step_ops": count_ops(st.weight_step)[0], "arch_step_ops": count_ops(st.arch_step)[0]}
            for s, st in steppers.items()}  # after the warm-up: the optimizers' state exists
@@ -404,6 +432,13 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
                 "weight_params_m": sum(p.numel() for p in st.model.weight_parameters()) / 1e6,
                 "arch_params": sum(p.numel() for p in st.model.arch_parameters()), "samples": samples[_label(s)]}
                for s, st in steppers.items()]
+    for s in compiled_steppers:
+        eager = next(c for c in configs if (c["method"], c["base"]) == (s.method, s.base))
+        times = search_times(samples[_label(s) + "+compile"], batch_size)
+        eager["compiled"] = {"compile_s": compile_s[s], **times,
+                             "eager_over_compiled_weight_step": eager["weight_step_ms"] / times["weight_step_ms"],
+                             "eager_over_compiled_search_step": eager["search_step_ms"] / times["search_step_ms"],
+                             "samples": samples[_label(s) + "+compile"]}
     final_ms = statistics.median(samples["final"]["final_step_ms"])
     final_rec = {"C": final_C, "layers": final_layers, "auxiliary": True, "drop_path_prob": final.model.drop_path_prob,
                  "final_step_ms": final_ms, "final_img_per_s": batch_size / (final_ms / 1e3),
@@ -415,7 +450,7 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
         "statistic": "median over rounds; configs interleaved per round (rotated order)",
         "timer": "time.perf_counter" + (" with torch.cuda.synchronize" if device.type == "cuda" else ""),
         "memory_method": _memory_method(device, measure_memory), "ratio_target_max": RATIO_TARGET_MAX,
-        "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+        "compiled": compiled, "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
         "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "load_average_start": load_start, "load_average_end": _load_average(),

@@ -119,11 +119,14 @@ def bench(
     amp: str = typer.Option("off", help="off | bf16 | fp16"),
     dtype: str = typer.Option("float32", help="float32 | float64"),
     channels_last: bool = typer.Option(False, "--channels-last"),
+    compiled: bool = typer.Option(False, "--compile",
+                                  help="also time each search step with the network forward torch.compile'd"),
 ) -> None:
-    """Time the search step (weight and arch steps apart) of every method x base and the final train step."""
+    """Time the search step (weight and arch steps apart; aten ops per step) of every method x base and the final
+    train step."""
     from .bench import bench as command
     _run(command, methods, bases, C, layers, batch_size, image_size, in_channels, rounds, warmup, order, final_C,
-         final_layers, genotype, out, device, threads, against, amp, dtype, channels_last)
+         final_layers, genotype, out, device, threads, against, amp, dtype, channels_last, compiled)
 
 
 if __name__ == "__main__":
