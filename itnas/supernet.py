@@ -13,6 +13,11 @@ the summation order inside the convolutions.
 
 `SearchModel` bundles the network weights (`net`) and the `Architecture` (`arch`): one forward computes the
 alphas once per step and runs the network with them. The device is given from outside (`.to(device)`).
+
+The cells here (`MixedOp`, `SearchCell`, `NB201SearchCell`, `cell_forward`) are the *reference*: the method as
+written, one op of one edge at a time. The networks run them as `itnas.fused.FusedCell`s by default (`fused=True`;
+`fuse_cells_`): the same function, built from these cells with their initial weights, in ~5x fewer kernel launches
+(docs/method.md 2.11; equal to the reference in tests/test_fused.py).
 """
 
 from __future__ import annotations

@@ -177,6 +177,23 @@ def test_run_bench_reports_every_config_with_finite_positive_times(result):
     assert (s["C"], s["layers"], s["batch_size"], s["rounds"], s["memory_method"]) == (4, 3, B, 1, "not measured")
 
 
+def test_run_bench_counts_the_ops_of_one_step(result):
+    """The reported op counts are those of one step of the same config after its optimizers have state (counted
+    again here on a fresh stepper: the count is deterministic), and the search step is the sum of its two steps."""
+    from itnas.opcount import count_ops
+
+    train, val = random_batches(B, HW, 3, 10)
+    for c in result["configs"]:
+        st = SearchStepper(SearchBenchSpec(c["method"], c["base"], C=4, layers=3, batch_size=B, image_size=HW),
+                           torch.device("cpu"), train, val)
+        st.step()
+        assert c["weight_step_ops"] == count_ops(st.weight_step)[0]
+        assert c["arch_step_ops"] == count_ops(st.arch_step)[0]
+        assert c["search_step_ops"] == c["weight_step_ops"] + c["arch_step_ops"]
+    ops = {c["method"]: c["search_step_ops"] for c in result["configs"]}
+    assert ops["itnas"] > ops["darts"]  # the same supernet; itnas's alphas (transitions, attention) cost ops
+
+
 def test_the_command_table_renders_the_result(result):
     """Every key the command's table and caption read is there (a missing one is a KeyError)."""
     out = io.StringIO()
