@@ -14,6 +14,8 @@ implementation. The comparisons therefore run on a smoothed copy of the supernet
 avg-pool), where the error shrinks as eps_scale^2 (measured 2e-4..2.5e-3 at the default 0.01, 100x less at 1e-3):
 the exact comparisons use eps_scale=1e-3, and a separate test checks the default 0.01 to 1e-2 and the
 second-order convergence. The unmodified supernet is checked with a tiny eps_scale, where no kink is crossed.
+These tests run the reference cells (`fused=False`: their ReLUs and poolings are modules, which `_smooth` swaps);
+the fused cells' unrolled gradient equals the reference's (tests/test_fused.py).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def _model(space_name="darts", method="itnas", base="auto", seed=0, smooth=True)
     space = create_space(space_name)
     layers = 1 if space_name == "nb201" else 3
     model = create_search_model(space, method, base, C=4, layers=layers, num_classes=3, in_channels=3,
-                                partial_k=2, track_running_stats=False)
+                                partial_k=2, track_running_stats=False, fused=False)  # module ReLUs: smoothable
     model.double().train()
     with torch.no_grad():  # non-trivial architecture, so that every term of the gradient is exercised
         for p in model.arch_parameters():
