@@ -73,9 +73,11 @@ class NonFiniteError(RuntimeError):
 
 
 def optimizer_kwargs(params: list[torch.Tensor]) -> dict[str, bool]:
-    """How an optimizer of `params` steps: `fused` (one kernel for all parameters) on CUDA, `foreach`
-    (multi-tensor ops: one dispatched op per update term, the same arithmetic as the per-parameter loop) elsewhere."""
-    return {"fused": True} if params and params[0].is_cuda else {"foreach": True}
+    """How an optimizer of `params` steps: `foreach` (multi-tensor ops: a handful of kernels per step on any device,
+    the same arithmetic as the per-parameter loop). Not `fused`: with an fp16 `GradScaler`, torch 2.14's fused SGD
+    allocates its momentum buffers uninitialised and skips an overflowing first step inside the kernel, leaving
+    garbage momentum (reproduced on CPU); and a checkpoint's param_groups carry the flag to the resumed run."""
+    return {"foreach": True}
 
 
 def cosine_lr(lr: float, lr_min: float, epoch: int, epochs: int) -> float:

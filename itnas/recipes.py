@@ -3,8 +3,8 @@
 Each preset is a dict shaped like the `train` block of params.yaml (`itnas.config.TrainConfig`: epochs,
 network{C, layers, stem_stride, auxiliary}, optimizer{lr, lr_min, momentum, weight_decay, grad_clip},
 regularization{auxiliary_weight, drop_path, label_smoothing}, data{batch_size, image_size, cutout, crop_padding,
-hflip}, channels_last, amp, tf32, deterministic, compile: how it computes, not part of the papers' recipes, at the float32
-defaults) plus "source", a string naming the paper, its section and the reference code. Units: epochs,
+hflip}, channels_last, amp, tf32, deterministic, compile: how it computes, not part of the papers' recipes, at the
+float32 defaults) plus "source", a string naming the paper, its section and the reference code. Units: epochs,
 images per batch, learning rates per step, pixels (cutout side, crop padding, image side).
 
 Presets (`RECIPES`; `get_recipe(name)` returns a copy, `list_recipes()` the names):

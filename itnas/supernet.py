@@ -346,7 +346,9 @@ def _mixing(cells: nn.ModuleList, cell_types: list[str], state: ArchState) -> di
     for cell, t in zip(cells, cell_types, strict=True):
         if t and t not in mixing:
             w = None if state.edge_weights is None else state.edge_weights[t]
-            mixing[t] = cell.mixing(state.alphas[t], w)
+            alpha = state.alphas[t]
+            with torch.autocast(alpha.device.type, enabled=False):  # coefficients in the alphas' dtype, as alphas
+                mixing[t] = cell.mixing(alpha, w)
     return mixing
 
 

@@ -188,3 +188,39 @@ def test_search_step_dispatches_at_most_10000_ops(method, base):
     step()  # the optimizers' state exists from here on (their first step allocates it)
     n_ops, _ = count_ops(step)
     assert n_ops <= 10_000, f"{method} on the {base} base: {n_ops} ops per search step"
+
+
+@pytest.mark.parametrize("space", ["darts", "nb201"])
+def test_the_default_supernet_is_the_fused_reference(space):
+    """`create_search_model` (fused by default) builds exactly the fused form of the reference cells it would have
+    built: the same initial weights, stacked."""
+    layers = 1 if space == "nb201" else 3
+    models = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        models.append(create_search_model(create_space(space), "itnas", "pcdarts", C=8, layers=layers, partial_k=4,
+                                          fused=fused))
+    fused, ref = models
+    fuse_cells_(ref.net)
+    assert fused.state_dict().keys() == ref.state_dict().keys()
+    for (name, a), b in zip(fused.state_dict().items(), ref.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("track_running_stats", [True, False])
+@pytest.mark.parametrize("base", BASES)
+def test_fused_eval_mode_equals_the_reference(base, track_running_stats):
+    """Eval mode (search-val accuracy): running statistics after two train forwards, or batch statistics without
+    them."""
+    torch.manual_seed(0)
+    ref = create_search_model(create_space("darts"), "itnas", base, C=8, layers=3, num_classes=5, partial_k=4,
+                              track_running_stats=track_running_stats, fused=False).double()
+    fused = copy.deepcopy(ref)
+    fuse_cells_(fused.net)
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        for model in (ref, fused):
+            model.train()
+            model(x), model(2 * x)
+            model.eval()
+        torch.testing.assert_close(fused(x), ref(x), rtol=1e-6, atol=TOL)
