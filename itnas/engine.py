@@ -72,8 +72,8 @@ class NonFiniteError(RuntimeError):
         self.what, self.epoch, self.step = what, epoch, step
 
 
-def optimizer_kwargs(params: list[torch.Tensor]) -> dict[str, bool]:
-    """How an optimizer of `params` steps: `foreach` (multi-tensor ops: a handful of kernels per step on any device,
+def optimizer_kwargs() -> dict[str, bool]:
+    """How every optimizer of a run steps: `foreach` (multi-tensor ops: a handful of kernels per step on any device,
     the same arithmetic as the per-parameter loop). Not `fused`: with an fp16 `GradScaler`, torch 2.14's fused SGD
     allocates its momentum buffers uninitialised and skips an overflowing first step inside the kernel, leaving
     garbage momentum (reproduced on CPU); and a checkpoint's param_groups carry the flag to the resumed run."""

@@ -103,7 +103,7 @@ def make_search_optimizers(model: SearchModel, cfg: SearchConfig) -> tuple[torch
     w, a = cfg.weight_optimizer, cfg.arch_optimizer
     weights = model.weight_parameters()
     w_opt = torch.optim.SGD(weights, w.lr, momentum=w.momentum, weight_decay=w.weight_decay,
-                            **optimizer_kwargs(weights))
+                            **optimizer_kwargs())
     a_opt = torch.optim.Adam(model.arch_parameters(), a.lr, betas=a.betas, weight_decay=a.weight_decay,
                              foreach=True)
     return w_opt, a_opt

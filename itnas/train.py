@@ -50,8 +50,8 @@ def make_final_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
     """SGD with momentum and weight decay on every parameter of the final network (DARTS CIFAR recipe), on its
     multi-tensor path (`itnas.engine.optimizer_kwargs`)."""
     o = cfg.optimizer
-    params = list(model.parameters())
-    return torch.optim.SGD(params, o.lr, momentum=o.momentum, weight_decay=o.weight_decay, **optimizer_kwargs(params))
+    return torch.optim.SGD(model.parameters(), o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                           **optimizer_kwargs())
 
 
 def train_precision(cfg: TrainConfig, device: torch.device | str) -> Precision:

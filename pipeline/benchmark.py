@@ -37,7 +37,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -55,7 +54,7 @@ from itnas.opcount import count_ops
 from itnas.search import arch_step, build_search_model, make_search_optimizers, search_precision, weight_step
 from itnas.train import final_train_step, make_final_optimizer, train_precision
 
-from .bench_timing import RATIO_TARGET_MAX, Measures, search_times, step_ratios, time_rounds
+from .bench_timing import RATIO_TARGET_MAX, Measures, search_times, step_ratios, time_ms, time_rounds
 
 __all__ = ["FinalBenchSpec", "FinalStepper", "SearchBenchSpec", "SearchStepper", "Side", "check_bench_args",
            "peak_memory_mib", "random_batches", "run_bench", "run_side_by_side"]
@@ -327,17 +326,6 @@ def _load_average() -> list[float] | None:
         return None
 
 
-def _timed_s(fn: Callable[[], None], device: torch.device) -> float:
-    """Seconds of one call of fn (device synchronised before and after)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
-
-
 def _label(spec: SearchBenchSpec | FinalBenchSpec) -> str:
     return f"{spec.method}/{spec.base}" if isinstance(spec, SearchBenchSpec) else "final"
 
@@ -417,7 +405,7 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
     if compiled:
         for s in specs:
             st = SearchStepper(s, device, train_batch, val_batch, compiled=True)
-            compile_s[s] = _timed_s(st.weight_step, device)  # the first call compiles
+            compile_s[s] = time_ms(st.weight_step, device) / 1e3  # the first call compiles
             compiled_steppers[s] = st
             entries[_label(s) + "+compile"] = {"alphas_ms": st.alphas, "arch_step_ms": st.arch_step,
                                                "weight_step_ms": st.weight_step}
