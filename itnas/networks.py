@@ -7,7 +7,7 @@ Two macro *kinds* (`FINAL_NETWORK_KINDS`, picked by `create_final_network(..., k
   drop-path on every non-identity op. The auxiliary head pools adaptively to 2x2 (DARTS uses avgpool(5, stride 3),
   which assumes an 8x8 map): same parameters, and it also works on 28x28 inputs (7x7 maps).
 - `imagenet` (`FinalNetworkImageNet`, DARTS NetworkImageNet, the mobile setting; DARTS section 3, ImageNet
-  transfer; DESIGN.md 4): a stride-8 stem of three 3x3 convs (C/2, C, C channels), the same cells (cell 0 reads a
+  transfer; docs/method.md 4.4): a stride-8 stem of three 3x3 convs (C/2, C, C channels), the same cells (cell 0 reads a
   reduced previous input), the ImageNet auxiliary head at 2/3 depth, global average pooling, linear classifier.
   DARTS_V2 at C=48, 14 cells, 1000 classes: 4,718,752 parameters (the paper's 4.7M) and 529,911,552 multiply-adds
   at 224x224 as `count_multiply_adds` counts them (convolutions + classifier; the paper's 574M counted more than

@@ -1,4 +1,4 @@
-"""Named final-training recipes: the published settings as presets (DESIGN.md 3 and 4; docs/method.md 4.3, 4.4).
+"""Named final-training recipes: the published settings as presets (docs/method.md 4.1, 4.3, 4.4).
 
 Each preset is a dict shaped like the `train` block of params.yaml (`itnas.config.TrainConfig`: epochs,
 network{C, layers, stem_stride, auxiliary}, optimizer{lr, lr_min, momentum, weight_decay, grad_clip},
@@ -19,7 +19,7 @@ Presets (`RECIPES`; `get_recipe(name)` returns a copy, `list_recipes()` the name
   src/utils.py `_data_transforms_svhn`) is RandomCrop(32, padding 4) + RandomHorizontalFlip, as for CIFAR, although
   flipping digits is unusual elsewhere. (Its evaluation script, scripts/DARTS_eval.sh, passes --cutout --auxiliary,
   so both are on, as here; it leaves the width at the argument defaults 16 channels / 8 cells for every data set;
-  the C=36 / 20 cells of CIFAR-10 follow DESIGN.md 4 and the papers' reported evaluation.)
+  the C=36 / 20 cells of CIFAR-10 follow docs/method.md 4.1 and the papers' reported evaluation.)
 - `darts_imagenet`: the DARTS ImageNet mobile setting (DARTS section 3, ImageNet transfer; DARTS repo
   cnn/train_imagenet.py): network kind "imagenet" (`itnas.networks.FinalNetworkImageNet`), C=48, 14 cells,
   250 epochs, batch 128, SGD lr 0.1 decayed by 0.97 after every epoch, momentum 0.9, wd 3e-5, grad clip 5,

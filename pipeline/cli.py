@@ -124,7 +124,7 @@ def bench(
 ) -> None:
     """Time the search step (weight and arch steps apart; aten ops per step) of every method x base and the final
     train step."""
-    from .bench import bench as command
+    from itnas_bench.bench import bench as command
     _run(command, methods, bases, C, layers, batch_size, image_size, in_channels, rounds, warmup, order, final_C,
          final_layers, genotype, out, device, threads, against, amp, dtype, channels_last, compiled)
 

@@ -49,7 +49,7 @@ TOP_KEYS = ("device", "data", "runs", "benchmarks", "search", "methods", "derive
 #: Keys of a `benchmarks.<name>` block; data / search / train are overrides deep-merged over the top-level blocks.
 BENCHMARK_KEYS = ("label", "evaluation", "data", "search", "train")
 #: How a benchmark's genotypes are evaluated: trained from scratch on its data and tested, or looked up in the
-#: NAS-Bench-201 table (../docs/method.md 4; DESIGN 4).
+#: NAS-Bench-201 table (docs/method.md 4.1, 4.5).
 EVALUATIONS = ("train", "nb201")
 
 
@@ -357,10 +357,10 @@ def resolve_device(params: dict) -> torch.device:
 
 def code_identity(stage_cmd: str) -> dict[str, str]:
     """{file: SHA-256 (16 hex chars)} of every repository file that `stage_cmd` (e.g. "itnas search itnas 0") runs:
-    its import closure (`pipeline.deps.stage_closure`, the files dvc.yaml lists as the stage's code deps). Part of
-    a checkpoint's identity, so that a checkpoint of other code is not resumed. Without a source checkout (no
+    its import closure (`itnas_tools.dvc_deps.stage_closure`, the files dvc.yaml lists as the stage's code deps).
+    Part of a checkpoint's identity, so that a checkpoint of other code is not resumed. Without a source checkout (no
     pyproject.toml), every file of the two packages is hashed."""
-    from .deps import REPO_ROOT, DepsError, stage_closure
+    from itnas_tools.dvc_deps import REPO_ROOT, DepsError, stage_closure
 
     try:
         files = sorted(stage_closure(stage_cmd, REPO_ROOT))

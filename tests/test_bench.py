@@ -1,4 +1,5 @@
-"""The speed harness (pipeline/benchmark.py, pipeline/bench_timing.py) and the `bench` command's argument checks.
+"""The speed harness (itnas_bench/: benchmark.py, bench_timing.py, side_worker.py) and the `bench` command's
+argument checks.
 
 Timing and statistics are checked against known durations on a fake clock; the steppers against what a step must
 do to the model; `run_bench` at tiny size against the keys the command's table reads.
@@ -18,9 +19,9 @@ from typer.testing import CliRunner
 
 from itnas.config import SearchConfig, TrainConfig
 from itnas.genotype import PUBLISHED_GENOTYPES
-from pipeline.bench import _table
-from pipeline.bench_timing import search_times, step_ratios, time_ms, time_rounds
-from pipeline.benchmark import (
+from itnas_bench.bench import _table
+from itnas_bench.bench_timing import search_times, step_ratios, time_ms, time_rounds
+from itnas_bench.benchmark import (
     FinalBenchSpec,
     FinalStepper,
     SearchBenchSpec,

@@ -1,4 +1,4 @@
-"""dvc.yaml code deps cover what each stage imports (pipeline/deps.py), and the checker can fail."""
+"""dvc.yaml code deps cover what each stage imports (itnas_tools/dvc_deps.py), and the checker can fail."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.deps import (
+from itnas_tools.dvc_deps import (
     DepsError,
     covers,
     import_closure,
@@ -43,7 +43,7 @@ def test_stage_deps_cover_import_closure(stage):
     if missing:
         paste = "\n".join(f"      - {d}" for d in stage_deps({"stages": {stage: DVC["stages"][stage]}}, ROOT)[stage])
         pytest.fail(f"dvc.yaml stage {stage!r}: deps do not cover {', '.join(f for _, f in missing)} (imported by "
-                    f"`{stages(DVC)[stage]['cmd']}`); computed deps (python -m pipeline.deps):\n{paste}")
+                    f"`{stages(DVC)[stage]['cmd']}`); computed deps (python -m itnas_tools.dvc_deps):\n{paste}")
 
 
 def test_checker_reports_a_removed_dep():
@@ -64,7 +64,7 @@ def test_checker_reports_a_removed_dep():
 
 
 def test_checker_passes_on_computed_deps():
-    """The deps printed by `python -m pipeline.deps` satisfy the checker (a paste makes the test pass)."""
+    """The deps printed by `python -m itnas_tools.dvc_deps` satisfy the checker (a paste makes the test pass)."""
     fixed = copy.deepcopy(DVC)
     for name, deps in stage_deps(DVC, ROOT).items():
         fixed["stages"][name]["deps"] = deps
@@ -72,8 +72,8 @@ def test_checker_passes_on_computed_deps():
 
 
 def test_rewrite_deps_fixes_a_stale_file_and_keeps_the_rest():
-    """`python -m pipeline.deps --write`: drop a code dep from the real dvc.yaml text, rewrite, and the checker is
-    satisfied again; params, outs and comments are untouched."""
+    """`python -m itnas_tools.dvc_deps --write`: drop a code dep from the real dvc.yaml text, rewrite, and the
+    checker is satisfied again; params, outs and comments are untouched."""
     text = (ROOT / "dvc.yaml").read_text()
     stale = text.replace("      - pipeline/search.py\n", "", 1)
     assert uncovered(yaml.safe_load(stale), ROOT) == [("search", "pipeline/search.py")]

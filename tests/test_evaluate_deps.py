@@ -21,7 +21,7 @@ from tiny_project import itnas, one_line_error, tiny_params, write_params
 from itnas.contracts import NB201Metrics, RunMetrics, SearchMetrics
 from itnas.genotype import Genotype
 from itnas.report import load_run
-from pipeline.deps import stage_closure
+from itnas_tools.dvc_deps import stage_closure
 from pipeline.paths import RunPaths
 
 ROOT = Path(__file__).resolve().parents[1]

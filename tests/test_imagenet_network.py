@@ -1,8 +1,8 @@
 """The ImageNet mobile-setting network (DARTS `model.py` NetworkImageNet; Liu et al., DARTS, ICLR 2019, section 3,
-ImageNet transfer; DESIGN.md 4), picked as final-network kind "imagenet".
+ImageNet transfer; docs/method.md 4.4), picked as final-network kind "imagenet".
 
 Golden numbers, DARTS_V2 at C=48, 14 cells, 1000 classes:
-- 4,718,752 parameters without the auxiliary head (DESIGN.md 4; the paper's 4.7M), 5,979,528 with it (the
+- 4,718,752 parameters without the auxiliary head (docs/method.md 4.4; the paper's 4.7M), 5,979,528 with it (the
   DARTS-repo head: 1,260,776 parameters, no BN after its 2x2 conv).
 - 529,911,552 multiply-adds at 224x224 (`count_multiply_adds`: convolutions + classifier, pooling free). The paper
   says 574M with an unpublished counter; public counters give 523M-545M (quark0/darts issue #46). The mobile

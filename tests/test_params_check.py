@@ -14,9 +14,10 @@ import pytest
 import yaml
 from tiny_project import ROOT, itnas, one_line_error, tiny_params, write_params
 
-import pipeline.deps
+import itnas_tools.dvc_deps
 from itnas.checkpoint import save_checkpoint
 from itnas.config import ConfigError
+from itnas_tools.dvc_deps import stage_closure, stages
 from pipeline.check import MARKER_TEXT
 from pipeline.common import (
     checkpoint_for,
@@ -25,7 +26,6 @@ from pipeline.common import (
     search_identity,
     train_identity,
 )
-from pipeline.deps import stage_closure, stages
 from pipeline.paths import PARAMS_CHECKED
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -112,7 +112,7 @@ def _dvc(root: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess
 def test_dvc_exp_run_stops_at_a_misspelt_key_and_reruns_nothing_needless(tmp_path):
     """The issue's input, with the real dvc: `dvc exp run -S '+serach.schedule.epochs=1'` fails at once naming the
     key; a valid change of the search block reruns `check` but not `prepare`."""
-    for name in ("itnas", "pipeline"):
+    for name in ("itnas", "itnas_tools", "pipeline"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
     write_params(tmp_path, tiny_params())
@@ -160,12 +160,12 @@ def test_code_identity_hashes_the_stage_closure(tmp_path, monkeypatch):
     assert set(search) == {p.as_posix() for p in stage_closure("itnas search darts 0")}
     assert "itnas/search.py" in search and "itnas/search.py" not in code_identity("itnas prepare tiny")
     copy = tmp_path / "repo"
-    for name in ("itnas", "pipeline"):
+    for name in ("itnas", "itnas_tools", "pipeline"):
         shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
     with (copy / "itnas/engine.py").open("a") as f:
         f.write("\n# a code change\n")
-    monkeypatch.setattr(pipeline.deps, "REPO_ROOT", copy)
+    monkeypatch.setattr(itnas_tools.dvc_deps, "REPO_ROOT", copy)
     changed = code_identity("itnas search tiny darts 0")
     assert {f for f in search if search[f] != changed[f]} == {"itnas/engine.py"}
 

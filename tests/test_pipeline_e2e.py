@@ -90,7 +90,7 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def project(tmp_path_factory) -> Path:
     """A scratch git + DVC project holding this repo's code, dvc.yaml and tiny params; `dvc repro` done."""
     root = tmp_path_factory.mktemp("proj")
-    for name in ("itnas", "pipeline"):
+    for name in ("itnas", "itnas_tools", "pipeline"):
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))

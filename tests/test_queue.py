@@ -18,7 +18,7 @@ from test_pipeline_e2e import ROOT, _run, tiny_params
 
 @pytest.mark.slow
 def test_two_queued_seed_experiments_run_in_parallel(tmp_path):
-    for name in ("itnas", "pipeline"):
+    for name in ("itnas", "itnas_tools", "pipeline"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
     params = tiny_params()

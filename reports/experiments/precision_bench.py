@@ -1,5 +1,5 @@
 """Effect of precision.channels_last and amp bf16 on the search step and the final train step (CPU), side by side:
-every (round, config, precision) in its own process of this checkout (`pipeline.benchmark.run_side_by_side`).
+every (round, config, precision) in its own process of this checkout (`itnas_bench.benchmark.run_side_by_side`).
 Wrote reports/bench-precision.json.
 
 Usage (repository root, venv active): python reports/experiments/precision_bench.py OUT.json ROUNDS
@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.benchmark import Side, run_side_by_side  # noqa: E402
+from itnas_bench.benchmark import Side, run_side_by_side  # noqa: E402
 
 
 def main(out: str, rounds: int) -> None:

@@ -11,7 +11,9 @@ where the closure (`import_closure`) follows, with `ast` only (nothing is import
 ``import x.y``, ``from x import y`` (y a submodule or a name), relative imports, and imports anywhere in a
 module (inside functions too: the stage commands import lazily). Importing ``a.b.c`` runs ``a/__init__.py``
 and ``a/b/__init__.py`` first, so package ``__init__.py`` files are part of the closure. Only files of the
-repository packages (`PACKAGES`: ``itnas/`` and ``pipeline/``) are followed; third-party imports are not.
+repository packages (`PACKAGES`: ``itnas/``, ``itnas_bench/``, ``itnas_tools/``, ``pipeline/``) are followed;
+third-party imports are not. (This module is one of them: ``pipeline.common.code_identity`` imports it at run
+time, so it is a code dep of the stages that checkpoint.)
 
 Package data travels with its package: `stage_closure` adds the non-Python files of every imported package's
 folder (``itnas/report/published.json``, read with ``importlib.resources``), recursing into sub-folders that are
@@ -24,9 +26,9 @@ Other reads (files outside the packages, opened at run time) and dynamic imports
 
 Command line (for maintainers; prints YAML to paste into dvc.yaml)::
 
-    python -m pipeline.deps            # per stage: its non-code deps as they are, then the computed code deps
-    python -m pipeline.deps --check    # exit 1 (and name stage and file) when dvc.yaml misses a code dep
-    python -m pipeline.deps --write    # rewrite the deps lists of dvc.yaml in place
+    python -m itnas_tools.dvc_deps            # per stage: its non-code deps as they are, then the computed code deps
+    python -m itnas_tools.dvc_deps --check    # exit 1 (and name stage and file) when dvc.yaml misses a code dep
+    python -m itnas_tools.dvc_deps --write    # rewrite the deps lists of dvc.yaml in place
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ __all__ = ["PACKAGES", "DepsError", "covers", "import_closure", "main", "minimal
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Top-level packages of the repository whose files are followed (and may appear as code deps).
-PACKAGES = ("itnas", "pipeline")
+PACKAGES = ("itnas", "itnas_bench", "itnas_tools", "pipeline")
 #: Folder names and file suffixes that are never deps (byte-code caches).
 IGNORED_NAMES = ("__pycache__",)
 IGNORED_SUFFIXES = (".pyc", ".pyo")
@@ -408,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     """Print the deps of every stage of dvc.yaml as YAML; with --check, exit 1 when dvc.yaml misses a code dep."""
     import yaml
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline.deps", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m itnas_tools.dvc_deps", description=__doc__.splitlines()[0])
     parser.add_argument("--dvc-file", type=Path, default=None, help="dvc.yaml (default: the repository's)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a stage's deps miss a file it imports")
     parser.add_argument("--write", action="store_true", help="rewrite the deps lists of dvc.yaml in place")

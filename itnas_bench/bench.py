@@ -1,6 +1,6 @@
-"""Command `bench`: search-step and final-step speed and peak memory (`pipeline.benchmark`) -> a Rich table and
-reports/bench.json; with `--against PATH`, the search steps of another checkout and of this one side by side
-(`pipeline.benchmark.run_side_by_side`) -> old/new ratios."""
+"""Body of the command `itnas bench`: search-step and final-step speed and peak memory (`itnas_bench.benchmark`) ->
+a Rich table and reports/bench.json; with `--against PATH`, the search steps of another checkout and of this one
+side by side (`itnas_bench.benchmark.run_side_by_side`) -> old/new ratios."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from rich.table import Table
 
 from itnas.config import ConfigError
 from itnas.genotype import Genotype
+from pipeline.common import console, progress_bar, resolve_device, write_json
 
 from .benchmark import Side, check_bench_args, run_bench, run_side_by_side
-from .common import console, progress_bar, resolve_device, write_json
+from .side_worker import harness_module
 
 
 def _split(values: list[str]) -> list[str]:
@@ -153,8 +154,10 @@ def _bench_against(against: str, methods: list[str], bases: list[str], C: int, l
     final_C, final_layers) side by side -> table and JSON. `--against .` with a precision option measures that
     option's effect on this checkout (old = default precision, new = the option)."""
     root = Path(against)
-    if not (root / "pipeline" / "benchmark.py").is_file():
-        raise ConfigError(f"--against {against}: not a checkout of this project (no pipeline/benchmark.py)")
+    harness = Path(*harness_module(against).split(".")).with_suffix(".py")
+    if not (root / harness).is_file():
+        raise ConfigError(f"--against {against}: not a checkout of this project (no itnas_bench/benchmark.py, nor "
+                          "pipeline/benchmark.py of a checkout from before the harness moved)")
     precision = {k: v for k, v in (("amp", amp), ("dtype", dtype), ("channels_last", channels_last))
                  if v != {"amp": "off", "dtype": "float32", "channels_last": False}[k]}
     sides = [Side("old", str(root)), Side("new", str(Path(__file__).resolve().parents[1]),

@@ -4,7 +4,7 @@ Outside the core library, it times the library's own optimizers and steps (`make
 `arch_step`, `weight_step`; `make_final_optimizer`, `final_train_step`) on random inputs, with `SearchConfig` /
 `TrainConfig` defaults (first epoch's lr). Measures: weight step, architecture step (first or second order),
 alphas (`model.arch()` alone, under no_grad), search step (= weight + arch medians), final step (auxiliary loss,
-drop-path at its last-epoch probability). Timing, rounds and ratios: `pipeline.bench_timing` (interleaved rounds
+drop-path at its last-epoch probability). Timing, rounds and ratios: `itnas_bench.bench_timing` (interleaved rounds
 in rotated order, median per config, device sync around each call). The final network is one more entry of the
 same rounds.
 
@@ -21,9 +21,9 @@ Precision (`amp`, `dtype`, `channels_last`): every stepper computes as a run wit
 
 Side by side (`run_side_by_side`, `itnas bench --against PATH`): the search steps (and optionally the final step) of
 several *sides*, each a code checkout and a precision, timed in interleaved rounds; every (round, config, side) runs
-in its own fresh subprocess that imports that side's checkout (`_SIDE_WORKER`), so two code versions never share a
-process (nor a heap, an allocator cache or a oneDNN primitive cache). Each side reports per round the mean of
-`steps` arch and weight steps after `warmup` full search steps; ratios are medians over the rounds.
+in its own fresh subprocess that imports that side's checkout (`python -m itnas_bench.side_worker`), so two code
+versions never share a process (nor a heap, an allocator cache or a oneDNN primitive cache). Each side reports per
+round the mean of `steps` arch and weight steps after `warmup` full search steps; ratios are medians over the rounds.
 """
 
 from __future__ import annotations
@@ -55,12 +55,14 @@ from itnas.search import arch_step, build_search_model, make_search_optimizers, 
 from itnas.train import final_train_step, make_final_optimizer, train_precision
 
 from .bench_timing import RATIO_TARGET_MAX, Measures, search_times, step_ratios, time_ms, time_rounds
+from .side_worker import RESULT_PREFIX
 
 __all__ = ["FinalBenchSpec", "FinalStepper", "SearchBenchSpec", "SearchStepper", "Side", "check_bench_args",
            "peak_memory_mib", "random_batches", "run_bench", "run_side_by_side"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 MEMORY_STEPS = 2
+_REPO_ROOT = Path(__file__).resolve().parents[1]  # this checkout (the "working tree" side)
 
 
 # ---------------------------------------------------------------------------------------------- what is stepped
@@ -448,60 +450,12 @@ def run_bench(methods: list[str], bases: list[str], C: int = 16, layers: int = 8
 
 
 # ---------------------------------------------------------------------------------------------- side by side
-_SIDE_WORKER = r"""
-import json, sys, time
-args = json.loads(sys.argv[1])
-sys.path.insert(0, args["root"])
-import torch
-torch.set_num_threads(args["threads"])
-from pipeline.benchmark import FinalBenchSpec, FinalStepper, SearchBenchSpec, SearchStepper, random_batches
-from itnas.genotype import PUBLISHED_GENOTYPES
-size = {k: args[k] for k in ("batch_size", "image_size", "in_channels", "num_classes")}
-extra = args["precision"]  # only non-default keys: an older checkout has no precision fields
-dev = torch.device("cpu")
-train, val = random_batches(device=dev, **size)
-out = {}
-if args["kind"] == "search":
-    spec = SearchBenchSpec(args["method"], args["base"], args["C"], args["layers"], order=args["order"],
-                           partial_k=args["partial_k"], **size, **extra)
-    st = SearchStepper(spec, dev, train, val)
-    for _ in range(args["warmup"]):
-        st.arch_step(); st.weight_step()
-    arch, weight = [], []
-    for _ in range(args["steps"]):
-        t0 = time.perf_counter(); st.arch_step(); t1 = time.perf_counter(); st.weight_step(); t2 = time.perf_counter()
-        arch.append((t1 - t0) * 1e3); weight.append((t2 - t1) * 1e3)
-    out = {"arch_step_ms": sum(arch) / len(arch), "weight_step_ms": sum(weight) / len(weight)}
-    from torch.utils._python_dispatch import TorchDispatchMode  # inline: an old checkout has no itnas.opcount
-
-    class Count(TorchDispatchMode):
-        n = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            Count.n += 1
-            return func(*args, **(kwargs or {}))
-
-    for name, fn in (("arch_step_ops", st.arch_step), ("weight_step_ops", st.weight_step)):
-        Count.n = 0
-        with Count():
-            fn()
-        out[name] = Count.n
-else:
-    spec = FinalBenchSpec(PUBLISHED_GENOTYPES["darts_v2"], args["final_C"], args["final_layers"], **size, **extra)
-    st = FinalStepper(spec, dev, train)
-    for _ in range(args["warmup"]):
-        st.step()
-    times = []
-    for _ in range(args["steps"]):
-        t0 = time.perf_counter(); st.step(); times.append((time.perf_counter() - t0) * 1e3)
-    out = {"final_step_ms": sum(times) / len(times)}
-print("SIDE_RESULT " + json.dumps(out))
-"""
 
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a side-by-side benchmark: the checkout whose `itnas` / `pipeline` packages run (`root`) and the
+    """One side of a side-by-side benchmark: the checkout whose `itnas` and harness (`itnas_bench`, or `pipeline` in
+    a checkout from before the harness moved) run (`root`) and the
     precision its steppers use (non-default keys of SearchBenchSpec / FinalBenchSpec: amp, dtype, channels_last;
     empty for an old checkout, which has no such fields)."""
 
@@ -513,7 +467,7 @@ class Side:
 def _git_revision(root: str) -> str | None:
     """`git rev-parse HEAD` of `root` (None when it is not a git checkout); uncommitted changes are not seen. This
     checkout itself is reported as "working tree" (its changes are what is measured)."""
-    if Path(root).resolve() == Path(__file__).resolve().parents[1]:
+    if Path(root).resolve() == _REPO_ROOT:
         return "working tree"
     try:
         run = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
@@ -527,14 +481,16 @@ def _run_side(side: Side, job: dict, timeout_s: float) -> dict[str, float]:
     args = {**job, "root": side.root, "precision": dict(side.precision)}
     if job["kind"] == "final":
         args["precision"] = {k: v for k, v in args["precision"].items() if k != "dtype"}
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    run = subprocess.run([sys.executable, "-c", _SIDE_WORKER, json.dumps(args)], cwd=side.root, env=env,
+    # cwd = the side's root, first on sys.path under -m; this checkout on PYTHONPATH for an old side (no worker)
+    path = os.pathsep.join(p for p in (str(_REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), "PYTHONPATH": path}
+    run = subprocess.run([sys.executable, "-m", "itnas_bench.side_worker", json.dumps(args)], cwd=side.root, env=env,
                          capture_output=True, text=True, timeout=timeout_s)
-    lines = [ln for ln in run.stdout.splitlines() if ln.startswith("SIDE_RESULT ")]
+    lines = [ln for ln in run.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
     if run.returncode or not lines:
         raise RuntimeError(f"bench side {side.label} ({side.root}) failed on {job.get('method', 'final')}/"
                            f"{job.get('base', '')}: {run.stderr.strip()[-2000:]}")
-    return json.loads(lines[-1].removeprefix("SIDE_RESULT "))
+    return json.loads(lines[-1].removeprefix(RESULT_PREFIX))
 
 
 def run_side_by_side(sides: list[Side], methods: list[str], bases: list[str], C: int = 16, layers: int = 8,
@@ -545,8 +501,9 @@ def run_side_by_side(sides: list[Side], methods: list[str], bases: list[str], C:
     """Time the search steps of every (method, base) (and the final step when `final`) for every side, side by side.
 
     Round r runs every config (rotated by r) and, within a config, every side (rotated by r), each in its own
-    subprocess (`_SIDE_WORKER`, CPU, `threads` intra-op threads, passive OpenMP waiting unless OMP_WAIT_POLICY is
-    set): `warmup` untimed search steps (arch + weight), then `steps` timed ones; the round's sample is their mean.
+    subprocess (`itnas_bench.side_worker`, CPU, `threads` intra-op threads, passive OpenMP waiting unless
+    OMP_WAIT_POLICY is set): `warmup` untimed search steps (arch + weight), then `steps` timed ones; the round's
+    sample is their mean.
 
     Returns:
         JSON-ready {"settings", "sides": [{label, root, revision, precision}], "configs": [{method, base, <side>:
