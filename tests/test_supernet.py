@@ -38,23 +38,7 @@ def _reference_op(mixed: MixedOp, k: int, name: str, C: int, stride: int, x: tor
     return ref(x)
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("k", range(len(DARTS_OPS)))
-def test_one_hot_mixed_op_equals_the_op(k, stride):
-    torch.manual_seed(0)
-    C = 4
-    mixed = MixedOp(C, stride, DARTS_OPS, partial_k=1)
-    mixed.train()
-    x = torch.randn(3, C, 8, 8)
-    alpha = F.one_hot(torch.tensor(k), len(DARTS_OPS)).float()
-    out = mixed(x, alpha)
-    assert out.shape == (3, C, 8 // stride, 8 // stride)
-    want = _reference_op(mixed, k, DARTS_OPS[k], C, stride, x)
-    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
-    if DARTS_OPS[k] == "none":
-        assert torch.equal(out, torch.zeros_like(out))
-    else:
-        assert out.abs().sum() > 0
+# A one-hot alpha on every op of every space (reference MixedOp and fused cells): tests/test_one_hot.py.
 
 
 def test_mixed_op_is_the_alpha_weighted_sum():
