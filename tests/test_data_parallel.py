@@ -92,6 +92,7 @@ def _assert_same_state(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.slow  # two spawned gloo processes
 @pytest.mark.parametrize("order", ["first", "second"])
 def test_two_processes_hold_one_model_and_resume_exactly(tmp_path, order):
     spawn(_runs, 2, str(tmp_path), order)
@@ -141,6 +142,7 @@ def _global_batches():
             torch.randn(8, 1, 8, 8, generator=g), torch.randint(0, 3, (8,), generator=g))
 
 
+@pytest.mark.slow  # two spawned gloo processes
 @pytest.mark.parametrize("order", ["first", "second"])
 def test_averaged_gradient_is_the_mean_of_the_shard_gradients(tmp_path, order):
     spawn(_grads, 2, str(tmp_path), order)
@@ -238,6 +240,7 @@ def _diverge(ctx: DistContext, out: str) -> None:
     torch.save(result, f"{out}/diverge{ctx.rank}.pt")
 
 
+@pytest.mark.slow  # two spawned gloo processes
 def test_a_divergence_on_one_rank_stops_every_rank(tmp_path):
     """Every rank raises NonFiniteError at the same step (else the healthy rank would wait in the next collective
     forever): rank 1 names the quantity, rank 0 says it happened on another process."""

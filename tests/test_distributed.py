@@ -49,6 +49,7 @@ def _primitives(ctx: DistContext, out: str) -> None:
     torch.save({"mean": t, "broadcast": b, "shard": shard_indices(list(range(7)), ctx)}, f"{out}/{ctx.rank}.pt")
 
 
+@pytest.mark.slow  # two spawned gloo processes
 def test_primitives_with_two_gloo_processes(tmp_path):
     spawn(_primitives, 2, str(tmp_path))
     r0, r1 = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))

@@ -30,6 +30,9 @@ from itnas.networks import final_network_from_config
 from itnas.train import evaluate
 from pipeline.paths import REPORT_DIR, RunPaths, prepared_dirs
 
+# the real `dvc repro` of the module fixture (~1 min on 2 cores): skipped by `-m "not slow"`, run by CI
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("itnas", "darts")
 RUNS = [RunPaths("tiny", m, 0) for m in METHODS]

@@ -241,6 +241,7 @@ def _searches_on_1_and_2_threads(dtype: str) -> dict:
     return {int(k): v for k, v in json.loads(run.stdout.strip().splitlines()[-1]).items()}
 
 
+@pytest.mark.slow  # a subprocess running two searches
 def test_float64_search_is_float64_and_independent_of_the_thread_count():
     """A float64 search (weights, architecture, Adam moments, batches in float64) gives the same genotype and the
     same alphas (to 1e-12; measured bitwise equal) with 1 and 2 intra-op threads."""
@@ -484,6 +485,7 @@ def test_cuda_backend_policy_without_a_gpu(monkeypatch):
     assert cuda_backend_flags() == before
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_importing_the_library_sets_no_backend_flag():
     """No global state at import: importing every module that runs searches and trainings leaves torch's backend
     flags as torch set them (checked in a fresh process)."""
