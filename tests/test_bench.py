@@ -10,7 +10,10 @@ from __future__ import annotations
 import io
 import json
 import math
+import shutil
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,20 +25,29 @@ from itnas.genotype import PUBLISHED_GENOTYPES
 from itnas_bench.bench import _table
 from itnas_bench.bench_timing import search_times, step_ratios, time_ms, time_rounds
 from itnas_bench.benchmark import (
+    MEMORY_STEPS,
     FinalBenchSpec,
     FinalStepper,
     SearchBenchSpec,
     SearchStepper,
+    Side,
+    _in_fresh_process,
+    _peak_rss_mib,
     _rss_worker,
     check_bench_args,
+    peak_memory_mib,
     random_batches,
     run_bench,
+    run_side_by_side,
 )
+from itnas_bench.side_worker import harness_module
 from pipeline.cli import app
 
 torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 B, HW = 4, 8
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 TINY = {"C": 4, "layers": 3, "batch_size": B, "image_size": HW, "rounds": 1, "warmup": 0, "final_C": 4,
         "final_layers": 3, "measure_memory": False}
 
@@ -203,12 +215,78 @@ def test_the_command_table_renders_the_result(result):
     assert "itnas" in text and "itnas/darts on darts base" in text and "final net C=4, 3 cells" in text
 
 
+def _status_mib(key: str) -> float:
+    """A line of /proc/self/status (e.g. VmRSS, VmHWM), MiB, read here independently of the harness."""
+    line = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith(key + ":"))
+    return int(line.split()[1]) / 2**10
+
+
+@linux
+def test_peak_rss_rises_by_a_touched_allocation():
+    """`_peak_rss_mib` is the high-water mark: after 256 MiB are written it is at least the resident size before
+    plus those 256 MiB (a reader of the current size, of another process, or of the wrong unit fails)."""
+    before = _status_mib("VmRSS")
+    block = torch.ones(64 * 2**20)  # 64 Mi float32 = 256 MiB, every page written
+    assert _peak_rss_mib() >= before + 0.95 * block.numel() * 4 / 2**20
+    assert _peak_rss_mib() == pytest.approx(_status_mib("VmHWM"), abs=1.0)
+    del block
+
+
+@linux
 def test_rss_worker_runs_in_process():
-    """The body of the spawned memory processes (spawning them takes ~15 s: not here)."""
+    """The body of the spawned memory processes (spawned in the slow test below): it returns this process's
+    high-water mark after building the inputs (and the model and its steps)."""
     spec = SearchBenchSpec("itnas", "darts", C=4, layers=3, batch_size=B, image_size=HW)
     for baseline in (True, False):
         peak = _rss_worker(spec, baseline, 1, 1)
-        assert math.isfinite(peak) and peak > 0
+        assert peak == pytest.approx(_status_mib("VmHWM"), abs=1.0)
+
+
+@linux
+@pytest.mark.slow  # three spawned processes (~35 s on 2 busy cores)
+def test_cpu_peak_memory_grows_with_the_batch():
+    """Peak memory of 2 search steps (fresh process, minus the shared baseline process): 16x the batch keeps ~16x
+    the activations for the backward pass. Measured on this project's CPU (C=4, 3 cells, 16x16): 64 MiB at B=4,
+    253 MiB at B=64; the bound below (+100 MiB) fails when the model's steps are not what is measured."""
+    threads = torch.get_num_threads()
+    small, large = (SearchBenchSpec("darts", "darts", C=4, layers=3, batch_size=b, image_size=16) for b in (4, 64))
+    baseline = _in_fresh_process(_rss_worker, small, True, 0, threads)
+    peaks = [peak_memory_mib(s, CPU, MEMORY_STEPS, baseline) for s in (small, large)]
+    assert peaks[0] > 0 and peaks[1] > peaks[0] + 100, peaks
+
+
+# ------------------------------------------------------------------------------------------- side by side
+def test_side_worker_finds_the_harness_of_new_and_old_checkouts(tmp_path):
+    assert harness_module(str(ROOT)) == "itnas_bench.benchmark"
+    assert harness_module(str(tmp_path)) == "pipeline.benchmark"  # a checkout from before the harness moved
+
+
+def _old_checkout(root: Path) -> Path:
+    """A checkout laid out as before the harness left pipeline/: the harness modules in `pipeline/`, no
+    `itnas_bench/` (the library linked)."""
+    (root / "pipeline").mkdir(parents=True)
+    (root / "pipeline" / "__init__.py").write_text("")
+    for name in ("benchmark.py", "bench_timing.py", "side_worker.py"):
+        shutil.copy(ROOT / "itnas_bench" / name, root / "pipeline" / name)
+    (root / "itnas").symlink_to(ROOT / "itnas")
+    return root
+
+
+@pytest.mark.slow  # two fresh processes per side (~10 s each on 2 busy cores)
+def test_side_by_side_runs_each_side_in_its_own_worker_process(tmp_path):
+    """`python -m itnas_bench.side_worker` in this checkout and in an old-layout one: both report their step times
+    and op counts; the same code and size on both sides dispatch the same number of aten ops."""
+    sides = [Side("old", str(_old_checkout(tmp_path / "old"))), Side("new", str(ROOT))]
+    result = run_side_by_side(sides, ["darts"], ["darts"], C=4, layers=3, batch_size=B, image_size=HW, rounds=1,
+                              warmup=1, steps=1, threads=1)
+    (config,) = result["configs"]
+    for side in ("old", "new"):
+        assert math.isfinite(config[side]["search_step_ms"]) and config[side]["search_step_ms"] > 0
+        assert config[side]["search_step_ms"] == pytest.approx(config[side]["weight_step_ms"]
+                                                               + config[side]["arch_step_ms"])
+    assert config["old"]["search_step_ops"] == config["new"]["search_step_ops"] > 0
+    assert result["ratios"]["darts"]["darts"]["old_over_new_search_step_ops"] == 1.0
+    assert [s["revision"] for s in result["sides"]][1] == "working tree"
 
 
 # ------------------------------------------------------------------------------------------- bad arguments
