@@ -1,4 +1,4 @@
-"""Timing and statistics of the speed harness (`pipeline.benchmark`): no model in here, only calls and numbers.
+"""Timing and statistics of the speed harness (`itnas_bench.benchmark`): no model in here, only calls and numbers.
 
 Configs are timed side by side: after `warmup` untimed calls of every measure, round r runs every entry once, in
 an order rotated by r (no entry always follows the same neighbour); a config reports the median over the rounds.
