@@ -169,7 +169,7 @@ class SearchDataConfig(_Strict):
     images to this side in px (0 keeps the data's size).
 
     on_device: auto | true | false: a split in RAM (every data set but streamed image files) is uploaded once to the
-    run's device and its batches are made there (`itnas.augment.DeviceDataset`; docs/method.md 2.10); auto = true on
+    run's device and its batches are made there (`itnas.data.DeviceDataset`; docs/method.md 2.10); auto = true on
     CUDA (when the split takes at most a quarter of the free memory), false on a CPU (the per-sample DataLoader).
     num_workers: auto | N: DataLoader worker processes where batches are made by the DataLoader (streamed files, or
     on_device false); auto = 8 on CUDA, 0 on a CPU; on CUDA the loader also pins its batches' memory.
@@ -293,7 +293,7 @@ class TrainDataConfig(_Strict):
 
     image_size: resize training and test images to this side in px (0 keeps the data's size).
     on_device, num_workers: as in `SearchDataConfig` (training batches; on the device, the crop, flip and cutout are
-    computed per batch there, with DeVries' cutout: `itnas.augment`).
+    computed per batch there, with DeVries' cutout: `itnas.data.augment`).
     """
 
     batch_size: int = Field(96, ge=1)

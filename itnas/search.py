@@ -40,9 +40,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .augment import DeviceDataset
 from .config import SearchConfig, resolve_dtype, resolve_search_config
-from .data import loader_options
+from .data import DeviceDataset, loader_options
 from .derive import derive_with_margins, margin_summary
 from .distributed import DistContext, all_reduce_mean_, broadcast_, broadcast_buffers_, shard_indices, wrap_ddp
 from .engine import (
@@ -281,7 +280,7 @@ class SearchTask:
 
     Args:
         cfg: the search config. model: the supernet (on `device`). train_set / val_set: search-train /
-        search-val datasets yielding (x (C, H, W), label, index), or `itnas.augment.DeviceDataset`s (batches made
+        search-val datasets yielding (x (C, H, W), label, index), or `itnas.data.augment.DeviceDataset`s (batches made
         on the device). make_loader: `itnas.data.make_loader`-compatible (with several processes it is called with
         `shard=ctx`; on CUDA, or with `data.num_workers` set, with `itnas.data.loader_options`). ctx: the
         data-parallel context (default: one process; see the module docstring).

@@ -93,7 +93,7 @@ def final_train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Batch,
 class FinalTrainTask:
     """Final training as an `itnas.engine.Task`. model: a `FinalNetwork` on `device` (channels-last when
     `cfg.channels_last`: every input batch (B, C, H, W) is converted too; autocast when `cfg.amp`: `train_precision`).
-    train_set yields (x, label, index), or is an `itnas.augment.DeviceDataset` (batches augmented on the device).
+    train_set yields (x, label, index), or is an `itnas.data.augment.DeviceDataset` (batches augmented on the device).
     ctx: data-parallel context (default one process; module docstring). The loader gets
     `itnas.data.loader_options(cfg.data.num_workers, device)` (nothing extra on a CPU by default)."""
 

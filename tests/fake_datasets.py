@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from itnas.datasets import CIFAR10_CLASSES
+from itnas.data.readers.cifar import CIFAR10_CLASSES
 
 
 def random_images(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Batches made on the device (`itnas.augment`): the batched crop, flip and cutout against per-sample references,
+"""Batches made on the device (`itnas.data.augment`): the batched crop, flip and cutout against per-sample references,
 the same batches as the DataLoader path, batches that depend only on (seed, epoch), every sample once per epoch, no
 test image in search batches, and a search and a final training on the device path that resume bitwise."""
 
@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from tiny_project import image_split, itnas, tiny_params, write_params
 
-from itnas.augment import DeviceDataset, crop_flip, cutout
 from itnas.config import ConfigError, SearchConfig, SearchDataConfig, TrainConfig, TrainDataConfig, parse_config
 from itnas.data import (
     ImageDataset,
@@ -25,6 +24,7 @@ from itnas.data import (
     make_splits,
     resolve_on_device,
 )
+from itnas.data.augment import DeviceDataset, crop_flip, cutout
 from itnas.distributed import DistContext
 from itnas.genotype import PUBLISHED_GENOTYPES
 from itnas.networks import create_final_network

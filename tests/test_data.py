@@ -15,7 +15,8 @@ from sklearn.model_selection import train_test_split
 from tiny_project import prepare_splits
 from torch.utils.data import DataLoader, DistributedSampler
 
-import itnas.datasets as data_mod
+import itnas.data.readers.fashion_mnist as fashion_mnist_mod
+import itnas.data.registry as registry_mod
 from itnas.data import (
     DataError,
     ImageDataset,
@@ -68,7 +69,7 @@ def synthetic_registered(monkeypatch):
                    root / "images.pt")
         return root
 
-    monkeypatch.setitem(data_mod._DATASETS, "synthetic", reader)
+    monkeypatch.setitem(registry_mod._DATASETS, "synthetic", reader)
     return write
 
 
@@ -102,7 +103,7 @@ def test_every_registered_dataset_reads_a_valid_source(name, tmp_path):
 
 
 def test_fashion_mnist_not_found_lists_the_three_ways(tmp_path, monkeypatch):
-    monkeypatch.setattr(data_mod, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    monkeypatch.setattr(fashion_mnist_mod, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
     with pytest.raises(DataError) as err:
         create_dataset("fashion_mnist", tmp_path / "raw", download=False)
     msg = str(err.value)

@@ -13,7 +13,8 @@ import torchvision.datasets
 from fake_datasets import dump_pickle, random_images, write_cifar10, write_cifar100, write_svhn
 from PIL import Image
 
-from itnas.datasets import CIFAR10_CLASSES, CIFAR10_FILES, DataError, create_dataset, dataset_num_classes
+from itnas.data import DataError, create_dataset, dataset_num_classes
+from itnas.data.readers.cifar import CIFAR10_CLASSES, CIFAR10_FILES
 
 
 def write_image_folders(folder: Path, classes: list[str], jpeg_last: bool = False) -> tuple[np.ndarray, ...]:

@@ -18,8 +18,8 @@ import pytest
 import torch
 from tiny_project import itnas, one_line_error, prepare_splits, tiny_params, write_params
 
-import itnas.datasets as data_mod
-import itnas.splits as splits_mod
+import itnas.data.leaks as leaks_mod
+import itnas.data.registry as registry_mod
 from itnas.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -74,8 +74,8 @@ def _tiny_reader(root: Path, download: bool) -> SourceData:
 @pytest.fixture
 def tiny_registered(monkeypatch):
     """Registry entry `imagenet_tiny` (3 classes) reading root/imagenet_tiny/; removed after the test."""
-    monkeypatch.setitem(data_mod._DATASETS, TINY, _tiny_reader)
-    monkeypatch.setitem(data_mod._NUM_CLASSES, TINY, 3)
+    monkeypatch.setitem(registry_mod._DATASETS, TINY, _tiny_reader)
+    monkeypatch.setitem(registry_mod._NUM_CLASSES, TINY, 3)
 
 
 @pytest.fixture
@@ -315,8 +315,8 @@ def test_test_overlap_compares_same_size_files_only(tmp_path, monkeypatch):
     src = _read(tmp_path)
     search, final = prepare_splits(src, 6, 7)  # every training image in search, the copy included
     hashed = []
-    real = splits_mod._file_sha256
-    monkeypatch.setattr(splits_mod, "_file_sha256", lambda path: hashed.append(path) or real(path))
+    real = leaks_mod._file_sha256
+    monkeypatch.setattr(leaks_mod, "_file_sha256", lambda path: hashed.append(path) or real(path))
 
     overlap = find_test_overlap(search.splits(), final.test)
     assert overlap.compared == "file bytes" and overlap.leaks == []

@@ -163,11 +163,11 @@ def test_code_identity_hashes_the_stage_closure(tmp_path, monkeypatch):
     for name in ("itnas", "itnas_tools", "pipeline"):
         shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
-    with (copy / "itnas/engine.py").open("a") as f:
+    with (copy / "itnas/engine/loop.py").open("a") as f:
         f.write("\n# a code change\n")
     monkeypatch.setattr(itnas_tools.dvc_deps, "REPO_ROOT", copy)
     changed = code_identity("itnas search tiny darts 0")
-    assert {f for f in search if search[f] != changed[f]} == {"itnas/engine.py"}
+    assert {f for f in search if search[f] != changed[f]} == {"itnas/engine/loop.py"}
 
 
 def _fake_checkpoint(path: Path, identity: dict) -> None:
@@ -208,11 +208,11 @@ def test_search_stage_discards_a_checkpoint_of_other_code(tmp_path, monkeypatch)
 
     fingerprint = load_search_data("data/prepared/tiny/search", "data/raw").fingerprint()
     identity = {**search_identity(params, "tiny", "darts", 0), "data_fingerprint": fingerprint}
-    identity["code"] = {**identity["code"], "itnas/engine.py": "0" * 16}  # written by other engine code
+    identity["code"] = {**identity["code"], "itnas/engine/loop.py": "0" * 16}  # written by other engine code
     _fake_checkpoint(tmp_path / ".itnas_ckpt/tiny/darts-s0/search.pt", identity)
     result = itnas("search", "tiny", "darts", "0")
     assert result.exit_code == 0, result.output
-    assert "other code (itnas/engine.py changed); discarding it" in " ".join(result.stderr.split())
+    assert "other code (itnas/engine/loop.py changed); discarding it" in " ".join(result.stderr.split())
     assert "resuming" not in result.stderr and (tmp_path / "runs/tiny/darts-s0/search/supernet.pt").exists()
 
 

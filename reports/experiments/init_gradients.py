@@ -14,8 +14,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from itnas.config import SearchConfig  # noqa: E402  (after the path set-up above)
-from itnas.data import ImageDataset, ImageSplit  # noqa: E402
-from itnas.datasets import create_dataset  # noqa: E402
+from itnas.data import ImageDataset, ImageSplit, create_dataset  # noqa: E402
 from itnas.search import build_search_model  # noqa: E402
 
 INITS = [("uniform", 1.0), ("identity", 0.5), ("identity", 1.0), ("identity", 2.0), ("identity", 3.0)]

@@ -16,10 +16,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from itnas.config import SearchConfig  # noqa: E402  (after the path set-up above)
-from itnas.data import ImageDataset  # noqa: E402
-from itnas.datasets import create_dataset  # noqa: E402
+from itnas.data import ImageDataset, SearchData, create_dataset, make_splits  # noqa: E402
 from itnas.search import run_search  # noqa: E402
-from itnas.splits import SearchData, make_splits  # noqa: E402
 
 
 def main(argv: list[str]) -> None:
