@@ -210,8 +210,12 @@ class CellArchitecture(nn.Module):
         return F.softmax(self.attention_logits[start:stop], dim=0)
 
     def concentration(self) -> torch.Tensor:
-        """drnas: the Dirichlet concentration of every edge, elu(a) + 1: (E, K), every entry > 0."""
-        return F.elu(self.edge_logits) + 1.0
+        """drnas: the Dirichlet concentration of every edge, elu(a) + 1: (E, K), every entry > 0.
+
+        Computed as a + 1 for a > 0 and exp(a) for a <= 0 (the same function and gradient, without the cancellation
+        of (exp(a) - 1) + 1, which is 0 in float32 from a < -17 on), floored at the smallest normal float."""
+        a = self.edge_logits
+        return torch.where(a > 0, a + 1.0, torch.exp(a.clamp(max=0.0))).clamp_min(torch.finfo(a.dtype).tiny)
 
     def sample(self, sampler: ArchSampler) -> tuple[torch.Tensor, torch.Tensor | None]:
         """A training draw of every edge's weights (docs/method.md 2.12): (weights (E, K), sampled op (E,) or None).
