@@ -17,8 +17,8 @@ Methods (registry `METHODS`, `create_architecture`, `list_methods`):
 | `itnas_notrans` | softmax     | fixed identity transition, learned attention    | pcdarts      |
 | `darts`         | softmax     | softmax (independent)                          | darts        |
 | `pcdarts`       | softmax     | softmax (independent)                          | pcdarts      |
-| `gdas`          | Gumbel-softmax, hard one-hot sample, straight-through (every edge)   | darts |
-| `drnas`         | Dirichlet(elu(a) + 1) sample, reparameterised (every edge)           | darts |
+| `gdas`          | hard Gumbel-softmax sample, straight-through (every edge)    | darts        |
+| `drnas`         | Dirichlet(elu(a) + 1) sample, reparameterised (every edge)   | darts        |
 
 The sampling methods (docs/method.md 2.12; `MethodSpec.sampler`) draw the weights of a training forward from a
 distribution over every edge's ops (`Architecture.sample`, with an explicit `torch.Generator`); their `forward()` is

@@ -12,7 +12,8 @@ This cell computes the same sums with the work that edges share done once, and t
   the ReLU once.
 - **One grouped kernel per op kind.** The n edges' copies of one op kind are one stacked op: a depthwise conv with
   n*c groups, a pointwise / full conv with n groups (`itnas.stacked`: `StackedSepConv`, `StackedDilConv`,
-  `StackedReLUConvBN`, `StackedFactorizedReduce`). Weights are stacked along the output channels: edge i owns rows i*c..(i+1)*c.
+  `StackedReLUConvBN`, `StackedFactorizedReduce`). Weights are stacked along the output channels: edge i owns rows
+  i*c..(i+1)*c.
 - **Shared ops once per source.** Pooling, the pooling BN (affine-free batch norm in train mode: the same function
   of the same input) and the stride-1 skip are the same tensor for every edge leaving one node: computed once per
   source node, their alphas summed into one coefficient per (source, destination).

@@ -27,10 +27,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .arch import DEFAULT_TRANSITION_GAMMA, DEFAULT_TRANSITION_INIT, Architecture, ArchState
-from .samplers import DEFAULT_DIRICHLET_ANCHOR, DEFAULT_DIRICHLET_KL, ArchSampler
 from .fused import FusedCell
 from .macro import darts_stack
 from .ops import FactorizedReduce, ReLUConvBN, conv_bn_channels_last, create_op
+from .samplers import DEFAULT_DIRICHLET_ANCHOR, DEFAULT_DIRICHLET_KL, ArchSampler
 from .spaces import SearchSpace
 
 __all__ = ["SEARCH_NETWORKS", "MixedOp", "NB201SearchNetwork", "PoolBN", "SearchCell", "SearchModel", "SearchNetwork",
