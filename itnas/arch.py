@@ -17,6 +17,13 @@ Methods (registry `METHODS`, `create_architecture`, `list_methods`):
 | `itnas_notrans` | softmax     | fixed identity transition, learned attention    | pcdarts      |
 | `darts`         | softmax     | softmax (independent)                          | darts        |
 | `pcdarts`       | softmax     | softmax (independent)                          | pcdarts      |
+| `gdas`          | hard Gumbel-softmax sample, straight-through (every edge)    | darts        |
+| `drnas`         | Dirichlet(elu(a) + 1) sample, reparameterised (every edge)   | darts        |
+
+The sampling methods (docs/method.md 2.12; `MethodSpec.sampler`) draw the weights of a training forward from a
+distribution over every edge's ops (`Architecture.sample`, with an explicit `torch.Generator`); their `forward()` is
+the distribution's summary that the derivation and the records read: softmax(a) (gdas) and the Dirichlet mean
+(drnas). They are baselines on plain edges, like darts: no transitions.
 
 All architecture parameters are `nn.Parameter`s of `Architecture`, so `.to()`, `state_dict()` and optimizer
 groups just work. PC-DARTS edge-normalisation logits `beta` (Xu et al., ICLR 2020, section 3.3) live here too
@@ -31,6 +38,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .samplers import (
+    DEFAULT_DIRICHLET_ANCHOR,
+    DEFAULT_DIRICHLET_KL,
+    ArchSampler,
+    dirichlet_kl,
+    dirichlet_rsample,
+    gumbel_softmax_st,
+)
 from .spaces import SearchSpace
 
 __all__ = ["BASES", "BASE_SPECS", "METHODS", "BaseSpec", "get_base",
@@ -48,6 +63,8 @@ class MethodSpec:
         learn_transition: Theta is learned (else T is the fixed op-identity matrix).
         learn_attention: b_e is learned (else w_e is uniform over P(e)).
         default_base: supernet base used when the params say `base: auto`.
+        sampler: None (deterministic alphas), "gumbel" (gdas) or "dirichlet" (drnas): what a training forward draws
+            (docs/method.md 2.12).
     """
 
     name: str
@@ -55,6 +72,7 @@ class MethodSpec:
     learn_transition: bool
     learn_attention: bool
     default_base: str
+    sampler: str | None = None
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -63,6 +81,8 @@ METHODS: dict[str, MethodSpec] = {
     "itnas_notrans": MethodSpec("itnas_notrans", "transition", False, True, "pcdarts"),
     "darts": MethodSpec("darts", "independent", False, False, "darts"),
     "pcdarts": MethodSpec("pcdarts", "independent", False, False, "pcdarts"),
+    "gdas": MethodSpec("gdas", "independent", False, False, "darts", sampler="gumbel"),
+    "drnas": MethodSpec("drnas", "independent", False, False, "darts", sampler="dirichlet"),
 }
 
 @dataclass(frozen=True)
@@ -189,9 +209,40 @@ class CellArchitecture(nn.Module):
                               dtype=self.edge_logits.dtype)
         return F.softmax(self.attention_logits[start:stop], dim=0)
 
+    def concentration(self) -> torch.Tensor:
+        """drnas: the Dirichlet concentration of every edge, elu(a) + 1: (E, K), every entry > 0.
+
+        Computed as a + 1 for a > 0 and exp(a) for a <= 0 (the same function and gradient, without the cancellation
+        of (exp(a) - 1) + 1, which is 0 in float32 from a < -17 on), floored at the smallest normal float."""
+        a = self.edge_logits
+        return torch.where(a > 0, a + 1.0, torch.exp(a.clamp(max=0.0))).clamp_min(torch.finfo(a.dtype).tiny)
+
+    def sample(self, sampler: ArchSampler) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A training draw of every edge's weights (docs/method.md 2.12): (weights (E, K), sampled op (E,) or None).
+
+        gumbel: `gumbel_softmax_st` at `sampler.tau`, times its one-hot: one-hot in value, and the gradient of the
+        sampled op's straight-through weight only (the only op computed; the others are zero, value and gradient).
+        dirichlet: `dirichlet_rsample` of `concentration()`, on the simplex; op None.
+
+        Raises:
+            ValueError: the method does not sample.
+        """
+        if self.method.sampler == "gumbel":
+            weights, index = gumbel_softmax_st(self.edge_logits, sampler.tau, sampler.generator)
+            return weights * F.one_hot(index, weights.shape[-1]).to(weights.dtype), index
+        if self.method.sampler == "dirichlet":
+            return dirichlet_rsample(self.concentration(), sampler.generator), None
+        raise ValueError(f"method {self.method.name!r} does not sample its architecture; sampling methods: "
+                         f"{', '.join(m.name for m in METHODS.values() if m.sampler)}")
+
     def forward(self) -> torch.Tensor:
-        """alpha of every edge: (E, K), each row a probability vector (docs/method.md 2.3)."""
-        indep = F.softmax(self.edge_logits, dim=-1)  # (E_indep, K)
+        """alpha of every edge: (E, K), each row a probability vector (docs/method.md 2.3; drnas: the Dirichlet
+        mean concentration / sum(concentration), docs/method.md 2.12)."""
+        if self.method.sampler == "dirichlet":
+            beta = self.concentration()
+            indep = beta / beta.sum(-1, keepdim=True)
+        else:
+            indep = F.softmax(self.edge_logits, dim=-1)  # (E_indep, K)
         if not self.inner_edges:
             return indep
         alphas: list[torch.Tensor | None] = [None] * self.space.n_edges
@@ -237,10 +288,13 @@ class ArchState:
         alphas: cell type -> (E, K) alpha.
         edge_weights: cell type -> (E,) softmax(beta_j) weight of every edge within its node (pcdarts base),
             or None (darts base: every edge weight 1).
+        sampled: gdas: cell type -> the op index of every edge (E ints), the only op each edge computes
+            (docs/method.md 2.12); None: every op is computed.
     """
 
     alphas: dict[str, torch.Tensor]
     edge_weights: dict[str, torch.Tensor] | None
+    sampled: dict[str, tuple[int, ...]] | None = None
 
 
 class Architecture(nn.Module):
@@ -251,14 +305,21 @@ class Architecture(nn.Module):
         method: method name (see `list_methods()`).
         base: "darts" or "pcdarts"; "auto" takes the method's default.
         alpha_init_scale, transition_init, transition_gamma: see `CellArchitecture`.
+        dirichlet_kl, dirichlet_anchor: drnas: coefficient lambda and anchor concentration of the regulariser
+            lambda * sum_e KL(Dir(beta_e) || Dir(anchor * 1)) (`regularizer`; docs/method.md 2.12).
 
     Raises:
-        KeyError: unknown method. ValueError: unknown base.
+        KeyError: unknown method. ValueError: unknown base, or dirichlet_kl < 0 or dirichlet_anchor <= 0.
     """
 
     def __init__(self, space: SearchSpace, method: str, base: str = "auto", alpha_init_scale: float = 1e-3,
-                 transition_init: str = DEFAULT_TRANSITION_INIT, transition_gamma: float = DEFAULT_TRANSITION_GAMMA):
+                 transition_init: str = DEFAULT_TRANSITION_INIT, transition_gamma: float = DEFAULT_TRANSITION_GAMMA,
+                 dirichlet_kl: float = DEFAULT_DIRICHLET_KL, dirichlet_anchor: float = DEFAULT_DIRICHLET_ANCHOR):
         super().__init__()
+        if dirichlet_kl < 0 or dirichlet_anchor <= 0:
+            raise ValueError(f"dirichlet_kl must be >= 0 and dirichlet_anchor > 0, got {dirichlet_kl} and "
+                             f"{dirichlet_anchor}")
+        self.dirichlet_kl, self.dirichlet_anchor = dirichlet_kl, dirichlet_anchor
         self.spec = get_method(method)
         base = self.spec.default_base if base == "auto" else base
         self.base_spec = get_base(base)
@@ -279,10 +340,52 @@ class Architecture(nn.Module):
         return torch.cat([F.softmax(beta[edges[0]:edges[-1] + 1], dim=0) for edges in self.space.incoming.values()])
 
     def forward(self) -> ArchState:
-        """Compute alphas (and edge weights) of every cell type."""
+        """Compute alphas (and edge weights) of every cell type: what derivation and records read (for the sampling
+        methods, the summary of their distribution: softmax(a) for gdas, the Dirichlet mean for drnas)."""
         alphas = {t: cell() for t, cell in self.cells.items()}
         weights = None if self.beta_logits is None else {t: self.edge_weights(t) for t in self.cells}
         return ArchState(alphas, weights)
+
+    def sample(self, sampler: ArchSampler) -> ArchState:
+        """A training draw of the architecture (gdas, drnas; docs/method.md 2.12): every cell type's sampled
+        weights (`CellArchitecture.sample`), the edge weights as in `forward`, and for gdas the sampled op of every
+        edge (read on the host: one device sync per draw).
+
+        Raises:
+            ValueError: the method does not sample.
+        """
+        alphas, sampled = {}, {}
+        for t, cell in self.cells.items():
+            alphas[t], index = cell.sample(sampler)
+            if index is not None:
+                sampled[t] = tuple(index.tolist())
+        weights = None if self.beta_logits is None else {t: self.edge_weights(t) for t in self.cells}
+        return ArchState(alphas, weights, sampled or None)
+
+    def eval_state(self) -> ArchState:
+        """The architecture a supernet evaluation uses (search-val accuracy): `forward()`, except for gdas, whose
+        supernet was trained on one op per edge: the argmax op of every edge, one-hot, computed alone."""
+        if self.spec.sampler != "gumbel":
+            return self.forward()
+        alphas, sampled = {}, {}
+        for t, cell in self.cells.items():
+            index = cell.edge_logits.argmax(-1)
+            alphas[t] = F.one_hot(index, cell.edge_logits.shape[-1]).to(cell.edge_logits.dtype)
+            sampled[t] = tuple(index.tolist())
+        weights = None if self.beta_logits is None else {t: self.edge_weights(t) for t in self.cells}
+        return ArchState(alphas, weights, sampled)
+
+    def regularizer(self) -> torch.Tensor | None:
+        """drnas: lambda * sum over cell types and edges of KL(Dir(beta_e) || Dir(anchor * 1)), the term the
+        architecture step adds to its loss (docs/method.md 2.12); None for every other method or lambda = 0."""
+        if self.spec.sampler != "dirichlet" or not self.dirichlet_kl:
+            return None
+        total = None
+        for cell in self.cells.values():
+            beta = cell.concentration()
+            kl = dirichlet_kl(beta, torch.full_like(beta, self.dirichlet_anchor)).sum()
+            total = kl if total is None else total + kl
+        return self.dirichlet_kl * total
 
 
 def create_architecture(space: SearchSpace, method: str, **kwargs) -> Architecture:

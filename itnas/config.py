@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .arch import BASES, DEFAULT_TRANSITION_GAMMA, DEFAULT_TRANSITION_INIT, get_base, get_method, list_methods
+from .samplers import DEFAULT_DIRICHLET_ANCHOR, DEFAULT_DIRICHLET_KL, DEFAULT_TAU_MAX, DEFAULT_TAU_MIN
 from .spaces import list_spaces
 
 __all__ = ["AMP_MODES", "ArchOptimizerConfig", "ArchitectureConfig", "ConfigError", "DataConfig", "DeriveConfig",
@@ -115,11 +116,26 @@ class ArchitectureConfig(_Strict):
     attention-logit gradient measured 4e-9 at initialisation, below Adam's eps 1e-8). With gamma * I the
     attention gradient is 2e-6 (gamma 1), 5e-6 (gamma 2), 8e-6 (gamma 3) and the transition-logit gradient peaks
     at gamma 2 (3.5e-3 vs 2.6e-3 at gamma 1, 2.8e-3 at gamma 3; itnas, darts base, C=8, 5 cells, Fashion-MNIST).
+
+    The sampling baselines (docs/method.md 2.12; read by these methods only): `gdas` anneals its Gumbel-softmax
+    temperature linearly from tau_max (first epoch) to tau_min (last epoch), defaults 10 and 0.1 (xautodl's GDAS);
+    `drnas` adds dirichlet_kl * sum_e KL(Dir(elu(a_e) + 1) || Dir(dirichlet_anchor * 1)) to the architecture loss,
+    defaults 1e-3 and 1 (the public DrNAS code's `--reg_scale` and its all-ones anchor; 0 turns the term off).
     """
 
     alpha_init_scale: float = Field(1e-3, ge=0)
     transition_init: Literal["uniform", "identity"] = DEFAULT_TRANSITION_INIT
     transition_gamma: float = Field(DEFAULT_TRANSITION_GAMMA, gt=0)
+    tau_max: float = Field(DEFAULT_TAU_MAX, gt=0)
+    tau_min: float = Field(DEFAULT_TAU_MIN, gt=0)
+    dirichlet_kl: float = Field(DEFAULT_DIRICHLET_KL, ge=0)
+    dirichlet_anchor: float = Field(DEFAULT_DIRICHLET_ANCHOR, gt=0)
+
+    @model_validator(mode="after")
+    def _tau_falls(self) -> ArchitectureConfig:
+        if self.tau_min > self.tau_max:
+            raise ValueError(f"tau_min={self.tau_min} must be <= tau_max={self.tau_max} (the temperature falls)")
+        return self
 
 
 class SGDConfig(_Strict):

@@ -11,8 +11,9 @@ This cell computes the same sums with the work that edges share done once, and t
   with a ReLU of its edge's input: the wave stacks its edges' inputs along the channels, (B, n*c, H, W), and applies
   the ReLU once.
 - **One grouped kernel per op kind.** The n edges' copies of one op kind are one stacked op: a depthwise conv with
-  n*c groups, a pointwise / full conv with n groups (`StackedSepConv`, `StackedDilConv`, `StackedReLUConvBN`,
-  `StackedFactorizedReduce`). Weights are stacked along the output channels: edge i owns rows i*c..(i+1)*c.
+  n*c groups, a pointwise / full conv with n groups (`itnas.stacked`: `StackedSepConv`, `StackedDilConv`,
+  `StackedReLUConvBN`, `StackedFactorizedReduce`). Weights are stacked along the output channels: edge i owns rows
+  i*c..(i+1)*c.
 - **Shared ops once per source.** Pooling, the pooling BN (affine-free batch norm in train mode: the same function
   of the same input) and the stride-1 skip are the same tensor for every edge leaving one node: computed once per
   source node, their alphas summed into one coefficient per (source, destination).
@@ -23,6 +24,10 @@ This cell computes the same sums with the work that edges share done once, and t
   wave's T stacked terms (J destination nodes). The coefficient matrices of every wave of a cell type are one
   constant 0/1 matrix times the flattened alphas: computed once per step for all cells of that type
   (`FusedCell.mixing`).
+- **GDAS** (docs/method.md 2.12). Given a sampled op per edge (`FusedCell.mixing(..., sampled)`), every wave
+  computes only the sampled terms (`select_terms`): each stacked op on the edges that sampled it (their rows of
+  the stacked weights), each shared op on the sources some edge of which sampled it, the batch norm on the
+  channels of those terms; the mixing matmul keeps their columns.
 - **PC-DARTS.** The bypassed channels and the edge weights are linear in the node sum, and the channel shuffle is
   a permutation: node j = shuffle(sum_e w_e * mix_e, sum_e w_e * bypass_src(e)), one shuffle per node, not per
   edge.
@@ -31,7 +36,8 @@ What is kept exactly: `none` terms are never computed (a one-hot alpha on `none`
 term and every gradient equals the reference up to the order of floating-point sums (tests/test_fused.py, float64,
 every registered space x method x base: outputs and input, alpha and weight gradients within 4e-15; the test
 asserts 1e-12). The batch-norm running statistics
-of the shared ops are kept once per source instead of once per edge (they were equal copies). Parameters are
+of the shared ops are kept once per source instead of once per edge (they were equal copies; under GDAS, where the
+edges leaving a source sample differently, the one copy moves whenever some edge sampled the op). Parameters are
 stacked, so the state_dict of a fused supernet has its own keys; `FusedCell.from_reference` builds one from a
 reference cell (same initial values), which is how `create_search_model` makes it.
 """
@@ -44,8 +50,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["FusedCell", "StackedDilConv", "StackedFactorizedReduce", "StackedReLUConvBN", "StackedSepConv",
-           "plan_waves"]
+from .stacked import batch_norm, channel_index, last_bn, load_bn, stacked_op
+
+__all__ = ["FusedCell", "WaveSelection", "plan_waves", "select_terms"]
 
 POOLS = ("max_pool_3x3", "avg_pool_3x3")
 #: Ops computed once per source node and shared by every edge leaving it (at stride 1 for skip_connect).
@@ -171,127 +178,38 @@ def mixing_matrices(waves: list[Wave], edges: tuple[tuple[int, int], ...],
     return torch.cat(coeff_rows), torch.cat(bypass_rows)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Stacked ops: n edges' copies of one op kind as one grouped kernel. Input: the wave's ReLU'd, replicated input
-# (B, n*c, H, W), edge i in channels i*c..(i+1)*c. Output: the op before its last batch norm (the wave's BN).
-# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WaveSelection:
+    """What one wave computes under a GDAS sample (one op per edge; docs/method.md 2.12): the sampled terms only.
 
-class StackedDilConv(nn.Module):
-    """n DARTS `DilConv`s (ReLU, depthwise dilated conv, pointwise conv, BN) as a depthwise conv with n*c groups and
-    a pointwise conv with n groups. forward(x (B, n*c, H, W), ReLU'd) -> (B, n*c, H', W'), before the BN."""
-
-    def __init__(self, n: int, c: int, kernel_size: int, stride: int, padding: int, dilation: int):
-        super().__init__()
-        self.n, self.stride, self.padding, self.dilation = n, stride, padding, dilation
-        self.depthwise = nn.Parameter(torch.empty(n * c, 1, kernel_size, kernel_size))
-        self.pointwise = nn.Parameter(torch.empty(n * c, c, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.conv2d(x, self.depthwise, None, self.stride, self.padding, self.dilation, self.depthwise.shape[0])
-        return F.conv2d(x, self.pointwise, groups=self.n)
-
-    def load_reference(self, dil_convs: list[nn.Module]) -> None:
-        """Copy the weights of n `itnas.ops.DilConv`s (`.op` = ReLU, depthwise, pointwise, BN), in edge order."""
-        with torch.no_grad():
-            self.depthwise.copy_(torch.cat([d.op[1].weight for d in dil_convs]))
-            self.pointwise.copy_(torch.cat([d.op[2].weight for d in dil_convs]))
-
-
-class StackedSepConv(nn.Module):
-    """n DARTS `SepConv`s: a stacked DilConv (dilation 1, strided), its BN, ReLU, a second stacked DilConv.
-    forward(x (B, n*c, H, W), ReLU'd) -> (B, n*c, H', W'), before the last BN."""
-
-    def __init__(self, n: int, c: int, kernel_size: int, stride: int, padding: int, track_running_stats: bool):
-        super().__init__()
-        self.first = StackedDilConv(n, c, kernel_size, stride, padding, 1)
-        self.bn = nn.BatchNorm2d(n * c, affine=False, track_running_stats=track_running_stats)
-        self.second = StackedDilConv(n, c, kernel_size, 1, padding, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.second(F.relu(batch_norm(self.bn, self.first(x))))
-
-    def load_reference(self, sep_convs: list[nn.Module]) -> None:
-        """Copy the weights and the middle BNs' statistics of n `itnas.ops.SepConv`s, in edge order."""
-        self.first.load_reference([s.op[0] for s in sep_convs])
-        self.second.load_reference([s.op[1] for s in sep_convs])
-        _load_bn(self.bn, [s.op[0].op[3] for s in sep_convs])
-
-
-class StackedReLUConvBN(nn.Module):
-    """n `ReLUConvBN`s (NAS-Bench-201 nor_conv_kxk) as one conv with n groups.
-    forward(x (B, n*c, H, W), ReLU'd) -> (B, n*c, H', W'), before the BN."""
-
-    def __init__(self, n: int, c: int, kernel_size: int, stride: int, padding: int):
-        super().__init__()
-        self.n, self.stride, self.padding = n, stride, padding
-        self.weight = nn.Parameter(torch.empty(n * c, c, kernel_size, kernel_size))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, None, self.stride, self.padding, groups=self.n)
-
-    def load_reference(self, convs: list[nn.Module]) -> None:
-        """Copy the weights of n `itnas.ops.ReLUConvBN`s, in edge order."""
-        with torch.no_grad():
-            self.weight.copy_(torch.cat([m.op[1].weight for m in convs]))
-
-
-class StackedFactorizedReduce(nn.Module):
-    """n DARTS `FactorizedReduce`s (skip_connect at stride 2): two offset 1x1 convs with n groups; each edge's output
-    is [conv_1 half | conv_2 half]. forward(x (B, n*c, H, W), ReLU'd) -> (B, n*c, ceil(H/2), ceil(W/2)), before
-    the BN.
-
-    Raises:
-        ValueError: odd c.
+    Attributes:
+        terms: indices into `Wave.terms` of the computed terms, ascending (the columns of the coefficients kept).
+        bn: indices into `Wave.bn_terms` of the computed ones (their channels of the wave's batch norm).
+        per_edge: op name -> positions into `Wave.per_edge[name]` of the edges that sampled it.
+        shared: op name -> positions into `Wave.sources` of the sources with an edge that sampled it.
     """
 
-    def __init__(self, n: int, c: int):
-        super().__init__()
-        if c % 2:
-            raise ValueError(f"FactorizedReduce needs an even channel count, got {c}")
-        self.n, self.half = n, c // 2
-        self.conv_1 = nn.Parameter(torch.empty(n * self.half, c, 1, 1))
-        self.conv_2 = nn.Parameter(torch.empty(n * self.half, c, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = F.conv2d(x[:, :, ::2, ::2], self.conv_1, groups=self.n)
-        b = F.conv2d(x[:, :, 1::2, 1::2], self.conv_2, groups=self.n)
-        if b.shape[-2:] != a.shape[-2:]:  # odd H or W: pad the shifted branch (as itnas.ops.FactorizedReduce)
-            b = F.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
-        B, _, H, W = a.shape
-        return torch.stack([a.view(B, self.n, self.half, H, W), b.view(B, self.n, self.half, H, W)], 2
-                           ).view(B, -1, H, W)
-
-    def load_reference(self, reduces: list[nn.Module]) -> None:
-        """Copy the weights of n `itnas.ops.FactorizedReduce`s, in edge order."""
-        with torch.no_grad():
-            self.conv_1.copy_(torch.cat([r.conv_1.weight for r in reduces]))
-            self.conv_2.copy_(torch.cat([r.conv_2.weight for r in reduces]))
+    terms: tuple[int, ...]
+    bn: tuple[int, ...]
+    per_edge: dict[str, tuple[int, ...]]
+    shared: dict[str, tuple[int, ...]]
 
 
-def _stacked_op(name: str, n: int, c: int, stride: int, track_running_stats: bool) -> nn.Module:
-    """The stacked module of the per-edge op `name` for n edges of c channels."""
-    if name.startswith("sep_conv_"):
-        k = int(name[-1])
-        return StackedSepConv(n, c, k, stride, k // 2, track_running_stats)
-    if name.startswith("dil_conv_"):
-        k = int(name[-1])
-        return StackedDilConv(n, c, k, stride, k - 1, 2)
-    if name.startswith("nor_conv_"):
-        k = int(name[-1])
-        return StackedReLUConvBN(n, c, k, stride, k // 2)
-    if name == "skip_connect":
-        return StackedFactorizedReduce(n, c)
-    raise ValueError(f"op {name!r} has no stacked form; stacked ops: sep_conv_*, dil_conv_*, nor_conv_*, "
-                     f"skip_connect (stride 2)")
+def select_terms(wave: Wave, op_names: tuple[tuple[str, ...], ...], sampled: tuple[int, ...]) -> WaveSelection:
+    """The `WaveSelection` of `wave` when edge e computes only its op `sampled[e]` (an index into op_names[e];
+    `none` computes nothing)."""
+    chosen = {e: op_names[e][sampled[e]] for e in wave.edges}
+    per_edge = {name: tuple(i for i, e in enumerate(es) if chosen[e] == name) for name, es in wave.per_edge.items()}
+    shared = {name: tuple(i for i in range(len(wave.sources))
+                          if any(chosen[e] == name and wave.source_pos[e] == i for e in wave.edges))
+              for name in wave.shared}
 
+    def computed(term: tuple[str, int]) -> bool:
+        name, who = term
+        return chosen[who] == name if who >= 0 else (-1 - who) in shared[name]
 
-def batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
-    """bn(x) without the `num_batches_tracked += 1` of `nn.BatchNorm2d.forward`: one kernel less per BN; the counter
-    matters only to a BN with momentum=None (a cumulative average), which no search BN is."""
-    if type(bn) is not nn.BatchNorm2d:  # e.g. a SyncBatchNorm of a data-parallel run: its own forward syncs
-        return bn(x)
-    use_batch_stats = bn.training or not bn.track_running_stats
-    return F.batch_norm(x, bn.running_mean, bn.running_var, None, None, use_batch_stats, bn.momentum, bn.eps)
+    return WaveSelection(tuple(t for t, term in enumerate(wave.terms) if computed(term)),
+                         tuple(t for t, term in enumerate(wave.bn_terms) if computed(term)), per_edge, shared)
 
 
 def noise(ref: torch.Tensor, n: int) -> torch.Tensor:
@@ -299,19 +217,6 @@ def noise(ref: torch.Tensor, n: int) -> torch.Tensor:
     dtype and device (drawn from the global generator of that device, as `itnas.ops.NoiseOp`)."""
     B, C, H, W = ref.shape
     return torch.randn(B, n * C, H, W, dtype=ref.dtype, device=ref.device)
-
-
-def _last_bn(module: nn.Module) -> nn.BatchNorm2d:
-    return [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)][-1]
-
-
-def _load_bn(bn: nn.BatchNorm2d, bns: list[nn.BatchNorm2d]) -> None:
-    """bn's running statistics = those of `bns`, concatenated (nothing to copy without running statistics)."""
-    if bn.track_running_stats:
-        with torch.no_grad():
-            bn.running_mean.copy_(torch.cat([b.running_mean for b in bns]))
-            bn.running_var.copy_(torch.cat([b.running_var for b in bns]))
-            bn.num_batches_tracked.copy_(bns[0].num_batches_tracked)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -325,16 +230,17 @@ class FusedWave(nn.Module):
     Args:
         wave: the plan. C: node channels. partial_k: PC-DARTS K (1: darts base). track_running_stats: of the BNs.
 
-    forward(xs: the S sources (B, C, H, W), coeff (J, T), bypass_coeff (J, S) or None)
+    forward(xs: the S sources (B, C, H, W), coeff (J, T), bypass_coeff (J, S) or None, selection)
     -> (mix (B, J, c*H'*W'), bypass (B, J, (C - c)*H'*W') or None, (H', W')): this wave's share of every pending
     node: the sum of its terms weighted by `coeff`, and (pcdarts base, c = C / partial_k) of its sources' bypassed
-    channels (max-pooled when strided) weighted by `bypass_coeff`.
+    channels (max-pooled when strided) weighted by `bypass_coeff`. With a `WaveSelection` (GDAS), only its terms
+    are computed and coeff is (J, len(selection.terms)).
     """
 
     def __init__(self, wave: Wave, C: int, partial_k: int, track_running_stats: bool):
         super().__init__()
         self.wave, self.partial_k, self.c = wave, partial_k, C // partial_k
-        self.ops = nn.ModuleDict({name: _stacked_op(name, len(es), self.c, wave.stride, track_running_stats)
+        self.ops = nn.ModuleDict({name: stacked_op(name, len(es), self.c, wave.stride, track_running_stats)
                                   for name, es in wave.per_edge.items() if name != "noise"})
         n_bn = len(wave.bn_terms)
         self.bn = (nn.BatchNorm2d(n_bn * self.c, affine=False, track_running_stats=track_running_stats)
@@ -344,8 +250,9 @@ class FusedWave(nn.Module):
         self.n_terms = len(wave.terms)  # plain ints and sets for the forward (the hot path), computed once
         self.shared_bn = {name for name, who in wave.bn_terms if who < 0}
 
-    def forward(self, xs: list[torch.Tensor], coeff: torch.Tensor, bypass_coeff: torch.Tensor | None):
-        wave, c = self.wave, self.c
+    def forward(self, xs: list[torch.Tensor], coeff: torch.Tensor, bypass_coeff: torch.Tensor | None,
+                selection: WaveSelection | None = None):
+        wave, c, sel = self.wave, self.c, selection
         bypass = None
         if self.partial_k > 1:
             bypass = torch.cat([x[:, c:] for x in xs], 1) if len(xs) > 1 else xs[0][:, c:]
@@ -353,30 +260,50 @@ class FusedWave(nn.Module):
         bn_in, plain = [], []
         relu_in: dict[tuple[int, ...], torch.Tensor] = {}
         for name, module in self.ops.items():
-            blocks = self.replicas[name]
+            blocks, pos = self.replicas[name], None
+            if sel is not None and len(sel.per_edge[name]) < len(blocks):  # GDAS: the edges that sampled it only
+                pos = sel.per_edge[name]
+                if not pos:
+                    continue
+                blocks = tuple(blocks[i] for i in pos)
             if blocks not in relu_in:  # one ReLU per distinct replication (one per wave in the DARTS space)
                 relu_in[blocks] = F.relu(torch.cat([xs[i] for i in blocks], 1) if len(blocks) > 1 else xs[blocks[0]])
-            bn_in.append(module(relu_in[blocks]))
-        if wave.shared:
-            src = torch.cat(xs, 1) if len(xs) > 1 else xs[0]  # (B, S*c, H, W): every source once
-            for name in wave.shared:
-                if name == "max_pool_3x3":
-                    h = F.max_pool2d(src, 3, wave.stride, 1)
-                elif name == "avg_pool_3x3":
-                    h = F.avg_pool2d(src, 3, wave.stride, 1, count_include_pad=False)
-                else:
-                    h = src  # skip_connect at stride 1
-                (bn_in if name in self.shared_bn else plain).append(h)
+            bn_in.append(module(relu_in[blocks], pos))
+        sources: dict[tuple[int, ...], torch.Tensor] = {}
+        for name in wave.shared:
+            srcs = tuple(range(len(xs))) if sel is None else sel.shared[name]
+            if not srcs:
+                continue
+            if srcs not in sources:  # (B, S*c, H, W): every source once
+                sources[srcs] = torch.cat([xs[i] for i in srcs], 1) if len(srcs) > 1 else xs[srcs[0]]
+            src = sources[srcs]
+            if name == "max_pool_3x3":
+                h = F.max_pool2d(src, 3, wave.stride, 1)
+            elif name == "avg_pool_3x3":
+                h = F.avg_pool2d(src, 3, wave.stride, 1, count_include_pad=False)
+            else:
+                h = src  # skip_connect at stride 1
+            (bn_in if name in self.shared_bn else plain).append(h)
         if "noise" in wave.per_edge:  # RobustDARTS S4: N(0, 1) of each noise edge's (strided) input shape
-            ref = xs[0][:, :, ::wave.stride, ::wave.stride]
-            plain.append(noise(ref, len(self.replicas["noise"])))
+            n_noise = len(self.replicas["noise"]) if sel is None else len(sel.per_edge["noise"])
+            if n_noise:
+                plain.append(noise(xs[0][:, :, ::wave.stride, ::wave.stride], n_noise))
         terms = []
         if bn_in:
-            terms.append(batch_norm(self.bn, torch.cat(bn_in, 1) if len(bn_in) > 1 else bn_in[0]))
+            channels = None
+            if sel is not None and len(sel.bn) < len(wave.bn_terms):
+                channels = channel_index(sel.bn, c, bn_in[0].device)
+            terms.append(batch_norm(self.bn, torch.cat(bn_in, 1) if len(bn_in) > 1 else bn_in[0], channels))
         terms += plain
-        y = torch.cat(terms, 1) if len(terms) > 1 else terms[0]  # (B, T*c, H', W')
-        B, _, H, W = y.shape
-        mix = coeff.expand(B, -1, -1).bmm(y.reshape(B, self.n_terms, -1))  # (B, J, c*H'*W')
+        B, _, H, W = xs[0].shape
+        if not terms:  # GDAS: every edge of the wave sampled `none`
+            H, W = -(-H // wave.stride), -(-W // wave.stride)
+            mix = xs[0].new_zeros(B, coeff.shape[0], c * H * W)
+        else:
+            y = torch.cat(terms, 1) if len(terms) > 1 else terms[0]  # (B, T*c, H', W')
+            H, W = y.shape[2:]
+            n_terms = self.n_terms if sel is None else len(sel.terms)
+            mix = coeff.expand(B, -1, -1).bmm(y.reshape(B, n_terms, -1))  # (B, J, c*H'*W')
         if bypass is not None:
             if wave.stride != 1:
                 bypass = F.max_pool2d(bypass, 2, 2, ceil_mode=True)  # ceil: odd H matches the strided ops
@@ -391,11 +318,11 @@ class FusedWave(nn.Module):
             bns = []
             for name, who in self.wave.bn_terms:
                 if who >= 0:
-                    bns.append(_last_bn(mixed_ops[who].ops[op_names[who].index(name)]))
+                    bns.append(last_bn(mixed_ops[who].ops[op_names[who].index(name)]))
                 else:  # a shared pooling BN: the first edge from that source (every copy is equal)
                     e = next(e for e in self.wave.edges if self.wave.source_pos[e] == -1 - who and name in op_names[e])
-                    bns.append(_last_bn(mixed_ops[e].ops[op_names[e].index(name)]))
-            _load_bn(self.bn, bns)
+                    bns.append(last_bn(mixed_ops[e].ops[op_names[e].index(name)]))
+            load_bn(self.bn, bns)
 
 
 class FusedCell(nn.Module):
@@ -407,8 +334,8 @@ class FusedCell(nn.Module):
         track_running_stats: of the BNs. pool_bn: pooling ops end in a BN (DARTS cells; not NB201).
         preprocess: the reference cell's (preprocess0, preprocess1) for 2-input cells, else None.
 
-    forward(*inputs (B, C_in, H, W) (DARTS: s0, s1; NB201: x), mixing: `mixing(alpha, edge_weights)` of this
-    cell type) -> (B, n_intermediate * C, H', W') (output "concat") or the last node (B, C, H', W') ("last").
+    forward(*inputs (B, C_in, H, W) (DARTS: s0, s1; NB201: x), mixing: `mixing(alpha, edge_weights, sampled)` of
+    this cell type) -> (B, n_intermediate * C, H', W') (output "concat") or the last node (B, C, H', W') ("last").
 
     Raises:
         ValueError: the space's cell DAG is not complete, or a shared op misses a source of a wave (`plan_waves`).
@@ -443,29 +370,44 @@ class FusedCell(nn.Module):
             wave.load_reference(cell.edges, fused.op_names)
         return fused
 
-    def mixing(self, alpha: torch.Tensor, edge_weights: torch.Tensor | None
-               ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        """Every wave's (coeff (J, T), bypass_coeff (J, S) or None) from alpha (E, K) and the PC-DARTS edge weights
-        (E,) or None: two matrix-vector products for all waves. The same for every cell of this type: computed once
-        per forward by the network."""
+    def mixing(self, alpha: torch.Tensor, edge_weights: torch.Tensor | None, sampled: tuple[int, ...] | None = None
+               ) -> list[tuple[torch.Tensor, torch.Tensor | None, WaveSelection | None]]:
+        """Every wave's (coeff (J, T), bypass_coeff (J, S) or None, selection) from alpha (E, K) and the PC-DARTS
+        edge weights (E,) or None: two matrix-vector products for all waves. The same for every cell of this type:
+        computed once per forward by the network.
+
+        sampled (GDAS, docs/method.md 2.12): the op index of every edge (E ints); each wave then computes only the
+        sampled terms (`select_terms`) and coeff keeps their columns, (J, T'). alpha must then be zero, value and
+        gradient, off the sampled ops (`itnas.arch.Architecture.sample`), else a shared term's coefficient could
+        carry the alpha of an edge that did not sample it."""
         a = alpha if edge_weights is None else alpha * edge_weights[:, None]
         coeff = torch.mv(self.coeff_map.to(a.dtype), a.reshape(-1)).split([j * t for j, t, _ in self.sizes])
         bypass = [None] * len(self.sizes)
         if self.partial_k > 1:
             w = edge_weights if edge_weights is not None else alpha.new_ones(alpha.shape[0])
             bypass = torch.mv(self.bypass_map.to(w.dtype), w).split([j * s for j, _, s in self.sizes])
-        return [(c.view(j, t), None if b is None else b.view(j, s))
-                for c, b, (j, t, s) in zip(coeff, bypass, self.sizes, strict=True)]
+        if sampled is None:
+            return [(c.view(j, t), None if b is None else b.view(j, s), None)
+                    for c, b, (j, t, s) in zip(coeff, bypass, self.sizes, strict=True)]
+        out = []
+        for wave, c, b, (j, t, s) in zip(self.plan, coeff, bypass, self.sizes, strict=True):
+            sel = select_terms(wave, self.op_names, sampled)
+            c = c.view(j, t)
+            if len(sel.terms) < t:
+                c = c[:, list(sel.terms)]
+            out.append((c, None if b is None else b.view(j, s), sel))
+        return out
 
-    def forward(self, *inputs: torch.Tensor, mixing: list[tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor,
+                mixing: list[tuple[torch.Tensor, torch.Tensor | None, WaveSelection | None]]) -> torch.Tensor:
         if len(inputs) == 2:
             states = [self.preprocess0(inputs[0]), self.preprocess1(inputs[1])]
         else:
             states = list(inputs)
         C, c, k = self.C, self.C // self.partial_k, self.partial_k
         acc_mix = acc_bypass = None  # (B, pending nodes, ...) sums so far
-        for wave, module, (coeff, bypass_coeff) in zip(self.plan, self.waves, mixing, strict=True):
-            mix, bypass, (H, W) = module([states[s] for s in wave.sources], coeff, bypass_coeff)
+        for wave, module, (coeff, bypass_coeff, sel) in zip(self.plan, self.waves, mixing, strict=True):
+            mix, bypass, (H, W) = module([states[s] for s in wave.sources], coeff, bypass_coeff, sel)
             acc_mix = mix if acc_mix is None else acc_mix + mix
             if bypass is not None:
                 acc_bypass = bypass if acc_bypass is None else acc_bypass + bypass

@@ -21,6 +21,13 @@ unrolled gradients, each on its own shards). Weights, architecture parameters an
 identical on every rank; at each epoch's end rank 0's batch-norm statistics are broadcast, so that search-val
 evaluation, the record and the checkpoint are the same everywhere.
 
+Sampling methods (gdas, drnas; docs/method.md 2.12): the task owns an `itnas.samplers.ArchSampler` (a
+`torch.Generator` on the device, seeded from the run's seed, its state saved in every checkpoint: a resumed search
+draws what the uninterrupted one would), set as `model.sampler`: the architecture step and the weight step each draw
+their architecture from it (`SearchModel.arch_state`); gdas's temperature is set at each epoch's start
+(`gumbel_tau`); drnas's architecture loss adds `Architecture.regularizer()`. The search-val evaluation uses
+`Architecture.eval_state()` (gdas: the argmax op of every edge; drnas: the Dirichlet mean).
+
 Compiled (`cfg.compile`): the weight step's forward runs through torch.compile (`itnas.engine.compile_forward`; the
 model, its checkpoint and the architecture step stay eager) with static shapes: full search-train batches only and
 search-val batches of one size (`even_batches(equal=True)`), so a few search-val samples wait for another epoch.
@@ -55,6 +62,7 @@ from .engine import (
     run_epochs,
 )
 from .records import transition_records
+from .samplers import ArchSampler, gumbel_tau
 from .spaces import create_space
 from .supernet import SearchModel, create_search_model
 
@@ -81,7 +89,8 @@ def build_search_model(cfg: SearchConfig, num_classes: int, in_channels: int) ->
     model = create_search_model(create_space(s.space), cfg.method, base=cfg.base, C=s.C, layers=s.layers,
                                 num_classes=num_classes, in_channels=in_channels, partial_k=s.partial_k,
                                 track_running_stats=s.track_running_stats, alpha_init_scale=a.alpha_init_scale,
-                                transition_init=a.transition_init, transition_gamma=a.transition_gamma)
+                                transition_init=a.transition_init, transition_gamma=a.transition_gamma,
+                                dirichlet_kl=a.dirichlet_kl, dirichlet_anchor=a.dirichlet_anchor)
     if cfg.precision.dtype == "float64":
         model.to(dtype=torch.float64)  # initialised in float32 (the same values as a float32 search), then widened
     return model
@@ -179,7 +188,9 @@ def arch_step(model: SearchModel, a_opt: torch.optim.Optimizer, train_batch: Bat
     search's amp covers the weight step only): architecture gradients, first or second order, are computed in the
     model's dtype (float32 or float64), so they need no loss scaler, and the finite differences of the second order
     are not drowned by bf16/fp16 rounding. With `ctx` of several processes, the architecture gradients are averaged
-    over the ranks (`all_reduce_mean_`) before the Adam step, so every rank takes the same step.
+    over the ranks (`all_reduce_mean_`) before the Adam step, so every rank takes the same step. A regulariser of
+    the architecture (`Architecture.regularizer()`, drnas) is added to the loss (second order: its gradient to
+    the unrolled one). A sampling method with `model.sampler` set draws its architecture in every forward.
 
     Returns:
         the val logits (B, classes) of the first-order step (detached), None for second order.
@@ -190,12 +201,17 @@ def arch_step(model: SearchModel, a_opt: torch.optim.Optimizer, train_batch: Bat
         weights = model.weight_parameters()
         bufs = [w_opt.state.get(w, {}).get("momentum_buffer") for w in weights] if w_opt is not None else None
         grads = unrolled_arch_grads(model, train_batch, val_batch, xi, weight_decay, bufs, momentum)
+        reg = model.arch.regularizer()
+        if reg is not None:
+            grads = [g + r for g, r in zip(grads, _grads_or_zeros(reg, model.arch_parameters()), strict=True)]
         for p, g in zip(model.arch_parameters(), grads, strict=True):
             p.grad = g
     else:
         xv, yv = val_batch
         logits = model(xv)
-        F.cross_entropy(logits, yv).backward(inputs=model.arch_parameters())
+        loss = F.cross_entropy(logits, yv)
+        reg = model.arch.regularizer()
+        (loss if reg is None else loss + reg).backward(inputs=model.arch_parameters())
         logits = logits.detach()
     if ctx is not None and ctx.enabled:  # one process: not even the parameter list is built (the hot path)
         all_reduce_mean_([p.grad for p in model.arch_parameters()], ctx)
@@ -207,7 +223,8 @@ def weight_step(model: SearchModel, w_opt: torch.optim.Optimizer, train_batch: B
                 metrics: RunningMetrics | None = None, precision: Precision | None = None,
                 net: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One weight step (DARTS Algorithm 1, line 2) with the alphas held constant (computed once, under no_grad and
-    outside autocast, in the architecture's dtype: nothing back-propagates into the architecture). With `precision`
+    outside autocast, in the architecture's dtype: nothing back-propagates into the architecture; drawn from
+    `model.sampler` for a sampling method, `SearchModel.arch_state`). With `precision`
     (default: plain, in the model's dtype), the forward and the loss run under its autocast and the backward and the
     SGD step go through its loss scaler (fp16). With `metrics`, the loss and the gradient norm (before clipping) are
     checked for NaN/inf on the device (`RunningMetrics.check_finite`, no host sync); under fp16 loss scaling an
@@ -219,7 +236,7 @@ def weight_step(model: SearchModel, w_opt: torch.optim.Optimizer, train_batch: B
     precision = precision or Precision()
     x, y = train_batch
     with torch.no_grad():
-        state = model.arch()
+        state = model.arch_state()  # a sampling method draws here (gdas: only the sampled ops are computed)
     w_opt.zero_grad(set_to_none=True)
     with precision.autocast():
         logits = (model.net if net is None else net)(x, state)
@@ -299,16 +316,23 @@ class SearchTask:
             self.net = compile_forward(self.net)
         self.w_opt, self.a_opt = make_search_optimizers(model, cfg)
         self.lr, self.search_arch, self.val_iter = cfg.weight_optimizer.lr, False, None
+        if model.arch.spec.sampler is not None:  # gdas, drnas: the search owns the generator of every draw
+            generator = torch.Generator(device).manual_seed((cfg.seed + 104_729) * 1_000_003)
+            model.sampler = ArchSampler(generator, cfg.architecture.tau_max)
         self.loader_kw = loader_options(cfg.data.num_workers, device)  # {} on a CPU by default
 
     def state_dict(self) -> dict[str, Any]:
         state = {"model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict()}
+        if self.model.sampler is not None:  # the sampler's generator: a resumed search draws the same architectures
+            state["sampler"] = self.model.sampler.generator.get_state()
         return {**state, **self.precision.state_dict()}  # + the fp16 loss scaler's state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.w_opt.load_state_dict(state["w_opt"])
         self.a_opt.load_state_dict(state["a_opt"])
+        if self.model.sampler is not None:
+            self.model.sampler.generator.set_state(state["sampler"])
         self.precision.load_state_dict(state)
 
     def set_lr(self, lr: float) -> None:
@@ -324,6 +348,9 @@ class SearchTask:
         if cfg.compile:  # static shapes: full search-train batches only
             loader = full_batches(loader, len(self.train_set), cfg.data.batch_size, self.ctx.world_size)
         self.search_arch = epoch >= cfg.schedule.warmup_epochs
+        if self.model.sampler is not None:  # gdas's temperature of this epoch (drnas ignores it)
+            a = cfg.architecture
+            self.model.sampler.tau = gumbel_tau(epoch, cfg.schedule.epochs, a.tau_max, a.tau_min)
         self.val_iter = None
         if self.search_arch:  # one iterator per epoch: every search-val sample exactly once (over all ranks)
             g = torch.Generator().manual_seed((cfg.seed + 7919) * 100_003 + epoch)
@@ -363,7 +390,7 @@ class SearchTask:
         if s.val_every and ((epoch + 1) % s.val_every == 0 or epoch + 1 == s.epochs):
             self.model.eval()
             with torch.no_grad():
-                state = self.model.arch()
+                state = self.model.arch.eval_state()  # arch() but for gdas (its argmax ops)
             ctx = self.ctx  # several processes: rank r evaluates samples r, r + N, ...; the sums are all-reduced
             share = {"sampler": range(ctx.rank, len(self.val_set), ctx.world_size)} if ctx.enabled else {}
             loader = self.make_loader(self.val_set, max(self.cfg.data.batch_size, 256), False, **share,
@@ -376,6 +403,8 @@ class SearchTask:
 
     def record(self, rec: dict[str, Any]) -> dict[str, Any]:
         rec.update(epoch_arch_record(self.model))
+        if self.model.arch.spec.sampler == "gumbel":
+            rec["tau"] = self.model.sampler.tau
         if rec["epoch"] + 1 == self.cfg.schedule.epochs:
             rec["transitions"], rec["attention"] = transition_records(self.model.arch)
         return rec

@@ -30,6 +30,7 @@ from .arch import DEFAULT_TRANSITION_GAMMA, DEFAULT_TRANSITION_INIT, Architectur
 from .fused import FusedCell
 from .macro import darts_stack
 from .ops import FactorizedReduce, ReLUConvBN, conv_bn_channels_last, create_op
+from .samplers import DEFAULT_DIRICHLET_ANCHOR, DEFAULT_DIRICHLET_KL, ArchSampler
 from .spaces import SearchSpace
 
 __all__ = ["SEARCH_NETWORKS", "MixedOp", "NB201SearchNetwork", "PoolBN", "SearchCell", "SearchModel", "SearchNetwork",
@@ -80,7 +81,9 @@ class MixedOp(nn.Module):
         pool_bn: append BN(affine=False) to pooling ops (DARTS search code).
         track_running_stats: of the search BNs.
 
-    forward(x (B, C, H, W), alpha (K,)) -> (B, C, H/stride, W/stride), in the memory format of x.
+    forward(x (B, C, H, W), alpha (K,), op=None) -> (B, C, H/stride, W/stride), in the memory format of x. `op`
+    (GDAS, docs/method.md 2.12): the index of the one op to compute, alpha[op] * o_op(x) (zeros for `none`); the
+    other ops are not run and their weights get no gradient.
 
     Speed, same maths: `none` is never computed (its alpha still weighs in the softmax; its term is exactly 0); the
     terms are accumulated in place; on CPU with a contiguous x, x is converted
@@ -111,32 +114,33 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleList(ops)
         self.channels_last_ops = [k for k in self.active if hasattr(self.ops[k], "forward_channels_last")]
 
-    def forward(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, alpha: torch.Tensor, op: int | None = None) -> torch.Tensor:
         channels_last = is_channels_last(x)
         fast = x.device.type == "cpu" and not channels_last
+        active = self.active if op is None else [k for k in self.active if k == op]
         if self.partial_k == 1:
-            return self._mix(x, alpha, fast)
+            return self._mix(x, alpha, fast, active)
         c_op = x.shape[1] // self.partial_k
         x_op, x_bypass = x[:, :c_op], x[:, c_op:]
         if channels_last:
             x_op = x_op.contiguous(memory_format=torch.channels_last)  # a dense copy of the slice, read by every op
-        out = self._mix(x_op, alpha, fast)  # (B, C/K, H', W')
+        out = self._mix(x_op, alpha, fast, active)  # (B, C/K, H', W')
         if out.shape[2] != x.shape[2]:
             x_bypass = F.max_pool2d(x_bypass, 2, 2, ceil_mode=True)  # ceil: odd H matches the strided ops
         if channels_last != is_channels_last(out):  # a 1x1 map is both: keep the input's format
             out = out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         return shuffle_cat(out, x_bypass, self.partial_k)
 
-    def _mix(self, x: torch.Tensor, alpha: torch.Tensor, fast: bool) -> torch.Tensor:
+    def _mix(self, x: torch.Tensor, alpha: torch.Tensor, fast: bool, active: list[int]) -> torch.Tensor:
         """sum_{k active} alpha[k] * op_k(x), accumulated in place in op order: the same additions, in the same
         order, as sum(alpha[k] * op_k(x) for k in active), without a temporary per term. fast: run the ops that
         have one through `forward_channels_last` (CPU, contiguous input)."""
         x_cl = None
-        if fast and self.channels_last_ops:
+        if fast and any(k in self.channels_last_ops for k in active):
             x_cl = x.contiguous(memory_format=torch.channels_last)  # one conversion for every op that uses it
         weights = alpha.unbind(0)
         out = None
-        for k in self.active:
+        for k in active:
             op = self.ops[k]
             h = op.forward_channels_last(x_cl) if x_cl is not None and k in self.channels_last_ops else op(x)
             term = weights[k] * h
@@ -147,13 +151,15 @@ class MixedOp(nn.Module):
 
 
 def cell_forward(space: SearchSpace, edges: nn.ModuleList, states: list[torch.Tensor], alpha: torch.Tensor,
-                 edge_weights: torch.Tensor | None = None) -> list[torch.Tensor]:
+                 edge_weights: torch.Tensor | None = None,
+                 sampled: tuple[int, ...] | None = None) -> list[torch.Tensor]:
     """The generic search-cell forward over `space.incoming` (docs/method.md 2.1): x_j = sum_{i<j} o_bar_(i,j)(x_i),
     each term weighted by the PC-DARTS edge weight when given.
 
     Args:
         edges: one MixedOp per edge, in the space's edge order. states: the input nodes' tensors (B, C, H, W).
-        alpha: (E, K). edge_weights: (E,) or None (darts base).
+        alpha: (E, K). edge_weights: (E,) or None (darts base). sampled: GDAS (docs/method.md 2.12): the op index of
+            every edge (E ints), the only op each edge computes; None: every op.
 
     Returns:
         every node's tensor: the inputs followed by the intermediate nodes (appended to `states`).
@@ -161,7 +167,7 @@ def cell_forward(space: SearchSpace, edges: nn.ModuleList, states: list[torch.Te
     for j in space.intermediate_nodes:
         terms = []
         for e in space.incoming[j]:
-            h = edges[e](states[space.edges[e][0]], alpha[e])
+            h = edges[e](states[space.edges[e][0]], alpha[e], None if sampled is None else sampled[e])
             terms.append(h if edge_weights is None else edge_weights[e] * h)
         states.append(_add_all(terms))
     return states
@@ -181,8 +187,8 @@ def _add_all(terms: list[torch.Tensor]) -> torch.Tensor:
 class SearchCell(nn.Module):
     """A DARTS-space search cell: 2 inputs, intermediate nodes, output = concat of intermediate nodes.
 
-    forward(s0 (B, C_pp, H, W), s1 (B, C_p, H', W'), alpha (E, K), edge_weights (E,) or None)
-    -> (B, n_intermediate * C, H'/r, W'/r), r = 2 in a reduction cell.
+    forward(s0 (B, C_pp, H, W), s1 (B, C_p, H', W'), alpha (E, K), edge_weights (E,) or None, sampled (E ints) or
+    None) -> (B, n_intermediate * C, H'/r, W'/r), r = 2 in a reduction cell.
     """
 
     def __init__(self, space: SearchSpace, cell_type: str, C_pp: int, C_p: int, C: int, reduction_prev: bool,
@@ -199,9 +205,10 @@ class SearchCell(nn.Module):
             for e, (src, _dst) in enumerate(space.edges))
         self.multiplier = len(space.intermediate_nodes)
 
-    def forward(self, s0, s1, alpha: torch.Tensor, edge_weights: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, s0, s1, alpha: torch.Tensor, edge_weights: torch.Tensor | None = None,
+                sampled: tuple[int, ...] | None = None) -> torch.Tensor:
         states = cell_forward(self.space, self.edges, [self.preprocess0(s0), self.preprocess1(s1)], alpha,
-                              edge_weights)
+                              edge_weights, sampled)
         return torch.cat(states[self.space.n_inputs:], dim=1)
 
 
@@ -248,7 +255,7 @@ class SearchNetwork(nn.Module):
             return self.classifier(self.global_pooling(s1).flatten(1))
         for cell, t in zip(self.cells, self.cell_types, strict=True):
             w = None if state.edge_weights is None else state.edge_weights[t]
-            s0, s1 = s1, cell(s0, s1, state.alphas[t], w)
+            s0, s1 = s1, cell(s0, s1, state.alphas[t], w, None if state.sampled is None else state.sampled[t])
         return self.classifier(self.global_pooling(s1).flatten(1))
 
 
@@ -261,8 +268,9 @@ class NB201SearchCell(nn.Module):
         self.edges = nn.ModuleList(MixedOp(C, 1, space.ops["normal"][e], partial_k, False, track_running_stats)
                                    for e in range(space.n_edges))
 
-    def forward(self, x, alpha: torch.Tensor, edge_weights: torch.Tensor | None = None) -> torch.Tensor:
-        return cell_forward(self.space, self.edges, [x], alpha, edge_weights)[-1]
+    def forward(self, x, alpha: torch.Tensor, edge_weights: torch.Tensor | None = None,
+                sampled: tuple[int, ...] | None = None) -> torch.Tensor:
+        return cell_forward(self.space, self.edges, [x], alpha, edge_weights, sampled)[-1]
 
 
 class ResNetBasicBlock(nn.Module):
@@ -279,7 +287,7 @@ class ResNetBasicBlock(nn.Module):
         self.downsample = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(C_in, C_out, 1, bias=False))
 
     def forward(self, x: torch.Tensor, alpha: torch.Tensor | None = None,
-                edge_weights: torch.Tensor | None = None) -> torch.Tensor:
+                edge_weights: torch.Tensor | None = None, sampled: tuple[int, ...] | None = None) -> torch.Tensor:
         return self.conv_b(self.conv_a(x)) + self.downsample(x)
 
 
@@ -315,8 +323,9 @@ class NB201SearchNetwork(nn.Module):
                 h = block(h, mixing=mixing["normal"]) if isinstance(block, FusedCell) else block(h)
             return self.classifier(self.global_pooling(self.lastact(h)).flatten(1))
         w = None if state.edge_weights is None else state.edge_weights["normal"]
+        sampled = None if state.sampled is None else state.sampled["normal"]
         for block in self.cells:
-            h = block(h, state.alphas["normal"], w)
+            h = block(h, state.alphas["normal"], w, sampled)
         return self.classifier(self.global_pooling(self.lastact(h)).flatten(1))
 
 
@@ -348,7 +357,7 @@ def _mixing(cells: nn.ModuleList, cell_types: list[str], state: ArchState) -> di
             w = None if state.edge_weights is None else state.edge_weights[t]
             alpha = state.alphas[t]
             with torch.autocast(alpha.device.type, enabled=False):  # coefficients in the alphas' dtype, as alphas
-                mixing[t] = cell.mixing(alpha, w)
+                mixing[t] = cell.mixing(alpha, w, None if state.sampled is None else state.sampled[t])
     return mixing
 
 
@@ -357,21 +366,34 @@ SEARCH_NETWORKS: dict[str, type[nn.Module]] = {"darts": SearchNetwork, "nb201": 
 
 
 class SearchModel(nn.Module):
-    """Supernet weights (`net`) + architecture parameters (`arch`). forward(x (B, C_in, H, W)) -> (B, classes)."""
+    """Supernet weights (`net`) + architecture parameters (`arch`). forward(x (B, C_in, H, W)) -> (B, classes).
+
+    `sampler`: an `itnas.samplers.ArchSampler` (set by the search for the sampling methods gdas and drnas;
+    docs/method.md 2.12) or None: with one, every training forward draws its architecture (`arch_state`); without
+    one (and for every other method), forwards use `arch()`."""
 
     def __init__(self, net: nn.Module, arch: Architecture):
         super().__init__()
         self.net, self.arch = net, arch
+        self.sampler: ArchSampler | None = None
+
+    def arch_state(self) -> ArchState:
+        """The architecture of a training forward: a draw from `sampler` for a sampling method when a sampler is
+        set, else `arch()`."""
+        if self.sampler is not None and self.arch.spec.sampler is not None:
+            return self.arch.sample(self.sampler)
+        return self.arch()
 
     def forward(self, x: torch.Tensor, state: ArchState | None = None) -> torch.Tensor:
-        """x (B, C_in, H, W) -> logits (B, classes). `state` is computed here when None, never under autocast: the
-        alphas (softmax, transitions, attention) stay in the architecture's dtype even inside an amp region."""
+        """x (B, C_in, H, W) -> logits (B, classes). `state` is computed here when None (`arch_state`), never under
+        autocast: the alphas (softmax, transitions, attention) stay in the architecture's dtype even inside an amp
+        region."""
         if state is None:
             if torch.is_autocast_enabled(x.device.type):
                 with torch.autocast(x.device.type, enabled=False):
-                    state = self.arch()
+                    state = self.arch_state()
             else:
-                state = self.arch()
+                state = self.arch_state()
         return self.net(x, state)
 
     def weight_parameters(self) -> list[nn.Parameter]:
@@ -387,17 +409,21 @@ def create_search_model(space: SearchSpace, method: str, base: str = "auto", C: 
                         num_classes: int = 10, in_channels: int = 3, partial_k: int = 4,
                         track_running_stats: bool = True, alpha_init_scale: float = 1e-3,
                         transition_init: str = DEFAULT_TRANSITION_INIT,
-                        transition_gamma: float = DEFAULT_TRANSITION_GAMMA, fused: bool = True) -> SearchModel:
+                        transition_gamma: float = DEFAULT_TRANSITION_GAMMA, fused: bool = True,
+                        dirichlet_kl: float = DEFAULT_DIRICHLET_KL,
+                        dirichlet_anchor: float = DEFAULT_DIRICHLET_ANCHOR) -> SearchModel:
     """Build the supernet of `space` for `method` on `base` ("auto" = the method's default).
 
     `partial_k` applies on the pcdarts base only. For NB201, `layers` is the number of cells per stage. `fused`:
     the cells as `itnas.fused.FusedCell`s (default; the same maths and initial weights as the reference cells,
-    fewer kernel launches); False: the reference `MixedOp` cells.
+    fewer kernel launches); False: the reference `MixedOp` cells. dirichlet_kl, dirichlet_anchor: drnas's
+    regulariser (`itnas.arch.Architecture`).
 
     Raises:
         KeyError: unknown method. ValueError: unknown base, or C not divisible by partial_k.
     """
-    arch = Architecture(space, method, base, alpha_init_scale, transition_init, transition_gamma)
+    arch = Architecture(space, method, base, alpha_init_scale, transition_init, transition_gamma, dirichlet_kl,
+                        dirichlet_anchor)
     k = partial_k if arch.base_spec.partial_channels else 1
     net = SEARCH_NETWORKS[space.layout](space, C, layers, num_classes, in_channels, k, track_running_stats,
                                         fused=fused)

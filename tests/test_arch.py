@@ -476,8 +476,12 @@ def test_unknown_base_raises_valueerror():
 
 
 def test_method_table():
-    assert set(METHODS) == {"itnas", "itnas_noattn", "itnas_notrans", "darts", "pcdarts"}
-    assert get_method("darts").default_base == "darts"
+    assert set(METHODS) == {"itnas", "itnas_noattn", "itnas_notrans", "darts", "pcdarts", "gdas", "drnas"}
+    for m in ("darts", "gdas", "drnas"):
+        assert get_method(m).default_base == "darts"
+    assert {m: get_method(m).sampler for m in METHODS if get_method(m).sampler} == {"gdas": "gumbel",
+                                                                                     "drnas": "dirichlet"}
+    assert all(get_method(m).inner == "independent" for m in ("gdas", "drnas"))  # baselines: no transitions
     for m in ("itnas", "itnas_noattn", "itnas_notrans", "pcdarts"):
         assert get_method(m).default_base == "pcdarts"
 

@@ -71,13 +71,17 @@ def test_chain_on_real_format_files(tmp_path, monkeypatch, dataset, space):
 
 
 def test_nb201_chain_on_cifar10_batches(tmp_path, monkeypatch):
-    """The NB201 protocol's data (CIFAR-10 python batches) through the look-up evaluation."""
+    """The NB201 protocol's data (CIFAR-10 python batches) through the look-up evaluation, with the sampling
+    baselines gdas and drnas beside itnas and darts (their `methods.<name>` blocks of params.yaml)."""
     monkeypatch.chdir(tmp_path)
     WRITERS["cifar10"](tmp_path / "data/raw")
-    write_params(tmp_path, _params("nb201", "cifar10", "nb201", evaluation="nb201"))
+    params = _params("nb201", "cifar10", "nb201", evaluation="nb201")
+    methods = ["itnas", "darts", "gdas", "drnas"]
+    params["runs"]["methods"] = methods
+    write_params(tmp_path, params)
     assert itnas("check-params").exit_code == 0 and itnas("prepare", "nb201").exit_code == 0
     table = load_nb201_table()
-    for method in ("itnas", "darts"):
+    for method in methods:
         for stage in ("search", "derive", "evaluate"):
             result = itnas(stage, "nb201", method, "0")
             assert result.exit_code == 0, result.output

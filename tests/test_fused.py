@@ -13,10 +13,11 @@ import torch.nn.functional as F
 
 import itnas.fused
 import itnas.ops
-from itnas.arch import list_methods
+from itnas.arch import ArchState, list_methods
 from itnas.config import SearchConfig
 from itnas.fused import FusedCell, plan_waves
 from itnas.opcount import count_ops
+from itnas.samplers import ArchSampler
 from itnas.search import arch_step, build_search_model, make_search_optimizers, unrolled_arch_grads, weight_step
 from itnas.spaces import create_space, list_spaces
 from itnas.supernet import SearchModel, create_search_model, fuse_cells_
@@ -224,3 +225,88 @@ def test_fused_eval_mode_equals_the_reference(base, track_running_stats):
             model(x), model(2 * x)
             model.eval()
         torch.testing.assert_close(fused(x), ref(x), rtol=1e-6, atol=TOL)
+
+
+# ----------------------------------------------------------------------------------------- gdas: sampled ops only
+def _gdas_state(model: SearchModel, seed: int, tau: float = 1.0):
+    """A GDAS draw of `model`'s architecture from a generator seeded with `seed` (same seed, same logits: the same
+    sample in two models)."""
+    return model.arch.sample(ArchSampler(torch.Generator().manual_seed(seed), tau))
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("space", list_spaces())
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fused_gdas_cell_equals_the_reference_gdas_cell(space, base, seed, no_noise):
+    """The same GDAS sample in both supernets (every edge computes its sampled op only): equal outputs and input,
+    architecture and weight gradients (float64, 1e-12); the reference's unsampled ops get no gradient, the fused
+    rows of unsampled edges exactly zero."""
+    ref, fused = _reference_and_fused(space, "gdas", base, seed)
+    side = 8 if space == "nb201" else 9
+    x = torch.randn(4, 3, side, side, dtype=torch.float64)
+    y = torch.randint(0, 5, (4,))
+    results = []
+    for model in (ref, fused):
+        state = _gdas_state(model, seed + 10)
+        xi = x.clone().requires_grad_()
+        out = model(xi, state)
+        F.cross_entropy(out, y).backward()
+        results.append((out.detach(), xi.grad, [p.grad for p in model.arch_parameters()], state.sampled))
+    (out_r, dx_r, da_r, s_r), (out_f, dx_f, da_f, s_f) = results
+    assert s_r == s_f and len(set(sum(s_r.values(), ()))) > 1  # one sample, several ops drawn
+    torch.testing.assert_close(out_f, out_r, rtol=1e-6, atol=TOL)
+    torch.testing.assert_close(dx_f, dx_r, rtol=1e-6, atol=TOL)
+    for gf, gr in zip(da_f, da_r, strict=True):
+        torch.testing.assert_close(gf, gr, rtol=1e-6, atol=TOL)
+    want = _stacked_grads(ref)
+    for name, p in fused.net.named_parameters():
+        g = torch.zeros_like(p) if p.grad is None else p.grad
+        torch.testing.assert_close(g, want[name], rtol=1e-6, atol=TOL, msg=lambda m, name=name: f"{name}: {m}")
+    for cell, t in zip(ref.net.cells, getattr(ref.net, "cell_types", ["normal"] * len(ref.net.cells)), strict=True):
+        if not hasattr(cell, "edges"):
+            continue
+        for e, mixed in enumerate(cell.edges):
+            for k in mixed.active:
+                grads = [p.grad for p in mixed.ops[k].parameters()]
+                if k != s_r[t][e]:
+                    assert all(g is None for g in grads), (t, e, k)
+                else:
+                    assert all(g is not None for g in grads), (t, e, k)
+
+
+@pytest.mark.parametrize("space", ["darts", "nb201"])
+def test_gdas_output_is_the_one_hot_supernet(space):
+    """Computing only the sampled op gives the value of the full mixed op under the one-hot alpha (every op
+    computed, the unsampled ones weighted by exactly 0)."""
+    _, fused = _reference_and_fused(space, "gdas", "darts")
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    state = _gdas_state(fused, 3)
+    with torch.no_grad():
+        sampled = fused(x, state)
+        full = fused(x, ArchState({t: a.detach() for t, a in state.alphas.items()}, None))
+    torch.testing.assert_close(sampled, full, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("ops,per_cell", [("nor_conv_3x3", 3), ("skip_connect", 0), ("none", 0),
+                                          ("mixed", 2), (None, 6)])
+def test_gdas_computes_only_the_sampled_convolutions(ops, per_cell):
+    """Convolutions dispatched by one fused nb201 forward (3 cells; stem 1 + 2 residual blocks x 3 = 7 outside the
+    cells): a wave runs one grouped conv per conv kind some of its edges sampled. All nor_conv_3x3: 1 per wave;
+    skip / none: 0; (0,1) nor_conv_1x1, (0,2) nor_conv_3x3, the rest avg_pool: 2 kinds in wave 0 only; no sample
+    (every op, alphas as darts): 2 kinds x 3 waves."""
+    torch.manual_seed(0)
+    model = create_search_model(create_space("nb201"), "gdas", "darts", C=8, layers=1, num_classes=5).double()
+    names = model.arch.space.ops["normal"][0]
+    if ops is None:
+        state = model.arch()
+    else:
+        if ops == "mixed":
+            chosen = ["nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3", "avg_pool_3x3", "avg_pool_3x3", "avg_pool_3x3"]
+        else:
+            chosen = [ops] * 6
+        index = torch.tensor([names.index(n) for n in chosen])
+        state = ArchState({"normal": F.one_hot(index, len(names)).double()}, None, {"normal": tuple(index.tolist())})
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        _, counts = count_ops(lambda: model(x, state))
+    assert counts["convolution"] == 7 + 3 * per_cell
