@@ -2,7 +2,8 @@
 
     itnas check-params                       itnas prepare BENCHMARK
     itnas search BENCHMARK METHOD SEED       itnas derive BENCHMARK METHOD SEED
-    itnas evaluate BENCHMARK METHOD SEED     itnas report
+    itnas train BENCHMARK METHOD SEED        itnas evaluate BENCHMARK METHOD SEED
+    itnas report
     itnas bench
 """
 
@@ -79,10 +80,17 @@ def derive(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED, p
 
 
 @app.command()
-def evaluate(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
-    """Evaluate a genotype (train from scratch + test, or the NB201 table): runs/<benchmark>/<method>-s<seed>/."""
-    from .evaluate import evaluate as stage
+def train(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
+    """Train the final network of a genotype from scratch: runs/<benchmark>/<method>-s<seed>/train/."""
+    from .train import train as stage
     _run(stage, benchmark, method, seed, params, distributed=True)
+
+
+@app.command()
+def evaluate(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
+    """Evaluate a genotype (test the trained network, or look it up in a table): runs/<benchmark>/<method>-s<seed>/."""
+    from .evaluate import evaluate as stage
+    _run(stage, benchmark, method, seed, params)
 
 
 @app.command()

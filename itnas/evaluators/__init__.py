@@ -95,12 +95,12 @@ class Evaluator:
         """(heading, plotly figure) of one benchmark's headline results."""
         raise NotImplementedError
 
-    def size_text(self, train: Any) -> str:
-        """What the report's size line says after the search part (`train`: the benchmark's TrainConfig)."""
+    def size_text(self, train_cfg: Any) -> str:
+        """What the report's size line says after the search part (`train_cfg`: the benchmark's TrainConfig)."""
         raise NotImplementedError
 
-    def settings(self, train: Any) -> dict[str, str]:
-        """Extra "label: text" settings lines of the markdown report (`train`: the benchmark's TrainConfig)."""
+    def settings(self, train_cfg: Any) -> dict[str, str]:
+        """Extra "label: text" settings lines of the markdown report (`train_cfg`: the benchmark's TrainConfig)."""
         return {}
 
 

@@ -98,8 +98,8 @@ class NB201Evaluator(Evaluator):
         looked_up = {m: {"arch": cell.to_nb201_string(), "collapse_count": cell.collapse_count, **table.lookup(cell)}
                      for m, cell in cells.items()}
         best = {name: table.best(name) for name in DEFAULT_METRICS}
-        details = NB201Details(derivation=mode, cells=looked_up,
-                               table_best={name: {"arch": arch, "value": value} for name, (arch, value) in best.items()})
+        table_best = {name: {"arch": arch, "value": value} for name, (arch, value) in best.items()}
+        details = NB201Details(derivation=mode, cells=looked_up, table_best=table_best)
         picked = looked_up[mode]
         metrics = NB201Metrics(**{k: picked[k] for k in NB201Metrics.model_fields if k in picked}, derivation=mode)
         other = next(m for m in DERIVE_MODES if m != mode)
@@ -246,7 +246,7 @@ class NB201Evaluator(Evaluator):
                           title_font_size=13)
         return "NAS-Bench-201 look-up per method", fig
 
-    def size_text(self, train: Any) -> str:
+    def size_text(self, train_cfg: Any) -> str:
         return "evaluation: NAS-Bench-201 table look-up (no training)"
 
 

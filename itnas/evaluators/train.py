@@ -69,7 +69,7 @@ def test_network(model: torch.nn.Module, dataset, batch_size: int = 500, device:
     from sklearn.metrics import accuracy_score, confusion_matrix
 
     from ..data import make_loader
-    from ..engine import evaluate_loop
+    from ..engine import evaluate as evaluate_loop
 
     device = torch.device(device)
     model.eval()
@@ -257,14 +257,14 @@ class TrainEvaluator(Evaluator):
         fig.update_layout(height=460, margin={"t": 40, "b": 40}, legend_title_text="method")
         return "test accuracy", fig
 
-    def size_text(self, train: Any) -> str:
-        n = train.network
-        if (n.C, n.layers) in PAPER_TRAIN and train.epochs >= PAPER_TRAIN_EPOCHS:
-            return f"training: paper recipe (C={n.C}, {n.layers} cells, {train.epochs} epochs)"
-        return f"training: C={n.C}, {n.layers} cells, {train.epochs} epochs"
+    def size_text(self, train_cfg: Any) -> str:
+        n, epochs = train_cfg.network, train_cfg.epochs
+        if (n.C, n.layers) in PAPER_TRAIN and epochs >= PAPER_TRAIN_EPOCHS:
+            return f"training: paper recipe (C={n.C}, {n.layers} cells, {epochs} epochs)"
+        return f"training: C={n.C}, {n.layers} cells, {epochs} epochs"
 
-    def settings(self, train: Any) -> dict[str, str]:
-        n, d = train.network, train.data
-        return {"final training": (f"C={n.C}, {n.layers} cells, stem stride {n.stem_stride}, {train.epochs} epochs, "
-                                   f"batch {d.batch_size}, images {d.image_size or 'native'} px, auxiliary "
-                                   f"{n.auxiliary}, drop-path {train.regularization.drop_path}, cutout {d.cutout}")}
+    def settings(self, train_cfg: Any) -> dict[str, str]:
+        n, d = train_cfg.network, train_cfg.data
+        return {"final training": (f"C={n.C}, {n.layers} cells, stem stride {n.stem_stride}, {train_cfg.epochs} "
+                                   f"epochs, batch {d.batch_size}, images {d.image_size or 'native'} px, auxiliary "
+                                   f"{n.auxiliary}, drop-path {train_cfg.regularization.drop_path}, cutout {d.cutout}")}

@@ -11,8 +11,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from .cellgraph import genotype_figure
 from ..evaluators import get_evaluator
+from .cellgraph import genotype_figure
 from .figures import alpha_figure, collapse_figure, has_transitions, transition_figures
 from .runs import BenchmarkInfo, RunResult
 from .tables import SELECTION_RULE, benchmark_tables
