@@ -23,20 +23,23 @@ import pytest
 import torch
 import yaml
 
-from itnas.contracts import FinalNetworkConfig, NB201Metrics, RunMetrics, SearchMetrics, SupernetMeta
+from itnas.contracts import FinalNetworkConfig, SearchMetrics, SupernetMeta
+from itnas.evaluators.nb201 import NB201Metrics
+from itnas.evaluators.train import TrainMetrics as RunMetrics
 from itnas.data import ImageDataset, find_test_overlap, load_search_data, load_train_data
 from itnas.genotype import Genotype
 from itnas.networks import final_network_from_config
-from itnas.train import evaluate
-from pipeline.paths import REPORT_DIR, RunPaths, prepared_dirs
+from itnas.evaluators.train import test_network as evaluate
+from itnas.run import RunRecord
+from pipeline.paths import REPORT_DIR, run_record, prepared_dirs
 
 # the real `dvc repro` of the module fixture (~1 min on 2 cores): skipped by `-m "not slow"`, run by CI
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("itnas", "darts")
-RUNS = [RunPaths("tiny", m, 0) for m in METHODS]
-NB_RUNS = [RunPaths("nbtiny", m, 0) for m in METHODS]  # the same methods on the nb201 space, looked up in the table
+RUNS = [run_record("tiny", m, 0) for m in METHODS]
+NB_RUNS = [run_record("nbtiny", m, 0) for m in METHODS]  # the same methods on the nb201 space, looked up in the table
 SEARCH_DATA_DIR, TRAIN_DATA_DIR = prepared_dirs("tiny")
 N_TRAIN, N_TEST = 1347, 450  # all of digits' training and test images
 
@@ -162,7 +165,7 @@ def test_trained_network_beats_chance_and_evaluation_reproduces(project):
         model.load_state_dict(ck["model"])
         result = evaluate(model, ImageDataset(final.test, final.mean, final.std), 500, "cpu", net.num_classes)
         assert round(result["accuracy"], 2) == metrics.test_acc and result["n"] == N_TEST
-        details = json.loads((project / run.eval_details).read_text())
+        details = json.loads((project / run.details).read_text())
         cm = torch.tensor(details["confusion_matrix"])
         assert cm.shape == (10, 10) and int(cm.sum()) == N_TEST
         assert 100.0 * int(cm.trace()) / N_TEST == pytest.approx(details["accuracy"])
@@ -227,7 +230,7 @@ def test_nb201_chain_looks_the_cells_up_under_both_derivations(project):
         looked_up = table.lookup(genotype)
         assert {k: getattr(metrics, k) for k in NB201_METRICS} == looked_up
         assert metrics.arch == genotype.to_nb201_string() and metrics.derivation == "marginal"
-        details = json.loads((project / run.eval_details).read_text())
+        details = json.loads((project / run.details).read_text())
         assert set(details["cells"]) == {"marginal", "sequential"}
         for cell in details["cells"].values():
             assert {k: cell[k] for k in NB201_METRICS} == table.lookup(cell["arch"])
