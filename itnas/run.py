@@ -69,11 +69,12 @@ RUN_FILES: dict[str, RunFile] = {
 
 
 class RunFileMissing(FileNotFoundError):
-    """A file of a run folder does not exist. Attributes: path (the file), stage (the stage that writes it)."""
+    """A file of a run folder does not exist. Attributes: path (the file), stage (the stage that writes it), run
+    (the `RunRecord`), so that a command-line layer can say what to run (the library knows no commands)."""
 
-    def __init__(self, path: Path, what: str, stage: str, command: str):
-        super().__init__(f"{path} does not exist (the run's {what}); run `dvc repro` or `{command}`")
-        self.path, self.stage = Path(path), stage
+    def __init__(self, path: Path, what: str, stage: str, run: RunRecord):
+        super().__init__(f"{path} does not exist (the run's {what}, written by its {stage} stage)")
+        self.path, self.stage, self.run = Path(path), stage, run
 
 
 class _Model(BaseModel):
@@ -117,7 +118,7 @@ class RunRecord:
     """The folder of one (benchmark, method, seed) chain under `runs_dir`: every path of `RUN_FILES` as an attribute
     (``record.metrics``, ``record.model``, ...), and typed reads and writes of its files.
 
-    Reads raise RunFileMissing (a FileNotFoundError naming the file and the command that writes it) when a file is
+    Reads raise RunFileMissing (a FileNotFoundError naming the file and the stage that writes it) when a file is
     missing, ValueError naming the file when it is not valid JSON or not of its model.
     """
 
@@ -142,15 +143,11 @@ class RunRecord:
             return self.root / files[key].path
         raise AttributeError(f"{type(self).__name__} has no attribute {key!r}; run files: {', '.join(files)}")
 
-    def command(self, stage: str) -> str:
-        """The command line of `stage` for this chain (e.g. ``itnas derive fmnist itnas 0``)."""
-        return f"itnas {stage} {self.benchmark} {self.method} {self.seed}"
-
     def require(self, key: str) -> Path:
         """The path of file `key`; raises RunFileMissing when it does not exist."""
         path, f = getattr(self, key), self.FILES[key]
         if not path.exists():
-            raise RunFileMissing(path, f.what, f.stage, self.command(f.stage))
+            raise RunFileMissing(path, f.what, f.stage, self)
         return path
 
     # ------------------------------------------------------------------------------------------------ reading
@@ -169,7 +166,7 @@ class RunRecord:
             return model.validate_python(data) if isinstance(model, TypeAdapter) else model.model_validate(data)
         except ValidationError as err:
             raise ValueError(f"{getattr(self, key)} is not the run's {self.FILES[key].what} ({_errors(err)}); "
-                             f"rerun `{self.command(self.FILES[key].stage)}`") from None
+                             f"rerun its {self.FILES[key].stage} stage") from None
 
     def genotype_of(self) -> Genotype:
         """genotype.json as a Genotype. Raises RunFileMissing, GenotypeError."""
@@ -179,7 +176,7 @@ class RunRecord:
         """derivations.json: mode -> Genotype, both modes. Raises RunFileMissing, GenotypeError (not valid JSON, not
         a mapping of both modes to valid genotypes)."""
         path = self.require("derivations")
-        rerun = f"rerun `{self.command('derive')}`"
+        rerun = "rerun its derive stage"
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:
@@ -206,8 +203,8 @@ class RunRecord:
             return TrainedNetwork.model_validate(payload["config"]), payload["model"], EPOCHS.validate_python(
                 payload["history"])
         except (TypeError, KeyError, ValidationError) as err:
-            raise CheckpointError(f"{path} is not a trained network of this version ({err!r:.200}); rerun "
-                                  f"`{self.command('train')}`") from None
+            raise CheckpointError(f"{path} is not a trained network of this version ({err!r:.200}); rerun its train "
+                                  "stage") from None
 
     # ------------------------------------------------------------------------------------------------ writing
     def write_json(self, key: str, obj: BaseModel | Any, **dump: Any) -> Path:

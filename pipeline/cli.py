@@ -20,6 +20,7 @@ from itnas.config import ConfigError
 from itnas.data import DataError
 from itnas.engine import NonFiniteError
 from itnas.genotype import GenotypeError
+from itnas.run import RunFileMissing
 
 from .common import console, load_params, setup_logging, torchrun_command
 
@@ -44,6 +45,11 @@ def _run(fn: Callable, *args, distributed: bool = False) -> None:
                 console.print(f"launching: {' '.join(cmd)}")
                 sys.exit(subprocess.run(cmd).returncode)
         fn(*args)
+    except RunFileMissing as err:  # a run file another stage writes: say which command writes it
+        r = err.run
+        console.print(f"[red]error:[/red] {err}; run `dvc repro` or `itnas {err.stage} {r.benchmark} {r.method} "
+                      f"{r.seed}`", soft_wrap=True)
+        sys.exit(2)
     except (ConfigError, DataError, GenotypeError, CheckpointError, NonFiniteError, FileNotFoundError,
             KeyError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)

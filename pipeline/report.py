@@ -117,9 +117,9 @@ def _load(runs_dir: Path, benchmark: str, method: str, seed: int, evaluation: st
     try:
         return load_run(RunRecord(benchmark, method, seed, runs_dir), evaluation)
     except RunFilesMissing as err:
-        if runs_dir == RUNS_DIR:
-            raise
-        raise FileNotFoundError(f"{err}, then copy its run folder under {runs_dir}") from None
+        where = "" if runs_dir == RUNS_DIR else f", then copy its run folder under {runs_dir}"
+        raise FileNotFoundError(f"{err}: run `itnas {err.stage} {benchmark} {method} {seed}` (or `dvc repro`)"
+                                f"{where}") from None
 
 
 def report(params_file: str = "params.yaml", runs_dir: str | Path = RUNS_DIR, out_dir: str | Path = REPORT_DIR) -> None:
