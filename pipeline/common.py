@@ -145,6 +145,8 @@ def run_list(params: dict) -> list[tuple[str, str, int]]:
     if unknown_keys:
         raise ConfigError(f"runs: unknown keys {unknown_keys}; valid keys: {', '.join(RUN_LISTS)}, methods, seeds")
     lists = {key: runs.get(key, []) for key in RUN_LISTS}
+    if not any(key in runs for key in RUN_LISTS):
+        lists["benchmarks"] = benchmark_names(params)[:1]  # no list given: the first benchmark
     methods, seeds = runs.get("methods", ["itnas"]), runs.get("seeds", [0])
     for key, value in (*lists.items(), ("methods", methods), ("seeds", seeds)):
         if not isinstance(value, list) or (not value and key not in RUN_LISTS):

@@ -24,14 +24,13 @@ import torch
 import yaml
 
 from itnas.contracts import FinalNetworkConfig, SearchMetrics, SupernetMeta
+from itnas.data import ImageDataset, find_test_overlap, load_search_data, load_train_data
 from itnas.evaluators.nb201 import NB201Metrics
 from itnas.evaluators.train import TrainMetrics as RunMetrics
-from itnas.data import ImageDataset, find_test_overlap, load_search_data, load_train_data
+from itnas.evaluators.train import test_network as evaluate
 from itnas.genotype import Genotype
 from itnas.networks import final_network_from_config
-from itnas.evaluators.train import test_network as evaluate
-from itnas.run import RunRecord
-from pipeline.paths import REPORT_DIR, run_record, prepared_dirs
+from pipeline.paths import REPORT_DIR, prepared_dirs, run_record
 
 # the real `dvc repro` of the module fixture (~1 min on 2 cores): skipped by `-m "not slow"`, run by CI
 pytestmark = pytest.mark.slow
@@ -58,7 +57,7 @@ def tiny_params() -> dict:
     params["device"] = "cpu"
     params["data"].update(dataset="digits", root="data/raw", download=False, search_train_size=64,
                           search_val_size=64, train_size=0, test_size=0, split_seed=0)
-    params["runs"] = {"benchmarks": ["tiny", "nbtiny"], "methods": list(METHODS), "seeds": [0]}
+    params["runs"] = {"benchmarks": ["tiny"], "tables": ["nbtiny"], "methods": list(METHODS), "seeds": [0]}
     params["benchmarks"] = {
         "tiny": {"label": "digits", "evaluation": "train", "data": {}, "search": {}, "train": {}},
         "nbtiny": {"label": "NB201 look-up (search on digits)", "evaluation": "nb201", "data": {},
@@ -206,15 +205,29 @@ def _changed_by(project: Path, keys: tuple[str, ...], value: dict) -> set[str]:
 
 
 @pytest.mark.parametrize("keys,value,must_change,must_not_change", [
-    (("methods", "darts"), {"arch_optimizer": {"lr": 0.001}}, {"search@tiny-darts-0", "search@nbtiny-darts-0"},
-     ("prepare", "search@tiny-itnas", "evaluate@tiny-itnas", "derive@tiny-itnas", "search@nbtiny-itnas")),
-    (("benchmarks", "nbtiny", "search", "schedule"), {"epochs": 3}, {"search@nbtiny-itnas-0", "search@nbtiny-darts-0"},
-     ("prepare", "@tiny-")),
+    (("methods", "darts"), {"arch_optimizer": {"lr": 0.001}}, {"search@tiny-darts-0", "search-table@nbtiny-darts-0"},
+     ("prepare", "search@tiny-itnas", "evaluate@tiny-itnas", "derive@tiny-itnas", "search-table@nbtiny-itnas")),
+    (("benchmarks", "nbtiny", "search", "schedule"), {"epochs": 3},
+     {"search-table@nbtiny-itnas-0", "search-table@nbtiny-darts-0"}, ("prepare", "@tiny-")),
 ], ids=["method", "benchmark"])
 def test_changing_one_method_or_benchmark_reruns_only_its_chains(project, keys, value, must_change, must_not_change):
     changed = _changed_by(project, keys, value)
     assert must_change <= changed
     assert not [s for s in changed if any(part in s for part in must_not_change)], changed
+
+
+def test_editing_the_test_pass_reevaluates_without_retraining(project):
+    """The trained network is the train stage's cached output: an edit of how it is tested (the train evaluator,
+    itnas/evaluators/train.py) reruns every evaluate stage that tests a network and no train stage."""
+    path = project / "itnas/evaluators/train.py"
+    original = path.read_text()
+    path.write_text(original + "\n# an edit of the test pass\n")
+    try:
+        changed = set(json.loads(_run(["dvc", "status", "--json"], project).stdout))
+    finally:
+        path.write_text(original)
+    assert {"evaluate@tiny-itnas-0", "evaluate@tiny-darts-0"} <= changed
+    assert not [s for s in changed if s.startswith(("train@", "search", "derive", "prepare"))], changed
 
 
 def test_nb201_chain_looks_the_cells_up_under_both_derivations(project):
