@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 
 import typer
+from rich.markup import escape
 
 from itnas.checkpoint import CheckpointError
 from itnas.config import ConfigError
@@ -47,13 +48,13 @@ def _run(fn: Callable, *args, distributed: bool = False) -> None:
         fn(*args)
     except RunFileMissing as err:  # a run file another stage writes: say which command writes it
         r = err.run
-        console.print(f"[red]error:[/red] {err}; run `dvc repro` or `itnas {err.stage} {r.benchmark} {r.method} "
-                      f"{r.seed}`", soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(err))}; run `dvc repro` or `itnas {err.stage} {r.benchmark} "
+                      f"{r.method} {r.seed}`", soft_wrap=True)
         sys.exit(2)
     except (ConfigError, DataError, GenotypeError, CheckpointError, NonFiniteError, FileNotFoundError,
             KeyError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        console.print(f"[red]error:[/red] {msg}", soft_wrap=True)  # a one-line message stays one line
+        console.print(f"[red]error:[/red] {escape(str(msg))}", soft_wrap=True)  # "[b]" in a message is text  # a one-line message stays one line
         sys.exit(2)
 
 

@@ -98,6 +98,25 @@ def test_nb201_evaluation_needs_the_nb201_space(tmp_path, monkeypatch):
            "search.supernet.space: nb201, got 'darts'" in " ".join(result.stderr.split())
 
 
+@pytest.mark.parametrize("evaluation,space,listed,right", [("nb201", "nb201", "benchmarks", "tables"),
+                                                            ("train", "darts", "tables", "benchmarks")])
+def test_a_benchmark_in_the_list_of_another_evaluator_is_named(tmp_path, monkeypatch, evaluation, space, listed,
+                                                               right):
+    """runs.benchmarks holds the chains with a train stage, runs.tables the table look-ups (DVC matrices cannot
+    filter): a benchmark in the wrong list is an error naming the right one."""
+    monkeypatch.chdir(tmp_path)
+    params = _params("b", "cifar10", space, evaluation=evaluation)
+    params["runs"] = {listed: ["b"], right: [], "methods": ["darts"], "seeds": [0]}
+    write_params(tmp_path, params)
+    result = itnas("check-params")
+    assert result.exit_code == 2
+    assert f"runs.{listed}: b is evaluated by {evaluation} (" in result.stderr
+    assert f"list it in runs.{right}, e.g. -S 'runs.{right}=[b]'" in " ".join(result.stderr.split())
+    params["runs"] = {right: ["b"], listed: [], "methods": ["darts"], "seeds": [0]}
+    write_params(tmp_path, params)
+    assert itnas("check-params").exit_code == 0
+
+
 def test_unknown_benchmark_is_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = _params("c10", "cifar10", "darts")
@@ -105,7 +124,7 @@ def test_unknown_benchmark_is_named(tmp_path, monkeypatch):
     write_params(tmp_path, params)
     result = itnas("check-params")
     assert result.exit_code == 2
-    assert "runs.benchmarks: unknown benchmarks ['c1O']; benchmarks defined in params.yaml: c10" in result.stderr
+    assert "runs: unknown benchmarks ['c1O']; benchmarks defined in params.yaml: c10" in result.stderr
     params["runs"]["benchmarks"] = ["c10"]
     params["benchmarks"]["c10"].pop("train")
     write_params(tmp_path, params)
