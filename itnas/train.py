@@ -5,7 +5,8 @@ SGD with momentum and cosine schedule, auxiliary loss (weight `regularization.au
 probability growing linearly to `regularization.drop_path` over the epochs, gradient clipping, optional label
 smoothing; `amp` (bf16 / fp16 autocast of the forward and loss, fp16 with a loss scaler) and `channels_last` through
 `itnas.engine.Precision` (docs/method.md 2.8). No test image is used during training or for any selection: the model
-of the last epoch is the one evaluated (its test pass: `itnas.evaluators.train.test_network`). The engine checkpoints every epoch: an interrupted training resumes where it
+of the last epoch is the one evaluated (its test pass: `itnas.evaluators.train.test_network`). The engine
+checkpoints every epoch: an interrupted training resumes where it
 stopped.
 
 Data-parallel (`ctx`, several torchrun processes): each rank trains on its shard of every batch (global batch =

@@ -11,7 +11,8 @@ One role per module:
 - `tables`: `Table` and what the evaluators' tables share (formats, published numbers of ``published.json``,
   `load_published`); `benchmark_tables` asks the benchmark's evaluator (`itnas.evaluators`) for its tables;
 - `markdown`: the markdown report (`write_markdown`);
-- `figures` / `cellgraph`: the plotly figures (the evaluators draw their headline figure; cell graphs with non-overlapping edge
+- `figures` / `cellgraph`: the plotly figures (the evaluators draw their headline figure; cell graphs with
+  non-overlapping edge
   labels, alpha heatmaps, transitions, collapse);
 - `page`: the self-contained HTML page (`write_html`).
 

@@ -40,7 +40,8 @@ def write_html(sections: list[tuple[BenchmarkInfo, list[RunResult]]], path: Path
 
     One section per benchmark (`BenchmarkInfo`, its runs): its label, size line and data line; its tables
     (`itnas.report.tables.benchmark_tables`); (a) its evaluator's headline figure (`itnas.evaluators.Evaluator.figure`:
-    test accuracy per run and method, or the NAS-Bench-201 accuracies per method and derivation); (e) collapse count per search epoch;
+    test accuracy per run and method, or the NAS-Bench-201 accuracies per method and derivation); (e) collapse count
+    per search epoch;
     then per run: (b) the cell graphs, (c) alpha heatmaps with an epoch slider and the mean alpha entropy (nats),
     (d) the last epoch's transition matrices and attention (ITNAS variants; darts and pcdarts have none).
     """

@@ -43,7 +43,8 @@ class BenchmarkInfo:
 
     Attributes:
         name: the benchmark's key (``runs/<name>/...``). label: its title in the report ("CIFAR-10 (JPEG copy)").
-        evaluation: the name of its evaluator (`itnas.evaluators`). size: one line on the sizes run (search space, channels, cells, images,
+        evaluation: the name of its evaluator (`itnas.evaluators`). size: one line on the sizes run (search space,
+            channels, cells, images,
             epochs; training size; or "paper recipe"), shown under every table of the benchmark.
         dataset: data set name (e.g. "cifar10"), None when unknown. space: the search space (e.g. "darts").
         derivation: the configured derivation rule ("marginal" | "sequential"): the chain's genotype.json.
