@@ -54,7 +54,8 @@ def _run(fn: Callable, *args, distributed: bool = False) -> None:
     except (ConfigError, DataError, GenotypeError, CheckpointError, NonFiniteError, FileNotFoundError,
             KeyError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        console.print(f"[red]error:[/red] {escape(str(msg))}", soft_wrap=True)  # "[b]" in a message is text  # a one-line message stays one line
+        # one line stays one line; escaped: "[b]" in a message is text, not Rich markup
+        console.print(f"[red]error:[/red] {escape(str(msg))}", soft_wrap=True)
         sys.exit(2)
 
 

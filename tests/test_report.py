@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from itnas.arch import Architecture, get_method, list_methods
 from itnas.config import ConfigError, SearchConfig
 from itnas.derive import derive_genotype, derive_with_margins, margin_summary
+from itnas.evaluators.nb201 import nb201_cell
 from itnas.genotype import PUBLISHED_GENOTYPES, Genotype
 from itnas.records import transition_records
 from itnas.report import (
@@ -38,7 +39,6 @@ from itnas.report import (
     write_html,
     write_markdown,
 )
-from itnas.evaluators.nb201 import nb201_cell
 from itnas.report.cellgraph import boxes_overlap
 from itnas.run import RunRecord
 from itnas.search import alpha_entropy, run_search
