@@ -1,11 +1,12 @@
-"""Final training from scratch and evaluation (DARTS CIFAR recipe, Liu et al. 2019, section 3.3; docs/method.md 4),
+"""Final training from scratch (DARTS CIFAR recipe, Liu et al. 2019, section 3.3; docs/method.md 4),
 as a step function on the shared epoch loop of `itnas.engine`.
 
 SGD with momentum and cosine schedule, auxiliary loss (weight `regularization.auxiliary_weight`), drop-path
 probability growing linearly to `regularization.drop_path` over the epochs, gradient clipping, optional label
 smoothing; `amp` (bf16 / fp16 autocast of the forward and loss, fp16 with a loss scaler) and `channels_last` through
 `itnas.engine.Precision` (docs/method.md 2.8). No test image is used during training or for any selection: the model
-of the last epoch is the one evaluated. The engine checkpoints every epoch: an interrupted training resumes where it
+of the last epoch is the one evaluated (its test pass: `itnas.evaluators.train.test_network`). The engine
+checkpoints every epoch: an interrupted training resumes where it
 stopped.
 
 Data-parallel (`ctx`, several torchrun processes): each rank trains on its shard of every batch (global batch =
@@ -19,11 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, confusion_matrix
 
 from .config import TrainConfig
 from .data import loader_options
@@ -38,9 +37,8 @@ from .engine import (
     optimizer_kwargs,
     run_epochs,
 )
-from .engine import evaluate as evaluate_loop
 
-__all__ = ["FinalTrainTask", "cosine_lr", "evaluate", "final_train_step", "make_final_optimizer", "train_final",
+__all__ = ["FinalTrainTask", "cosine_lr", "final_train_step", "make_final_optimizer", "train_final",
            "train_precision"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -189,30 +187,3 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
     o = cfg.optimizer
     return run_epochs(task, o.lr, o.lr_min, cfg.epochs, device, checkpoint_path, config, stop_after_epochs,
                       on_step, on_epoch, name=name or f"final training (seed {seed})", ctx=task.ctx).history
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, dataset, batch_size: int = 500, device: torch.device | str = "cpu",
-             num_classes: int | None = None, make_loader=None, loader_kw: dict | None = None) -> dict:
-    """Accuracy (%), mean cross-entropy (nats), per-class accuracy (%) and confusion matrix (scikit-learn) of a
-    final network on `dataset` (once, in eval mode). `model(x)` may return logits or (logits, aux). `loader_kw`:
-    more `make_loader` keywords (workers, pinned memory: `itnas.data.loader_options`).
-
-    Returns a JSON-ready dict {accuracy, loss, n, per_class_accuracy, confusion_matrix}.
-    """
-    if make_loader is None:
-        from .data import make_loader
-    device = torch.device(device)
-    model.eval()
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        out = model(x)
-        return out[0] if isinstance(out, tuple) else out
-
-    r = evaluate_loop(forward, make_loader(dataset, batch_size, False, **(loader_kw or {})), device, collect=True)
-    y_pred, y_true = r.predictions.numpy(), r.labels.numpy()
-    k = num_classes or int(max(y_true.max(), y_pred.max()) + 1)
-    cm = confusion_matrix(y_true, y_pred, labels=np.arange(k))
-    per_class = (100.0 * cm.diagonal() / np.maximum(cm.sum(1), 1)).tolist()
-    return {"accuracy": 100.0 * accuracy_score(y_true, y_pred), "loss": r.loss, "n": r.n,
-            "per_class_accuracy": per_class, "confusion_matrix": cm.tolist()}

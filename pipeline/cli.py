@@ -2,7 +2,8 @@
 
     itnas check-params                       itnas prepare BENCHMARK
     itnas search BENCHMARK METHOD SEED       itnas derive BENCHMARK METHOD SEED
-    itnas evaluate BENCHMARK METHOD SEED     itnas report
+    itnas train BENCHMARK METHOD SEED        itnas evaluate BENCHMARK METHOD SEED
+    itnas report
     itnas bench
 """
 
@@ -13,12 +14,14 @@ import sys
 from collections.abc import Callable
 
 import typer
+from rich.markup import escape
 
 from itnas.checkpoint import CheckpointError
 from itnas.config import ConfigError
 from itnas.data import DataError
 from itnas.engine import NonFiniteError
 from itnas.genotype import GenotypeError
+from itnas.run import RunFileMissing
 
 from .common import console, load_params, setup_logging, torchrun_command
 
@@ -43,10 +46,16 @@ def _run(fn: Callable, *args, distributed: bool = False) -> None:
                 console.print(f"launching: {' '.join(cmd)}")
                 sys.exit(subprocess.run(cmd).returncode)
         fn(*args)
+    except RunFileMissing as err:  # a run file another stage writes: say which command writes it
+        r = err.run
+        console.print(f"[red]error:[/red] {escape(str(err))}; run `dvc repro` or `itnas {err.stage} {r.benchmark} "
+                      f"{r.method} {r.seed}`", soft_wrap=True)
+        sys.exit(2)
     except (ConfigError, DataError, GenotypeError, CheckpointError, NonFiniteError, FileNotFoundError,
             KeyError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        console.print(f"[red]error:[/red] {msg}", soft_wrap=True)  # a one-line message stays one line
+        # one line stays one line; escaped: "[b]" in a message is text, not Rich markup
+        console.print(f"[red]error:[/red] {escape(str(msg))}", soft_wrap=True)
         sys.exit(2)
 
 
@@ -79,10 +88,17 @@ def derive(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED, p
 
 
 @app.command()
-def evaluate(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
-    """Evaluate a genotype (train from scratch + test, or the NB201 table): runs/<benchmark>/<method>-s<seed>/."""
-    from .evaluate import evaluate as stage
+def train(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
+    """Train the final network of a genotype from scratch: runs/<benchmark>/<method>-s<seed>/train/."""
+    from .train import train as stage
     _run(stage, benchmark, method, seed, params, distributed=True)
+
+
+@app.command()
+def evaluate(benchmark: str = BENCHMARK, method: str = METHOD, seed: int = SEED, params: str = PARAMS) -> None:
+    """Evaluate a genotype (test the trained network, or look it up in a table): runs/<benchmark>/<method>-s<seed>/."""
+    from .evaluate import evaluate as stage
+    _run(stage, benchmark, method, seed, params)
 
 
 @app.command()

@@ -36,10 +36,8 @@ from itnas.config import (
 )
 from itnas.data import dataset_num_classes, num_batches
 from itnas.distributed import DistContext, DistributedConfig, ShardedBatches
-from itnas.networks import has_final_network
-from itnas.spaces import list_spaces
 
-from .paths import CKPT_DIR, RunPaths, run_name
+from .paths import CKPT_DIR, checkpoint, run_record
 
 console = Console(stderr=True)
 
@@ -48,9 +46,8 @@ TOP_KEYS = ("device", "data", "runs", "benchmarks", "search", "methods", "derive
             "distributed")
 #: Keys of a `benchmarks.<name>` block; data / search / train are overrides deep-merged over the top-level blocks.
 BENCHMARK_KEYS = ("label", "evaluation", "data", "search", "train")
-#: How a benchmark's genotypes are evaluated: trained from scratch on its data and tested, or looked up in the
-#: NAS-Bench-201 table (docs/method.md 4.1, 4.5).
-EVALUATIONS = ("train", "nb201")
+#: Lists of `runs`: the benchmarks whose evaluator trains a network (a train stage per chain), the table look-ups.
+RUN_LISTS = ("benchmarks", "tables")
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -90,7 +87,8 @@ def benchmark_names(params: dict) -> list[str]:
 def benchmark_block(params: dict, benchmark: str) -> dict:
     """The `benchmarks.<benchmark>` block, checked: known name, known keys, every key present (DVC tracks
     `benchmarks.<name>.data`, `.search`, `.train` as params, which must exist; `{}` = no override), a valid
-    evaluation. Raises ConfigError naming the bad key or value and what is allowed."""
+    evaluation name (checked against the evaluator registry by the check stage). Raises ConfigError naming the bad
+    key or value and what is allowed."""
     blocks = params.get("benchmarks") or {}
     if benchmark not in blocks:
         hint = difflib.get_close_matches(str(benchmark), list(blocks), 1)
@@ -110,8 +108,8 @@ def benchmark_block(params: dict, benchmark: str) -> dict:
     for key in ("data", "search", "train"):
         if not isinstance(block[key] or {}, dict):
             raise ConfigError(f"{where}.{key} must be a mapping of overrides of the `{key}` block (or {{}})")
-    if block["evaluation"] not in EVALUATIONS:
-        raise ConfigError(f"{where}.evaluation={block['evaluation']!r}; valid values: {', '.join(EVALUATIONS)}")
+    if not isinstance(block["evaluation"], str):
+        raise ConfigError(f"{where}.evaluation must be the name of an evaluator, got {block['evaluation']!r}")
     return block
 
 
@@ -121,7 +119,7 @@ def benchmark_label(params: dict, benchmark: str) -> str:
 
 
 def benchmark_evaluation(params: dict, benchmark: str) -> str:
-    """"train" or "nb201" (`EVALUATIONS`)."""
+    """The name of the benchmark's evaluator (`itnas.evaluators`)."""
     return benchmark_block(params, benchmark)["evaluation"]
 
 
@@ -136,22 +134,33 @@ def data_config(params: dict, benchmark: str) -> DataConfig:
 
 
 def run_list(params: dict) -> list[tuple[str, str, int]]:
-    """(benchmark, method, seed) of every chain: runs.benchmarks x runs.methods x runs.seeds.
+    """(benchmark, method, seed) of every chain: (runs.benchmarks, then runs.tables) x runs.methods x runs.seeds.
+    runs.benchmarks lists the benchmarks whose evaluator trains a network, runs.tables the table look-ups (DVC
+    matrices cannot filter: the train stage iterates over runs.benchmarks only); the check stage checks that each
+    benchmark is in the list of its evaluator.
 
     Raises ConfigError on unknown keys, benchmarks or methods."""
     runs = params.get("runs") or {}
-    unknown_keys = sorted(set(runs) - {"benchmarks", "methods", "seeds"})
+    unknown_keys = sorted(set(runs) - {*RUN_LISTS, "methods", "seeds"})
     if unknown_keys:
-        raise ConfigError(f"runs: unknown keys {unknown_keys}; valid keys: benchmarks, methods, seeds")
-    benchmarks = runs.get("benchmarks", benchmark_names(params)[:1])
+        raise ConfigError(f"runs: unknown keys {unknown_keys}; valid keys: {', '.join(RUN_LISTS)}, methods, seeds")
+    lists = {key: runs.get(key, []) for key in RUN_LISTS}
+    if not any(key in runs for key in RUN_LISTS):
+        lists["benchmarks"] = benchmark_names(params)[:1]  # no list given: the first benchmark
     methods, seeds = runs.get("methods", ["itnas"]), runs.get("seeds", [0])
-    for key, value in (("benchmarks", benchmarks), ("methods", methods), ("seeds", seeds)):
-        if not isinstance(value, list) or not value:
-            raise ConfigError(f"runs.{key} must be a non-empty list, got {value!r}")
+    for key, value in (*lists.items(), ("methods", methods), ("seeds", seeds)):
+        if not isinstance(value, list) or (not value and key not in RUN_LISTS):
+            raise ConfigError(f"runs.{key} must be a {'' if key in RUN_LISTS else 'non-empty '}list, got {value!r}")
+    benchmarks = [b for key in RUN_LISTS for b in lists[key]]
+    if not benchmarks:
+        raise ConfigError(f"runs: no benchmark to run; list some in runs.{' or runs.'.join(RUN_LISTS)}")
     bad_b = [b for b in benchmarks if b not in benchmark_names(params)]
     if bad_b:
-        raise ConfigError(f"runs.benchmarks: unknown benchmarks {bad_b}; benchmarks defined in params.yaml: "
+        raise ConfigError(f"runs: unknown benchmarks {bad_b}; benchmarks defined in params.yaml: "
                           f"{', '.join(benchmark_names(params)) or 'none'}")
+    twice = sorted({b for b in benchmarks if benchmarks.count(b) > 1})
+    if twice:
+        raise ConfigError(f"runs: benchmarks {twice} are listed twice (each in runs.benchmarks or runs.tables, once)")
     bad = [m for m in methods if m not in list_methods()]
     if bad:
         raise ConfigError(f"runs.methods: unknown methods {bad}; valid methods: {', '.join(list_methods())}")
@@ -178,8 +187,8 @@ def search_config(params: dict, benchmark: str, method: str, seed: int,
     GPU warns (`itnas.config.resolve_search_config`; pure config resolution: "cuda" resolves without a GPU). The
     resolved config is what the run stores (checkpoint identity, outputs): never "auto".
 
-    Raises ConfigError (unknown benchmark or method, unknown key, bad value, a space the benchmark's evaluation
-    cannot evaluate: training needs a final network, the NB201 look-up needs the nb201 space)."""
+    Raises ConfigError (unknown benchmark or method, unknown key, bad value). Whether the benchmark's evaluator
+    accepts the space is the check stage's question (`pipeline.check`, `itnas.evaluators.Evaluator.check_space`)."""
     if method not in list_methods():
         raise ConfigError(f"unknown method {method!r}; valid methods: {', '.join(list_methods())}")
     shared = params.get("search") or {}
@@ -197,16 +206,6 @@ def search_config(params: dict, benchmark: str, method: str, seed: int,
     where = f"search (with {', '.join(used)})" if used else "search"
     cfg = resolve_search_config(parse_config(SearchConfig, merged, where),
                                 resolve_device(params) if device is None else device)
-    evaluation = benchmark_evaluation(params, benchmark)
-    space = cfg.supernet.space
-    if evaluation == "train" and not has_final_network(space):
-        raise ConfigError(f"benchmarks.{benchmark}: search.supernet.space={space!r} has no final network to train "
-                          f"(evaluation: train); spaces with a final network: "
-                          f"{', '.join(s for s in list_spaces() if has_final_network(s))}; for nb201 use "
-                          f"evaluation: nb201 (table look-up)")
-    if evaluation == "nb201" and space != "nb201":
-        raise ConfigError(f"benchmarks.{benchmark}: evaluation nb201 looks cells up in the NAS-Bench-201 table, "
-                          f"which needs search.supernet.space: nb201, got {space!r}")
     return cfg
 
 
@@ -294,8 +293,7 @@ def validate_params(params: dict) -> None:
     for benchmark in benchmark_names(params):
         data = data_config(params, benchmark)
         searches = {method: search_config(params, benchmark, method, 0) for method in methods}
-        if benchmark_evaluation(params, benchmark) == "train":
-            train_config(params, benchmark)
+        train_config(params, benchmark)
         problems += _split_problems(params, benchmark, data, searches)
     derive_config(params)
     eval_config(params)
@@ -385,7 +383,7 @@ def train_identity(params: dict, benchmark: str, method: str, seed: int) -> dict
     the training config, the seed, the number of processes and the code."""
     return {"train": train_config(params, benchmark).model_dump(mode="json"), "seed": seed,
             "data_parallel": _data_parallel_identity(params),
-            "code": code_identity(f"itnas evaluate {benchmark} {method} {seed}")}
+            "code": code_identity(f"itnas train {benchmark} {method} {seed}")}
 
 
 def _data_parallel_identity(params: dict) -> dict:
@@ -472,15 +470,16 @@ def stale_checkpoints(params: dict) -> list[tuple[Path, str]]:
 
     if not CKPT_DIR.is_dir():
         return []
-    runs = {run_name(b, m, s): (b, m, s) for b, m, s in run_list(params)}
+    runs = {run_record(b, m, s).name: (b, m, s) for b, m, s in run_list(params)}
     stale = []
     for folder in sorted(p for p in CKPT_DIR.glob("*/*") if p.is_dir()):
         name = folder.relative_to(CKPT_DIR).as_posix()
         if name not in runs:
-            stale.append((folder, f"chain {name} is not in runs.benchmarks x runs.methods x runs.seeds"))
+            stale.append((folder, f"chain {name} is not in (runs.benchmarks, runs.tables) x runs.methods x runs.seeds"))
             continue
-        paths = RunPaths(*runs[name])
-        for path, identity in ((paths.search_checkpoint, search_identity), (paths.train_checkpoint, train_identity)):
+        run = run_record(*runs[name])
+        for stage, identity in (("search", search_identity), ("train", train_identity)):
+            path = checkpoint(run, stage)
             if not path.exists():
                 continue
             try:

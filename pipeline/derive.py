@@ -11,11 +11,12 @@ from pydantic import ValidationError
 from itnas.checkpoint import CheckpointError
 from itnas.contracts import SupernetMeta
 from itnas.derive import DERIVE_MODES, derive_genotype
+from itnas.run import Derivations
 from itnas.search import build_search_model
 from itnas.supernet import SearchModel
 
-from .common import console, derive_config, load_output, load_params, one_line, write_json
-from .paths import RunPaths
+from .common import console, derive_config, load_output, load_params, one_line
+from .paths import run_record
 
 
 def load_supernet(path: Path) -> tuple[SearchModel, SupernetMeta]:
@@ -35,12 +36,12 @@ def load_supernet(path: Path) -> tuple[SearchModel, SupernetMeta]:
 
 def derive(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
     cfg = derive_config(load_params(params_file))
-    run = RunPaths(benchmark, method, seed)
+    run = run_record(benchmark, method, seed)
     model, _ = load_supernet(run.supernet)
     derived = {mode: derive_genotype(model.arch, mode) for mode in DERIVE_MODES}
     genotype = derived[cfg.mode]
     genotype.save(run.genotype)
-    write_json(run.derivations, {mode: g.to_dict() for mode, g in derived.items()})
+    run.write_json("derivations", Derivations(**{mode: g.to_dict() for mode, g in derived.items()}))
     console.print(f"{cfg.mode} genotype of {run.name} (collapse count {genotype.collapse_count}):")
     for t in ("normal", "reduce"):
         if getattr(genotype, t):

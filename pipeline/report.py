@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from itnas.evaluators import get_evaluator
 from itnas.report import (
     BenchmarkInfo,
     RunFilesMissing,
@@ -20,6 +21,7 @@ from itnas.report import (
     write_html,
     write_markdown,
 )
+from itnas.run import RunRecord
 
 from .common import (
     benchmark_evaluation,
@@ -33,18 +35,15 @@ from .common import (
     train_config,
     write_json,
 )
-from .paths import REPORT_DIR, RUNS_DIR, prepared_dirs, run_name
+from .paths import REPORT_DIR, RUNS_DIR, prepared_dirs
 
 COMMANDS = ["dvc repro            # runs, in order:", "itnas check-params", "itnas prepare BENCHMARK",
             "itnas search BENCHMARK METHOD SEED   # then derive, evaluate; once per chain of `runs`",
             "itnas report"]
 
-#: Paper search sizes (docs/method.md 3): (C, cells, epochs) of the DARTS-space search and the NB201 search
-#: (C=16, 5 cells per stage, 50 epochs); and the (C, cells) of the paper final trainings (600 epochs): DARTS CIFAR-10
-#: (36, 20) and RobustDARTS CIFAR-100 / SVHN (16, 8) (itnas/recipes.py).
+#: Paper search sizes (docs/method.md 3): (C, cells, epochs) of the DARTS-space search and, by space layout, the
+#: NB201 search (C=16, 5 cells per stage, 50 epochs).
 PAPER_SEARCH = {"darts": (16, 8, 50), "nb201": (16, 5, 50)}
-PAPER_TRAIN = {(36, 20), (16, 8)}
-PAPER_TRAIN_EPOCHS = 600
 
 
 def size_line(params: dict, benchmark: str, methods: list[str]) -> str:
@@ -61,16 +60,11 @@ def size_line(params: dict, benchmark: str, methods: list[str]) -> str:
     search = (f"search: paper recipe (space {s.space})" if paper else
               f"CPU-reduced search: space {s.space}, C={s.C}, {s.layers} {cells}, {data.search_train_size} + "
               f"{data.search_val_size} images at {px}, {'/'.join(map(str, epochs))} epochs")
-    if benchmark_evaluation(params, benchmark) == "nb201":
-        return f"{search}; evaluation: NAS-Bench-201 table look-up (no training)"
-    t = train_config(params, benchmark)
-    n = t.network
-    if (n.C, n.layers) in PAPER_TRAIN and t.epochs >= PAPER_TRAIN_EPOCHS:
-        return f"{search}; training: paper recipe (C={n.C}, {n.layers} cells, {t.epochs} epochs)"
-    return f"{search}; training: C={n.C}, {n.layers} cells, {t.epochs} epochs"
+    evaluator = get_evaluator(benchmark_evaluation(params, benchmark))
+    return f"{search}; {evaluator.size_text(train_config(params, benchmark))}"
 
 
-def _data_line(benchmark: str, evaluation: str) -> str | None:
+def _data_line(benchmark: str, trains: bool) -> str | None:
     """One line from the prepare stage's summaries (data/prepared/<benchmark>/{search,train}/summary.json), None
     when neither exists (e.g. results rendered without their prepared data)."""
     search_dir, train_dir = prepared_dirs(benchmark)
@@ -87,7 +81,7 @@ def _data_line(benchmark: str, evaluation: str) -> str | None:
         s = summaries["search"]
         parts.append(f"search: {s.get('search_train_size')} search-train + {s.get('search_val_size')} search-val "
                      "images")
-    if "train" in summaries and evaluation == "train":
+    if "train" in summaries and trains:
         t = summaries["train"]
         parts.append(f"final training: {t.get('train_size')} images; test: {t.get('test_size')} images that search, "
                      "derivation and training never see")
@@ -104,12 +98,7 @@ def _settings(params: dict, benchmark: str, methods: list[str]) -> dict[str, str
                                     f"epochs ({c.schedule.warmup_epochs} warm-up), batch {d.batch_size}, "
                                     f"{c.arch_optimizer.order}-order, images {d.image_size or 'native'} px")
     out["derive"] = f"mode {derive_config(params).mode}"
-    if benchmark_evaluation(params, benchmark) == "train":
-        t = train_config(params, benchmark)
-        n, d = t.network, t.data
-        out["final training"] = (f"C={n.C}, {n.layers} cells, stem stride {n.stem_stride}, {t.epochs} epochs, "
-                                 f"batch {d.batch_size}, images {d.image_size or 'native'} px, auxiliary "
-                                 f"{n.auxiliary}, drop-path {t.regularization.drop_path}, cutout {d.cutout}")
+    out.update(get_evaluator(benchmark_evaluation(params, benchmark)).settings(train_config(params, benchmark)))
     return out
 
 
@@ -120,17 +109,17 @@ def benchmark_info(params: dict, benchmark: str, methods: list[str]) -> Benchmar
         name=benchmark, label=benchmark_label(params, benchmark), evaluation=evaluation,
         size=size_line(params, benchmark, methods), dataset=data_config(params, benchmark).dataset,
         space=search_config(params, benchmark, methods[0], 0).supernet.space, derivation=derive_config(params).mode,
-        data=_data_line(benchmark, evaluation), settings=_settings(params, benchmark, methods))
+        data=_data_line(benchmark, get_evaluator(evaluation).trains), settings=_settings(params, benchmark, methods))
 
 
 def _load(runs_dir: Path, benchmark: str, method: str, seed: int, evaluation: str) -> RunResult:
-    """`load_run`; a missing run file becomes a FileNotFoundError that names the file and the command writing it."""
+    """`load_run`; a missing run file is a FileNotFoundError that names the file and the command writing it."""
     try:
-        return load_run(runs_dir / run_name(benchmark, method, seed), benchmark, method, seed, evaluation)
+        return load_run(RunRecord(benchmark, method, seed, runs_dir), evaluation)
     except RunFilesMissing as err:
         where = "" if runs_dir == RUNS_DIR else f", then copy its run folder under {runs_dir}"
-        raise FileNotFoundError(f"{err}; it is written by the {err.stage} stage: run `itnas {err.stage} {benchmark} "
-                                f"{method} {seed}` (or `dvc repro`){where}") from None
+        raise FileNotFoundError(f"{err}: run `itnas {err.stage} {benchmark} {method} {seed}` (or `dvc repro`)"
+                                f"{where}") from None
 
 
 def report(params_file: str = "params.yaml", runs_dir: str | Path = RUNS_DIR, out_dir: str | Path = REPORT_DIR) -> None:
@@ -143,10 +132,10 @@ def report(params_file: str = "params.yaml", runs_dir: str | Path = RUNS_DIR, ou
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     chains = run_list(params)
     if runs_dir != RUNS_DIR:  # a results folder (e.g. committed runs) may hold a subset of the chains
-        present = [c for c in chains if (runs_dir / run_name(*c)).is_dir()]
+        present = [c for c in chains if RunRecord(*c, runs_dir).root.is_dir()]
         if not present:
             raise FileNotFoundError(f"{runs_dir} holds none of the chains of {params_file} "
-                                    f"({', '.join(run_name(*c) for c in chains[:3])}, ...)")
+                                    f"({', '.join(RunRecord(*c).name for c in chains[:3])}, ...)")
         if len(present) < len(chains):
             console.print(f"{runs_dir} holds {len(present)} of the {len(chains)} chains of {params_file}; reporting "
                           f"those")

@@ -9,6 +9,7 @@ from itnas.contracts import SearchMetrics, SupernetMeta
 from itnas.data import DeviceDataset, assert_search_excludes_test, load_search_data, make_dataset
 from itnas.derive import NOISE_MARGIN
 from itnas.distributed import DistContext
+from itnas.run import RunRecord
 from itnas.search import run_search
 
 from .common import (
@@ -22,10 +23,8 @@ from .common import (
     search_config,
     search_identity,
     steps_per_epoch,
-    write_csv,
-    write_json,
 )
-from .paths import RunPaths, prepared_dirs
+from .paths import checkpoint, prepared_dirs, run_record
 
 CURVE_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "collapse_count", "time_s"]
 
@@ -36,10 +35,10 @@ def search(benchmark: str, method: str, seed: int, params_file: str = "params.ya
     params = load_params(params_file)
     with distributed_run(params) as (ctx, device):
         cfg = search_config(params, benchmark, method, seed, device)  # dtype auto resolved for this device
-        _search(params, cfg, RunPaths(benchmark, method, seed), ctx, device)
+        _search(params, cfg, run_record(benchmark, method, seed), ctx, device)
 
 
-def _search(params: dict, cfg, run: RunPaths, ctx: DistContext, device: torch.device) -> None:
+def _search(params: dict, cfg, run: RunRecord, ctx: DistContext, device: torch.device) -> None:
     say = rank_zero(ctx)
     benchmark = run.benchmark
     dcfg = data_config(params, benchmark)
@@ -54,8 +53,9 @@ def _search(params: dict, cfg, run: RunPaths, ctx: DistContext, device: torch.de
     # built by `search_identity`, as the check stage builds it when it prunes checkpoints
     ck_identity = {**search_identity(params, benchmark, run.method, run.seed, device),
                    "data_fingerprint": data.fingerprint()}
+    ck_path = checkpoint(run, "search")
     if ctx.is_main:
-        checkpoint_for(run.search_checkpoint, ck_identity)
+        checkpoint_for(ck_path, ck_identity)
     ctx.barrier()  # every rank resumes from the checkpoint rank 0 kept, or none
     identity = {k: ck_identity[k] for k in ("data_fingerprint", "code")}  # run_search adds the config itself
     s, sched, prec = cfg.supernet, cfg.schedule, cfg.precision
@@ -75,7 +75,7 @@ def _search(params: dict, cfg, run: RunPaths, ctx: DistContext, device: torch.de
                    f"collapse {rec['collapse_count']} ({rec['time_s']:.0f} s)")
 
         result = run_search(cfg, train_set, val_set, len(data.classes), data.in_channels, device,
-                            run.search_checkpoint, identity=identity, on_step=on_step, on_epoch=on_epoch,
+                            ck_path, identity=identity, on_step=on_step, on_epoch=on_epoch,
                             name=f"search {run.name}", ctx=ctx)
     if not ctx.is_main:
         return  # rank 0 writes the outputs
@@ -84,17 +84,17 @@ def _search(params: dict, cfg, run: RunPaths, ctx: DistContext, device: torch.de
                         device=str(device), torch=torch.__version__)
     run.search_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"meta": meta.model_dump(mode="json"), "model": result.model.state_dict()}, run.supernet)
-    write_json(run.search_dir / "config.json", meta.model_dump(mode="json"))
-    write_json(run.search_history, result.history)
-    write_csv(run.search_curves, result.history, CURVE_COLUMNS)
+    run.write_json("search_config", meta)
+    run.write_json("search_history", result.history)
+    run.write_curves("search_curves", result.history, CURVE_COLUMNS)
     last = result.history[-1]
     d = last["decisiveness"]
     metrics = SearchMetrics(search_time_s=round(result.search_time_s, 1), search_val_acc=last.get("val_acc"),
                             search_collapse_count=last["collapse_count"], search_min_margin=d["min_margin"],
                             search_median_margin=d["median_margin"], search_margins_within_noise=d["n_within_noise"],
                             search_max_alpha=d["max_alpha"])
-    write_json(run.search_metrics, metrics.model_dump())
-    run.search_checkpoint.unlink(missing_ok=True)  # outputs written: a later rerun (new data, code, -f) starts fresh
+    run.write_json("search_metrics", metrics)
+    ck_path.unlink(missing_ok=True)  # outputs written: a later rerun (new data, code, -f) starts fresh
     console.print(f"search done in {result.search_time_s:.0f} s -> {run.search_dir}; genotype margins: smallest "
                   f"{_fmt(d['min_margin'])}, median {_fmt(d['median_margin'])} (alpha units), largest alpha "
                   f"{d['max_alpha']:.3f}")

@@ -313,7 +313,7 @@ def test_search_and_train_stages_on_the_device(tmp_path, monkeypatch):
     params["train"]["data"].update(crop_padding=2, hflip=True, cutout=4, on_device=True)
     write_params(tmp_path, params)
     assert itnas("prepare", "tiny").exit_code == 0
-    for stage in ("search", "derive", "evaluate"):
+    for stage in ("search", "derive", "train", "evaluate"):
         result = itnas(stage, "tiny", "darts", "0")
         assert result.exit_code == 0, result.output
         if stage != "derive":

@@ -12,11 +12,12 @@ import pytest
 from fake_datasets import write_cifar10, write_cifar100, write_svhn
 from tiny_project import itnas, tiny_params, write_params
 
-from itnas.contracts import NB201Metrics, RunMetrics
+from itnas.evaluators.nb201 import NB201Metrics
+from itnas.evaluators.train import TrainMetrics as RunMetrics
 from itnas.genotype import Genotype
 from itnas.nb201 import load_nb201_table
 from itnas.spaces import create_space
-from pipeline.paths import RunPaths
+from pipeline.paths import run_record
 
 pytestmark = pytest.mark.slow
 WRITERS = {  # at least 4 images of each class: 2 * k search_train and 2 * k search_val images (k classes)
@@ -50,10 +51,10 @@ def test_chain_on_real_format_files(tmp_path, monkeypatch, dataset, space):
     for args in (["check-params"], ["prepare", benchmark]):
         assert itnas(*args).exit_code == 0
     for method in ("itnas", "darts"):
-        for stage in ("search", "derive", "evaluate"):
+        for stage in ("search", "derive", "train", "evaluate"):
             result = itnas(stage, benchmark, method, "0")
             assert result.exit_code == 0, result.output
-        run = RunPaths(benchmark, method, 0)
+        run = run_record(benchmark, method, 0)
         genotype = Genotype.load(run.genotype)
         assert genotype.space == space
         allowed = create_space(space).ops  # every chosen op is one the space offers on its edge
@@ -62,7 +63,7 @@ def test_chain_on_real_format_files(tmp_path, monkeypatch, dataset, space):
                 assert op in allowed[cell_type][create_space(space).edges.index((src, dst))]
         metrics = RunMetrics.model_validate(json.loads(run.metrics.read_text()))
         assert metrics.test_images == (100 if dataset == "cifar100" else 20)
-        details = json.loads(run.eval_details.read_text())
+        details = json.loads(run.details.read_text())
         assert len(details["classes"]) == (100 if dataset == "cifar100" else 10)
     result = itnas("report")
     assert result.exit_code == 0, result.output
@@ -78,6 +79,7 @@ def test_nb201_chain_on_cifar10_batches(tmp_path, monkeypatch):
     params = _params("nb201", "cifar10", "nb201", evaluation="nb201")
     methods = ["itnas", "darts", "gdas", "drnas"]
     params["runs"]["methods"] = methods
+    params["runs"]["tables"] = params["runs"].pop("benchmarks")
     write_params(tmp_path, params)
     assert itnas("check-params").exit_code == 0 and itnas("prepare", "nb201").exit_code == 0
     table = load_nb201_table()
@@ -85,7 +87,7 @@ def test_nb201_chain_on_cifar10_batches(tmp_path, monkeypatch):
         for stage in ("search", "derive", "evaluate"):
             result = itnas(stage, "nb201", method, "0")
             assert result.exit_code == 0, result.output
-        run = RunPaths("nb201", method, 0)
+        run = run_record("nb201", method, 0)
         metrics = NB201Metrics.model_validate(json.loads(run.metrics.read_text()))
         assert metrics.nb201_c100_test == table.lookup(Genotype.load(run.genotype))["nb201_c100_test"]
 
@@ -99,6 +101,25 @@ def test_nb201_evaluation_needs_the_nb201_space(tmp_path, monkeypatch):
            "search.supernet.space: nb201, got 'darts'" in " ".join(result.stderr.split())
 
 
+@pytest.mark.parametrize("evaluation,space,listed,right", [("nb201", "nb201", "benchmarks", "tables"),
+                                                            ("train", "darts", "tables", "benchmarks")])
+def test_a_benchmark_in_the_list_of_another_evaluator_is_named(tmp_path, monkeypatch, evaluation, space, listed,
+                                                               right):
+    """runs.benchmarks holds the chains with a train stage, runs.tables the table look-ups (DVC matrices cannot
+    filter): a benchmark in the wrong list is an error naming the right one."""
+    monkeypatch.chdir(tmp_path)
+    params = _params("b", "cifar10", space, evaluation=evaluation)
+    params["runs"] = {listed: ["b"], right: [], "methods": ["darts"], "seeds": [0]}
+    write_params(tmp_path, params)
+    result = itnas("check-params")
+    assert result.exit_code == 2
+    assert f"runs.{listed}: b is evaluated by {evaluation} (" in result.stderr
+    assert f"list it in runs.{right}, e.g. -S 'runs.{right}=[b]'" in " ".join(result.stderr.split())
+    params["runs"] = {right: ["b"], listed: [], "methods": ["darts"], "seeds": [0]}
+    write_params(tmp_path, params)
+    assert itnas("check-params").exit_code == 0
+
+
 def test_unknown_benchmark_is_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = _params("c10", "cifar10", "darts")
@@ -106,7 +127,7 @@ def test_unknown_benchmark_is_named(tmp_path, monkeypatch):
     write_params(tmp_path, params)
     result = itnas("check-params")
     assert result.exit_code == 2
-    assert "runs.benchmarks: unknown benchmarks ['c1O']; benchmarks defined in params.yaml: c10" in result.stderr
+    assert "runs: unknown benchmarks ['c1O']; benchmarks defined in params.yaml: c10" in result.stderr
     params["runs"]["benchmarks"] = ["c10"]
     params["benchmarks"]["c10"].pop("train")
     write_params(tmp_path, params)
@@ -131,10 +152,10 @@ def test_transfer_searches_on_one_data_set_and_trains_on_another(tmp_path, monke
     assert (search["dataset"], len(search["classes"])) == ("cifar10", 10)
     assert (final["dataset"], len(final["classes"]), final["train_size"], final["test_size"]) == ("cifar100", 100,
                                                                                                200, 100)
-    for stage in ("search", "derive", "evaluate"):
+    for stage in ("search", "derive", "train", "evaluate"):
         result = itnas(stage, "c10_to_c100", "darts", "0")
         assert result.exit_code == 0, result.output
-    details = json.loads(RunPaths("c10_to_c100", "darts", 0).eval_details.read_text())
+    details = json.loads(run_record("c10_to_c100", "darts", 0).details.read_text())
     assert len(details["classes"]) == 100 and details["n"] == 100
 
     params["data"].update(train_size=50)  # fewer than the target's 100 classes: named with the target's name

@@ -18,11 +18,14 @@ import pytest
 import yaml
 from tiny_project import itnas, one_line_error, tiny_params, write_params
 
-from itnas.contracts import NB201Metrics, RunMetrics, SearchMetrics
+from itnas.contracts import SearchMetrics
+from itnas.evaluators.nb201 import NB201Metrics
+from itnas.evaluators.train import TrainMetrics as RunMetrics
 from itnas.genotype import Genotype
 from itnas.report import load_run
+from itnas.run import RunRecord
 from itnas_tools.dvc_deps import stage_closure
-from pipeline.paths import RunPaths
+from pipeline.paths import run_record
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN = "runs/${item.benchmark}/${item.method}-s${item.seed}"
@@ -40,15 +43,27 @@ def _deps(name: str) -> list[str]:
 # ----------------------------------------------------------------------------------------------------- dvc.yaml
 
 
-def test_evaluate_deps_hold_no_search_output_and_no_search_code():
-    deps = _deps("evaluate")
-    assert f"{CHAIN}/genotype.json" in deps and f"{CHAIN}/derivations.json" in deps
-    assert not [d for d in deps if d.rstrip("/") in (CHAIN, f"{CHAIN}/search") or "search_metrics" in d]
-    assert not [d for d in deps if d.startswith("runs") and d not in (f"{CHAIN}/genotype.json",
-                                                                      f"{CHAIN}/derivations.json")]
+@pytest.mark.parametrize("stage,runs_deps", [
+    ("train", [f"{CHAIN}/genotype.json"]),
+    ("evaluate", [f"{CHAIN}/train"]),  # the trained network (train/model.pt holds its genotype)
+    ("evaluate-table", [f"{CHAIN}/genotype.json", f"{CHAIN}/derivations.json"])])
+def test_train_and_evaluate_deps_hold_no_search_output_and_no_search_code(stage, runs_deps):
+    deps = _deps(stage)
+    assert [d for d in deps if d.startswith("runs")] == runs_deps
     assert not [d for d in deps if d in SEARCH_CODE or d in ("itnas", "pipeline")]  # nor a package covering them
-    closure = {p.as_posix() for p in stage_closure(_stage("evaluate")["cmd"], ROOT)}
-    assert not closure & set(SEARCH_CODE), "the evaluate stage imports search code"
+    closure = {p.as_posix() for p in stage_closure(_stage(stage)["cmd"], ROOT)}
+    assert not closure & set(SEARCH_CODE), f"the {stage} stage imports search code"
+
+
+def test_the_test_pass_is_no_dependency_of_the_train_stage():
+    """How a trained network is tested (the train evaluator's `test_network`, itnas/evaluators/) and the report are
+    deps of evaluate, not of train: a change of the test pass re-evaluates without retraining."""
+    train = {p.as_posix() for p in stage_closure(_stage("train")["cmd"], ROOT)}
+    evaluate = {p.as_posix() for p in stage_closure(_stage("evaluate")["cmd"], ROOT)}
+    assert "itnas/evaluators/train.py" in evaluate and "pipeline/evaluate.py" in evaluate
+    assert not {p for p in train if p.startswith(("itnas/evaluators", "itnas/report"))}
+    assert "pipeline/evaluate.py" not in train
+    assert not [d for d in _deps("train") if d.startswith(("itnas/evaluators", "itnas/report"))]
 
 
 def test_derive_writes_derivations_and_the_report_reads_search_metrics():
@@ -65,27 +80,27 @@ def _run(*args: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-def _search_and_derive(benchmark: str, method: str) -> RunPaths:
+def _search_and_derive(benchmark: str, method: str) -> RunRecord:
     for args in (["check-params"], ["prepare", benchmark], ["search", benchmark, method, "0"],
                  ["derive", benchmark, method, "0"]):
         _run(*args)
-    return RunPaths(benchmark, method, 0)
+    return run_record(benchmark, method, 0)
 
 
-def _derivations(run: RunPaths) -> dict[str, Genotype]:
+def _derivations(run: RunRecord) -> dict[str, Genotype]:
     data = json.loads(run.derivations.read_text())
     assert set(data) == {"marginal", "sequential"}
     return {mode: Genotype.from_dict(g) for mode, g in data.items()}
 
 
-def _hide_search_outputs(run: RunPaths, away: Path) -> None:
+def _hide_search_outputs(run: RunRecord, away: Path) -> None:
     """Move the search folder and search_metrics.json out of the run: evaluate must not read them."""
     away.mkdir()
     shutil.move(run.search_dir, away / "search")
     shutil.move(run.search_metrics, away / "search_metrics.json")
 
 
-def _restore_search_metrics(run: RunPaths, away: Path) -> None:
+def _restore_search_metrics(run: RunRecord, away: Path) -> None:
     shutil.move(away / "search_metrics.json", run.search_metrics)
 
 
@@ -99,6 +114,7 @@ def test_train_chain_evaluates_without_search_outputs(tmp_path, monkeypatch):
     assert cells["marginal"] == Genotype.load(run.genotype)  # derive.mode: marginal (params.yaml)
 
     _hide_search_outputs(run, tmp_path / "away")
+    _run("train", "tiny", "darts", "0")
     _run("evaluate", "tiny", "darts", "0")
     metrics = json.loads(run.metrics.read_text())
     assert metrics.get("search_time_s") is None
@@ -106,7 +122,7 @@ def test_train_chain_evaluates_without_search_outputs(tmp_path, monkeypatch):
 
     _restore_search_metrics(run, tmp_path / "away")
     search_time = SearchMetrics.model_validate_json(run.search_metrics.read_text()).search_time_s
-    assert load_run(run.root, "tiny", "darts", 0, "train").search_time_s == search_time
+    assert load_run(run, "train").search_time_s == search_time
     _run("report")
     assert "darts" in json.loads(Path("reports/summary.json").read_text())["tiny"]
 
@@ -116,7 +132,7 @@ def _nb201_params(mode: str) -> dict:
     params["derive"] = {"mode": mode}
     params["benchmarks"] = {"nbtiny": {"label": "NB201 look-up (tests)", "evaluation": "nb201", "data": {},
                                        "search": {"supernet": {"space": "nb201", "C": 4, "layers": 1}}, "train": {}}}
-    params["runs"] = {"benchmarks": ["nbtiny"], "methods": ["itnas"], "seeds": [0]}
+    params["runs"] = {"tables": ["nbtiny"], "methods": ["itnas"], "seeds": [0]}
     return params
 
 
@@ -144,7 +160,7 @@ def test_nb201_lookup_reads_derivations_not_the_supernet(tmp_path, monkeypatch):
     m = NB201Metrics.model_validate(metrics)
     assert m.derivation == "sequential" and m.arch == cells["sequential"].to_nb201_string()
     assert {k: getattr(m, k) for k in NB201_METRICS} == table.lookup(cells["sequential"])
-    details = json.loads(run.eval_details.read_text())
+    details = json.loads(run.details.read_text())
     for mode, cell in cells.items():
         assert details["cells"][mode]["arch"] == cell.to_nb201_string()
 
@@ -169,7 +185,7 @@ def test_nb201_lookup_reads_derivations_not_the_supernet(tmp_path, monkeypatch):
 def test_a_bad_derivations_file_is_one_line(tmp_path, monkeypatch, text, match):
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, _nb201_params("marginal"))
-    run = RunPaths("nbtiny", "itnas", 0)
+    run = run_record("nbtiny", "itnas", 0)
     run.root.mkdir(parents=True)
     Genotype.from_nb201_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
                                "nor_conv_3x3~2|").save(run.genotype)

@@ -183,9 +183,10 @@ def test_train_stage_with_a_tail_of_one(tmp_path, monkeypatch):
     PUBLISHED_GENOTYPES["darts_v2"].save(tmp_path / "runs/tiny/darts-s0/genotype.json")
     (tmp_path / "runs/tiny/darts-s0/search_metrics.json").write_text(
         '{"search_time_s": 1.0, "search_val_acc": null, "search_collapse_count": 0}')
-    result = itnas("evaluate", "tiny", "darts", "0")
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "runs/tiny/darts-s0/evaluate/model.pt").exists()
+    for stage in ("train", "evaluate"):
+        result = itnas(stage, "tiny", "darts", "0")
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs/tiny/darts-s0/train/model.pt").exists()
 
 
 # --------------------------------------------------------------------------------- degenerate splits (item 6)

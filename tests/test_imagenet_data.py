@@ -38,7 +38,7 @@ from itnas.data import (
     make_splits,
     read_image_folder,
 )
-from pipeline.paths import RunPaths
+from pipeline.paths import run_record
 
 TINY = "imagenet_tiny"
 CLASSES = ["n03", "n01", "n02"]  # written in this order; the labels follow the sorted names
@@ -356,17 +356,17 @@ def test_chain_on_a_streamed_image_folder(tmp_path, monkeypatch, tiny_registered
                                      "data": {"dataset": TINY}, "search": search, "train": train}}
     write_params(tmp_path, params)
     for args in (["check-params"], ["prepare", "inet"], ["search", "inet", "darts", "0"],
-                 ["derive", "inet", "darts", "0"], ["evaluate", "inet", "darts", "0"]):
+                 ["derive", "inet", "darts", "0"], ["train", "inet", "darts", "0"], ["evaluate", "inet", "darts", "0"]):
         result = itnas(*args)
         assert result.exit_code == 0, (args, result.output)
     summary = json.loads(Path("data/prepared/inet/search/summary.json").read_text())
     assert (summary["dataset"], summary["in_channels"], summary["image_size"]) == (TINY, 3, 0)
-    run = RunPaths("inet", "darts", 0)
+    run = run_record("inet", "darts", 0)
     metrics = json.loads(run.metrics.read_text())
-    details = json.loads(run.eval_details.read_text())
+    details = json.loads(run.details.read_text())
     assert metrics["test_images"] == 6 and details["classes"] == ["n01", "n02", "n03"]
 
     params["benchmarks"]["inet"]["train"]["data"]["image_size"] = 0
     write_params(tmp_path, params)
-    result = itnas("evaluate", "inet", "darts", "0")
+    result = itnas("train", "inet", "darts", "0")
     assert result.exit_code == 2 and "set an image_size" in one_line_error(result)

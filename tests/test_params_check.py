@@ -241,8 +241,8 @@ def test_check_stage_removes_checkpoints_no_stage_can_resume(tmp_path, monkeypat
     result = itnas("check-params")
     assert result.exit_code == 0, result.output
     err = " ".join(result.stderr.split())
-    assert ("removing .itnas_ckpt/tiny/itnas-s5: chain tiny/itnas-s5 is not in runs.benchmarks x runs.methods x "
-            "runs.seeds") in err
+    assert ("removing .itnas_ckpt/tiny/itnas-s5: chain tiny/itnas-s5 is not in (runs.benchmarks, runs.tables) x "
+            "runs.methods x runs.seeds") in err
     assert ("removing .itnas_ckpt/tiny/darts-s0/search.pt: a run of other params or data (keys differ: "
             "['weight_optimizer'])") in err
     assert "removing .itnas_ckpt/tiny/darts-s0/train.pt: a run of other code (itnas/train.py changed)" in err

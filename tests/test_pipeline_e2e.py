@@ -23,20 +23,22 @@ import pytest
 import torch
 import yaml
 
-from itnas.contracts import FinalNetworkConfig, NB201Metrics, RunMetrics, SearchMetrics, SupernetMeta
+from itnas.contracts import FinalNetworkConfig, SearchMetrics, SupernetMeta
 from itnas.data import ImageDataset, find_test_overlap, load_search_data, load_train_data
+from itnas.evaluators.nb201 import NB201Metrics
+from itnas.evaluators.train import TrainMetrics as RunMetrics
+from itnas.evaluators.train import test_network as evaluate
 from itnas.genotype import Genotype
 from itnas.networks import final_network_from_config
-from itnas.train import evaluate
-from pipeline.paths import REPORT_DIR, RunPaths, prepared_dirs
+from pipeline.paths import REPORT_DIR, prepared_dirs, run_record
 
 # the real `dvc repro` of the module fixture (~1 min on 2 cores): skipped by `-m "not slow"`, run by CI
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("itnas", "darts")
-RUNS = [RunPaths("tiny", m, 0) for m in METHODS]
-NB_RUNS = [RunPaths("nbtiny", m, 0) for m in METHODS]  # the same methods on the nb201 space, looked up in the table
+RUNS = [run_record("tiny", m, 0) for m in METHODS]
+NB_RUNS = [run_record("nbtiny", m, 0) for m in METHODS]  # the same methods on the nb201 space, looked up in the table
 SEARCH_DATA_DIR, TRAIN_DATA_DIR = prepared_dirs("tiny")
 N_TRAIN, N_TEST = 1347, 450  # all of digits' training and test images
 
@@ -55,7 +57,7 @@ def tiny_params() -> dict:
     params["device"] = "cpu"
     params["data"].update(dataset="digits", root="data/raw", download=False, search_train_size=64,
                           search_val_size=64, train_size=0, test_size=0, split_seed=0)
-    params["runs"] = {"benchmarks": ["tiny", "nbtiny"], "methods": list(METHODS), "seeds": [0]}
+    params["runs"] = {"benchmarks": ["tiny"], "tables": ["nbtiny"], "methods": list(METHODS), "seeds": [0]}
     params["benchmarks"] = {
         "tiny": {"label": "digits", "evaluation": "train", "data": {}, "search": {}, "train": {}},
         "nbtiny": {"label": "NB201 look-up (search on digits)", "evaluation": "nb201", "data": {},
@@ -162,7 +164,7 @@ def test_trained_network_beats_chance_and_evaluation_reproduces(project):
         model.load_state_dict(ck["model"])
         result = evaluate(model, ImageDataset(final.test, final.mean, final.std), 500, "cpu", net.num_classes)
         assert round(result["accuracy"], 2) == metrics.test_acc and result["n"] == N_TEST
-        details = json.loads((project / run.eval_details).read_text())
+        details = json.loads((project / run.details).read_text())
         cm = torch.tensor(details["confusion_matrix"])
         assert cm.shape == (10, 10) and int(cm.sum()) == N_TEST
         assert 100.0 * int(cm.trace()) / N_TEST == pytest.approx(details["accuracy"])
@@ -203,15 +205,29 @@ def _changed_by(project: Path, keys: tuple[str, ...], value: dict) -> set[str]:
 
 
 @pytest.mark.parametrize("keys,value,must_change,must_not_change", [
-    (("methods", "darts"), {"arch_optimizer": {"lr": 0.001}}, {"search@tiny-darts-0", "search@nbtiny-darts-0"},
-     ("prepare", "search@tiny-itnas", "evaluate@tiny-itnas", "derive@tiny-itnas", "search@nbtiny-itnas")),
-    (("benchmarks", "nbtiny", "search", "schedule"), {"epochs": 3}, {"search@nbtiny-itnas-0", "search@nbtiny-darts-0"},
-     ("prepare", "@tiny-")),
+    (("methods", "darts"), {"arch_optimizer": {"lr": 0.001}}, {"search@tiny-darts-0", "search-table@nbtiny-darts-0"},
+     ("prepare", "search@tiny-itnas", "evaluate@tiny-itnas", "derive@tiny-itnas", "search-table@nbtiny-itnas")),
+    (("benchmarks", "nbtiny", "search", "schedule"), {"epochs": 3},
+     {"search-table@nbtiny-itnas-0", "search-table@nbtiny-darts-0"}, ("prepare", "@tiny-")),
 ], ids=["method", "benchmark"])
 def test_changing_one_method_or_benchmark_reruns_only_its_chains(project, keys, value, must_change, must_not_change):
     changed = _changed_by(project, keys, value)
     assert must_change <= changed
     assert not [s for s in changed if any(part in s for part in must_not_change)], changed
+
+
+def test_editing_the_test_pass_reevaluates_without_retraining(project):
+    """The trained network is the train stage's cached output: an edit of how it is tested (the train evaluator,
+    itnas/evaluators/train.py) reruns every evaluate stage that tests a network and no train stage."""
+    path = project / "itnas/evaluators/train.py"
+    original = path.read_text()
+    path.write_text(original + "\n# an edit of the test pass\n")
+    try:
+        changed = set(json.loads(_run(["dvc", "status", "--json"], project).stdout))
+    finally:
+        path.write_text(original)
+    assert {"evaluate@tiny-itnas-0", "evaluate@tiny-darts-0"} <= changed
+    assert not [s for s in changed if s.startswith(("train@", "search", "derive", "prepare"))], changed
 
 
 def test_nb201_chain_looks_the_cells_up_under_both_derivations(project):
@@ -227,7 +243,7 @@ def test_nb201_chain_looks_the_cells_up_under_both_derivations(project):
         looked_up = table.lookup(genotype)
         assert {k: getattr(metrics, k) for k in NB201_METRICS} == looked_up
         assert metrics.arch == genotype.to_nb201_string() and metrics.derivation == "marginal"
-        details = json.loads((project / run.eval_details).read_text())
+        details = json.loads((project / run.details).read_text())
         assert set(details["cells"]) == {"marginal", "sequential"}
         for cell in details["cells"].values():
             assert {k: cell[k] for k in NB201_METRICS} == table.lookup(cell["arch"])

@@ -22,7 +22,7 @@ def test_two_queued_seed_experiments_run_in_parallel(tmp_path):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
     params = tiny_params()
-    params["runs"] = {"benchmarks": ["tiny"], "methods": ["darts"], "seeds": [0]}
+    params["runs"] = {"benchmarks": ["tiny"], "tables": [], "methods": ["darts"], "seeds": [0]}
     del params["benchmarks"]["nbtiny"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "test"],  # dvc exp commits: an identity

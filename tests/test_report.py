@@ -21,8 +21,9 @@ import torch
 from torch.utils.data import Dataset
 
 from itnas.arch import Architecture, get_method, list_methods
-from itnas.config import SearchConfig
+from itnas.config import ConfigError, SearchConfig
 from itnas.derive import derive_genotype, derive_with_margins, margin_summary
+from itnas.evaluators.nb201 import nb201_cell
 from itnas.genotype import PUBLISHED_GENOTYPES, Genotype
 from itnas.records import transition_records
 from itnas.report import (
@@ -39,6 +40,7 @@ from itnas.report import (
     write_markdown,
 )
 from itnas.report.cellgraph import boxes_overlap
+from itnas.run import RunRecord
 from itnas.search import alpha_entropy, run_search
 from itnas.spaces import create_space
 
@@ -103,6 +105,12 @@ def arch_history(space: str, method: str, seed: int, epochs: int = 2) -> tuple[l
     return history, genotype
 
 
+def _record(run_dir: Path) -> RunRecord:
+    """The RunRecord of <runs>/<benchmark>/<method>-s<seed>."""
+    method, seed = run_dir.name.rsplit("-s", 1)
+    return RunRecord(run_dir.parent.name, method, int(seed), run_dir.parent.parent)
+
+
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj))
@@ -115,11 +123,14 @@ def write_train_run(run: Path, genotype: Genotype, history: list[dict] | None, t
     if history is not None:
         write_json(run / "search" / "history.json", history)
     write_json(run / "metrics.json", {
-        "test_acc": test_acc, "test_loss": 0.5, "test_images": 1000, "params_m": 0.0123 + 0.001 * seed,
+        "evaluation": "train", "test_acc": test_acc, "test_loss": 0.5, "test_images": 1000,
+        "params_m": 0.0123 + 0.001 * seed,
         "madds_m": 1.5, "params_m_c36_l20": 3.3, "madds_m_c36_l20_32px": 540.2,
         "collapse_count": genotype.collapse_count, "search_time_s": 10.0 + seed, "train_time_s": 5.0})
     write_json(run / "evaluate" / "details.json", {"evaluation": "train", "classes": ["a", "b", "c"],
-                                                   "accuracy": test_acc, "loss": 0.5, "n": 1000})
+                                                   "accuracy": test_acc, "loss": 0.5, "n": 1000,
+                                                   "per_class_accuracy": [test_acc] * 3,
+                                                   "confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]})
     return run
 
 
@@ -139,7 +150,8 @@ def write_nb201_run(run: Path, cells: dict, history: list[dict] | None, derivati
     write_json(run / "evaluate" / "details.json", {
         "evaluation": "nb201", "derivation": derivation, "cells": looked_up,
         "table_best": {k: {"arch": "|nor_conv_3x3~0|+|...|", "value": v} for k, v in TABLE_BEST.items()}})
-    write_json(run / "metrics.json", {**looked_up[derivation], "derivation": derivation, "search_time_s": 12.0})
+    write_json(run / "metrics.json", {"evaluation": "nb201", **looked_up[derivation], "derivation": derivation,
+                                      "search_time_s": 12.0})
     return run
 
 
@@ -171,12 +183,12 @@ def project(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(project) -> list[RunResult]:
-    return [load_run(project / "runs" / "tiny" / f"{m}-s{s}", "tiny", m, s) for m in METHODS for s in SEEDS]
+    return [load_run(_record(project / "runs" / "tiny" / f"{m}-s{s}")) for m in METHODS for s in SEEDS]
 
 
 @pytest.fixture(scope="module")
 def nb_runs(project) -> list[RunResult]:
-    return [load_run(project / "runs" / "nb" / f"{m}-s{s}", "nb", m, s, "nb201") for m in METHODS for s in SEEDS]
+    return [load_run(_record(project / "runs" / "nb" / f"{m}-s{s}"), "nb201") for m in METHODS for s in SEEDS]
 
 
 def _rows(table) -> dict[str, dict[str, str]]:
@@ -228,7 +240,8 @@ def test_transition_records(method, space_name):
 def test_load_run_reads_every_file(runs):
     r = runs[0]
     assert (r.benchmark, r.method, r.seed, r.name, r.evaluation) == ("tiny", "itnas", 0, "tiny/itnas-s0", "train")
-    assert r.test_acc == TEST_ACC[("itnas", 0)] and r.details["evaluation"] == "train"
+    assert r.metrics["test_acc"] == TEST_ACC[("itnas", 0)] and r.details["evaluation"] == "train"
+    assert r.headline == f"test acc {TEST_ACC[('itnas', 0)]:.2f} %"
     assert len(r.history) == 2 and r.collapse_count == r.genotype.collapse_count
     records = r.history[-1]["transitions"]["normal"]
     assert isinstance(records, list) and {"pred", "edge", "matrix"} <= set(records[0])
@@ -237,36 +250,45 @@ def test_load_run_reads_every_file(runs):
 
 def test_load_nb201_run(nb_runs):
     r = nb_runs[1]  # itnas-s1: sequential cell all skip
-    assert (r.name, r.evaluation, r.derivation, r.test_acc) == ("nb/itnas-s1", "nb201", "marginal", None)
+    assert (r.name, r.evaluation, r.derivation) == ("nb/itnas-s1", "nb201", "marginal")
     for mode, (arch, *values) in NB201_CELLS[("itnas", 1)].items():
-        cell = r.nb201_cell(mode)
+        cell = nb201_cell(r, mode)
         assert cell["arch"] == arch and [cell[k] for k in NB201_KEYS] == values
     assert r.genotype.to_nb201_string() == NB201_CELLS[("itnas", 1)]["marginal"][0]
-    assert not r.collapsed() and r.collapsed(r.nb201_cell("sequential")["collapse_count"])
+    assert not r.collapsed() and r.collapsed(nb201_cell(r, "sequential")["collapse_count"])
     assert nb_runs[2].collapsed() and nb_runs[2].n_cell_edges == 6  # darts-s0: all skip
 
 
 def test_nb201_run_without_details_uses_its_metrics(tmp_path):
     run = write_nb201_run(tmp_path / "nb" / "darts-s0", NB201_CELLS[("itnas", 0)], None)
     (run / "evaluate" / "details.json").unlink()
-    r = load_run(run, "nb", "darts", 0)
+    r = load_run(_record(run))
     assert r.details == {} and r.history == []
-    assert r.nb201_cell("marginal")["nb201_c10_test"] == 93.5 and r.nb201_cell("sequential") is None
+    assert nb201_cell(r, "marginal")["nb201_c10_test"] == 93.5 and nb201_cell(r, "sequential") is None
     table = _rows(benchmark_tables(NB201, [r])[0])["darts"]
     assert table["CIFAR-10 test (%), marginal"] == "93.50 (n=1)" and table["CIFAR-10 test (%), sequential"] == "n/a"
 
 
-def test_metrics_of_neither_kind_are_refused(tmp_path):
+def test_metrics_are_read_by_the_evaluator_they_name(tmp_path):
     run = _handmade_train_run(tmp_path)
-    (run / "metrics.json").write_text(json.dumps({"accuracy": 1.0}))
-    with pytest.raises(KeyError, match=r"neither 'test_acc'.*nor 'nb201_c10_test'.*\['accuracy'\]"):
-        load_run(run, "tiny", "darts", 0)
+    metrics = json.loads((run / "metrics.json").read_text())
+    del metrics["evaluation"]  # a file written before the evaluator was recorded: read as the benchmark's
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert load_run(_record(run), "train").evaluation == "train"
+    with pytest.raises(ValueError, match=r"names no evaluation"):
+        load_run(_record(run))
+    (run / "metrics.json").write_text(json.dumps({"evaluation": "train", "accuracy": 1.0}))
+    with pytest.raises(ValueError, match=r"metrics.json is not of its evaluator's model \(test_acc: Field required"):
+        load_run(_record(run))
+    (run / "metrics.json").write_text(json.dumps({**metrics, "evaluation": "nb2O1"}))
+    with pytest.raises(ConfigError, match=r"evaluation='nb2O1' \(did you mean 'nb201'\?\); valid values: train, nb201"):
+        load_run(_record(run))
 
 
 def test_metrics_of_the_other_evaluation_are_refused(tmp_path):
     run = _handmade_train_run(tmp_path)
     with pytest.raises(ValueError, match=r"holds train metrics, but benchmark tiny is evaluated by nb201"):
-        load_run(run, "tiny", "darts", 0, evaluation="nb201")
+        load_run(_record(run), evaluation="nb201")
 
 
 @pytest.mark.parametrize("name, stage", [("metrics.json", "evaluate"), ("genotype.json", "derive")])
@@ -274,10 +296,11 @@ def test_missing_file_names_the_file(tmp_path, name, stage):
     run = _handmade_train_run(tmp_path)
     (run / name).unlink()
     with pytest.raises(RunFilesMissing) as info:
-        load_run(run, "tiny", "darts", 0)
+        load_run(_record(run))
     err = info.value
     assert isinstance(err, FileNotFoundError) and err.path == run / name and err.stage == stage
     assert str(run / name) in str(err)
+    assert f"written by its {stage} stage" in str(err)
     assert "dvc" not in str(err) and "itnas " not in str(err)  # the library knows no pipeline commands
 
 
@@ -286,14 +309,14 @@ def test_history_in_an_older_format_is_refused(tmp_path):
     history[-1]["transitions"]["normal"] = {"(0, 2)->(2, 3)": [[1.0]]}  # string-keyed dict, as before itnas.records
     run = write_train_run(tmp_path / "tiny" / "itnas-s0", genotype, history, 80.0, 0)
     with pytest.raises(ValueError, match=r"history\.json.*transitions\['normal'\].*pred, edge, matrix"):
-        load_run(run, "tiny", "itnas", 0)
+        load_run(_record(run))
 
 
 def test_missing_history_and_details_still_render(tmp_path):
     run = _handmade_train_run(tmp_path)
     (run / "search" / "history.json").unlink()
     (run / "evaluate" / "details.json").unlink()
-    r = load_run(run, "tiny", "darts", 0)
+    r = load_run(_record(run))
     assert r.history == [] and r.details == {}
     write_html([(TRAIN, [r])], tmp_path / "report.html")  # search plots left out
     assert "no search history" in (tmp_path / "report.html").read_text()
@@ -321,7 +344,7 @@ def test_train_runs_table_has_one_row_per_run(runs):
     table = benchmark_tables(TRAIN, runs)[-1]
     assert len(table.rows) == len(runs)
     for row, r in zip(table.rows, runs, strict=True):
-        assert row[:2] == [r.method, str(r.seed)] and row[-1] == f"{r.test_acc:.2f}"
+        assert row[:2] == [r.method, str(r.seed)] and row[-1] == f"{r.metrics['test_acc']:.2f}"
         d = r.history[-1]["decisiveness"]
         assert row[4].rstrip(" *") == f"{d['min_margin']:.2g} / {d['median_margin']:.2g}"
 
@@ -501,7 +524,7 @@ def test_report_stage(project, monkeypatch):
            "images; test: 100 images" in md
     assert Path("reports/report.html").stat().st_size > 1_000_000  # plotly.js is embedded
     summary = json.loads(Path("reports/summary.json").read_text())
-    assert summary == summary_metrics([load_run(project / "runs" / b / f"{m}-s{s}", b, m, s)
+    assert summary == summary_metrics([load_run(_record(project / "runs" / b / f"{m}-s{s}"))
                                        for b in ("tiny", "nb") for m in METHODS for s in SEEDS])
 
 

@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_report import NB201_CELLS, arch_history, write_nb201_run, write_train_run
+from test_report import NB201_CELLS, _record, arch_history, write_nb201_run, write_train_run
 
 from itnas.report import BenchmarkInfo, label_boxes, load_run, write_html
 from itnas.report.cellgraph import LABEL_FONT_PX, boxes_overlap, genotype_figure, text_width_px
@@ -124,12 +124,12 @@ def page(tmp_path_factory) -> Path:
     for method, seed, acc in (("itnas", 0, 81.0), ("itnas", 1, 82.5), ("darts", 0, 79.5)):
         history, genotype = arch_history("darts", method, seed)
         run = write_train_run(root / "runs" / "fm" / f"{method}-s{seed}", genotype, history, acc, seed)
-        train.append(load_run(run, "fm", method, seed, "train"))
+        train.append(load_run(_record(run), "train"))
     nb = []
     for method, seed in (("itnas", 0), ("darts", 0)):
         history, _ = arch_history("nb201", method, seed)
         run = write_nb201_run(root / "runs" / "nb" / f"{method}-s{seed}", NB201_CELLS[(method, seed)], history)
-        nb.append(load_run(run, "nb", method, seed, "nb201"))
+        nb.append(load_run(_record(run), "nb201"))
     path = root / "report.html"
     write_html([(TRAIN, train), (NB201, nb)], path)
     return path

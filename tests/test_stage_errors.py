@@ -30,7 +30,7 @@ def test_train_stage_refuses_a_none_edge(tmp_path, monkeypatch, cell, edges):
     run = tmp_path / "runs/tiny/darts-s0"
     run.mkdir(parents=True)
     (run / "genotype.json").write_text(json.dumps(_with_none(cell, edges)))
-    result = itnas("evaluate", "tiny", "darts", "0")
+    result = itnas("train", "tiny", "darts", "0")
     assert result.exit_code == 2 and "Traceback" not in result.output
     line = one_line_error(result)
     assert line.startswith(f"error: runs/tiny/darts-s0/genotype.json: {cell} cell: op 'none' on edge (")

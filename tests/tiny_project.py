@@ -26,7 +26,7 @@ def tiny_params() -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["device"] = "cpu"
     params["data"].update(dataset="digits", search_train_size=64, search_val_size=64, train_size=300, test_size=100)
-    params["runs"] = {"benchmarks": ["tiny"], "methods": ["darts"], "seeds": [0]}
+    params["runs"] = {"benchmarks": ["tiny"], "tables": [], "methods": ["darts"], "seeds": [0]}
     params["benchmarks"] = {"tiny": {"label": "digits (tests)", "evaluation": "train", "data": {}, "search": {},
                                      "train": {}}}
     search = params["search"]

@@ -1,8 +1,7 @@
 """The report's plotly figures, one function per figure; `itnas.report.page` puts them on one HTML page.
 
-Per benchmark: (a) `accuracy_figure` (train benchmarks: test accuracy (%) per run and per method) or
-`nb201_figure` (nb201 benchmarks: NAS-Bench-201 test accuracy (%) per method and derivation, with the table's best
-cell); (e) `collapse_figure`: collapse count per search epoch. Per run: (b) the cell graphs
+Per benchmark: (a) its evaluator's headline figure (`itnas.evaluators.Evaluator.figure`, colours from
+`method_colors`); (e) `collapse_figure`: collapse count per search epoch. Per run: (b) the cell graphs
 (`itnas.report.cellgraph.genotype_figure`); (c) `alpha_figure`: alpha heatmaps over the search epochs and the mean
 alpha entropy (nats); (d) `transition_figures`: the last epoch's transition matrices and attention (records of
 `itnas.records`; ITNAS variants only).
@@ -18,82 +17,20 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from ..arch import get_method, list_methods
-from ..genotype import DERIVE_MODES
 from ..spaces import SearchSpace, create_space
-from .runs import NB201_DATASETS, RunResult
-from .stats import group_runs, nb201_value, stat
+from .runs import RunResult
 from .tables import CELL_TITLES, OP_ABBREVIATIONS
 
-__all__ = ["accuracy_figure", "alpha_figure", "collapse_figure", "has_transitions", "nb201_figure",
-           "transition_figures"]
+__all__ = ["alpha_figure", "collapse_figure", "has_transitions", "method_colors", "transition_figures"]
 
-def _method_colors(runs: list[RunResult]) -> dict[str, str]:
+
+def method_colors(runs: list[RunResult]) -> dict[str, str]:
     palette = qualitative.Plotly
     return {m: palette[i % len(palette)] for i, m in enumerate(dict.fromkeys(r.method for r in runs))}
 
 
 def _edge_label(src: int, dst: int) -> str:
     return f"({src},{dst})"
-
-
-def accuracy_figure(runs: list[RunResult]) -> go.Figure:
-    """(a) Train benchmarks: test accuracy (%) of every run, and mean ± sample std (ddof=1) per method."""
-    colors = _method_colors(runs)
-    groups = group_runs(runs)
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.08,
-                        subplot_titles=("every run", "per method: mean ± sample std over seeds"))
-    values = []
-    for method, color in colors.items():
-        group = [r for methods in groups.values() for r in methods.get(method, [])]
-        fig.add_trace(go.Bar(x=[f"{r.method}-s{r.seed}" for r in group], y=[r.test_acc for r in group], name=method,
-                             marker_color=color, legendgroup=method, text=[f"{r.test_acc:.2f}" for r in group],
-                             textposition="outside"), row=1, col=1)
-        s = stat(r.test_acc for r in group)
-        label = s.text() + f"<br>n={s.n}"
-        fig.add_trace(go.Bar(x=[f"{method}<br>{label}"], y=[s.mean], marker_color=color, showlegend=False,
-                             legendgroup=method,
-                             error_y={"type": "data", "array": [s.std or 0.0], "visible": s.std is not None},
-                             hovertemplate=f"{method}: {label.replace('<br>', ', ')} %<extra></extra>"),
-                      row=1, col=2)
-        values += [r.test_acc for r in group] + [s.mean + sign * (s.std or 0.0) for sign in (-1, 1)]
-    lo, hi = min(values), max(values)
-    pad = max(1.0, 0.25 * (hi - lo))
-    y_lo, y_hi = max(0.0, math.floor(lo - pad)), min(100.0, hi + pad) + 0.5
-    title = "test accuracy (%)" + (f" (axis starts at {y_lo:g})" if y_lo > 0 else "")
-    for col in (1, 2):
-        fig.update_yaxes(range=[y_lo, y_hi], title_text=title if col == 1 else None, row=1, col=col)
-    fig.update_layout(height=460, margin={"t": 40, "b": 40}, legend_title_text="method")
-    return fig
-
-
-def nb201_figure(runs: list[RunResult]) -> go.Figure:
-    """(a) nb201 benchmarks: NAS-Bench-201 test accuracy (%) of the derived cells per method, one panel per data set
-    (CIFAR-10, CIFAR-100, ImageNet16-120): bars = mean over seeds (error bars: sample std, n >= 2) for the marginal
-    and the sequential derivation; dashed line: the table's best cell (details["table_best"])."""
-    groups = {m: g for methods in group_runs(runs).values() for m, g in methods.items()}
-    fig = make_subplots(rows=1, cols=len(NB201_DATASETS), subplot_titles=list(NB201_DATASETS.values()),
-                        horizontal_spacing=0.07)
-    best = next((r.details["table_best"] for r in runs if r.details.get("table_best")), {})
-    for col, metric in enumerate(NB201_DATASETS, start=1):
-        for k, mode in enumerate(DERIVE_MODES):
-            stats = [stat(nb201_value(r, mode, metric) for r in g) for g in groups.values()]
-            fig.add_trace(go.Bar(
-                x=list(groups), y=[s.mean for s in stats], name=f"{mode} derivation", legendgroup=mode,
-                showlegend=col == 1, marker_color=qualitative.Plotly[k], offsetgroup=mode,
-                error_y={"type": "data", "array": [s.std or 0.0 for s in stats], "visible": True},
-                customdata=[[s.text(), s.n] for s in stats],
-                hovertemplate=f"%{{x}}, {mode}: %{{customdata[0]}} % (n=%{{customdata[1]}})<extra></extra>"),
-                row=1, col=col)
-        if metric in best:
-            value = float(best[metric]["value"])
-            fig.add_hline(y=value, line={"color": "black", "dash": "dash", "width": 1}, row=1, col=col,
-                          annotation_text=f"table best {value:.2f}", annotation_font_size=9,
-                          annotation_position="top left")
-        fig.update_yaxes(range=[0, 100], title_text="test accuracy (%)" if col == 1 else None, row=1, col=col)
-    fig.update_layout(height=430, barmode="group", margin={"t": 60, "b": 40}, legend={"orientation": "h", "y": -0.12},
-                      title_text="NAS-Bench-201 test accuracy of the derived cells (mean ± sample std over seeds)",
-                      title_font_size=13)
-    return fig
 
 
 def _op_axis(space: SearchSpace, cell_type: str) -> tuple[list[str], list[list[str]]]:
@@ -248,7 +185,7 @@ def _attention_figure(run: RunResult, attention: dict[str, list[dict]]) -> go.Fi
 
 def collapse_figure(runs: list[RunResult]) -> go.Figure:
     """(e) Collapse count (parameter-free ops in the normal cell of each epoch's marginal genotype) per epoch."""
-    colors = _method_colors(runs)
+    colors = method_colors(runs)
     dashes = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
     fig = go.Figure()
     seed_rank: dict[str, int] = {}

@@ -11,15 +11,9 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from ..evaluators import get_evaluator
 from .cellgraph import genotype_figure
-from .figures import (
-    accuracy_figure,
-    alpha_figure,
-    collapse_figure,
-    has_transitions,
-    nb201_figure,
-    transition_figures,
-)
+from .figures import alpha_figure, collapse_figure, has_transitions, transition_figures
 from .runs import BenchmarkInfo, RunResult
 from .tables import SELECTION_RULE, benchmark_tables
 
@@ -45,8 +39,9 @@ def write_html(sections: list[tuple[BenchmarkInfo, list[RunResult]]], path: Path
     """Write one self-contained interactive HTML page (plotly.js embedded once; opens offline).
 
     One section per benchmark (`BenchmarkInfo`, its runs): its label, size line and data line; its tables
-    (`itnas.report.tables.benchmark_tables`); (a) test accuracy per run and method (train) or the NAS-Bench-201
-    accuracies per method and derivation with the table's best cell (nb201); (e) collapse count per search epoch;
+    (`itnas.report.tables.benchmark_tables`); (a) its evaluator's headline figure (`itnas.evaluators.Evaluator.figure`:
+    test accuracy per run and method, or the NAS-Bench-201 accuracies per method and derivation); (e) collapse count
+    per search epoch;
     then per run: (b) the cell graphs, (c) alpha heatmaps with an epoch slider and the mean alpha entropy (nats),
     (d) the last epoch's transition matrices and attention (ITNAS variants; darts and pcdarts have none).
     """
@@ -83,12 +78,9 @@ def write_html(sections: list[tuple[BenchmarkInfo, list[RunResult]]], path: Path
             continue
         for table in benchmark_tables(info, runs):
             parts.append(table.html())
-        if info.evaluation == "nb201":
-            text("h3", f"{info.label}: NAS-Bench-201 look-up per method")
-            add(nb201_figure(runs))
-        else:
-            text("h3", f"{info.label}: test accuracy")
-            add(accuracy_figure(runs))
+        heading, figure = get_evaluator(info.evaluation).figure(runs)
+        text("h3", f"{info.label}: {heading}")
+        add(figure)
         if any(r.history for r in runs):
             text("h3", f"{info.label}: collapse count per search epoch")
             add(collapse_figure(runs))

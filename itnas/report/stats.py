@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..genotype import DERIVE_MODES
-from .runs import NB201_DATASETS, RunResult
+from ..evaluators import get_evaluator
+from .runs import RunResult
 
-__all__ = ["Stat", "group_runs", "method_stats", "nb201_value", "stat", "summary_metrics"]
+__all__ = ["Stat", "group_runs", "margin_stats", "method_stats", "stat", "summary_metrics"]
 
 
 @dataclass(frozen=True)
@@ -57,73 +57,26 @@ def group_runs(runs: list[RunResult]) -> dict[str, dict[str, list[RunResult]]]:
     return out
 
 
-def nb201_value(run: RunResult, mode: str, metric: str) -> float | None:
-    """The NB201 look-up `metric` (%) of the run's cell derived with rule `mode`, None when not recorded."""
-    cell = run.nb201_cell(mode) or {}
-    value = cell.get(metric)
-    return None if value is None else float(value)
-
-
-def _nb201_collapse(run: RunResult, mode: str) -> int | None:
-    cell = run.nb201_cell(mode)
-    return None if cell is None or cell.get("collapse_count") is None else int(cell["collapse_count"])
+def margin_stats(group: list[RunResult]) -> dict[str, Any]:
+    """n (runs) and the `Stat` of min_margin / median_margin (alpha units; the last search epoch's decisiveness
+    record) over one method's runs: the statistics every evaluator's tables start with."""
+    return {"n": len(group), "min_margin": stat(r.decisiveness.get("min_margin") for r in group),
+            "median_margin": stat(r.decisiveness.get("median_margin") for r in group)}
 
 
 def method_stats(group: list[RunResult]) -> dict[str, Any]:
-    """Statistics of one method's runs (one benchmark) over seeds.
-
-    Keys (train): test_acc (%), params_m (M), min_margin / median_margin (alpha units; the last search epoch's
-    decisiveness record), collapse_count (`Stat`), collapsed (number of collapsed searches, int), n (runs).
-    Keys (both): min_margin / median_margin. Keys (nb201), for mode in marginal / sequential: ``<mode>:<metric>``
-    for every NB201 test metric (%),
-    ``<mode>:collapse_count`` (`Stat`), ``<mode>:collapsed`` (int, searches whose cell is all parameter-free,
-    collapse count == 6 edges), ``<mode>:n_collapsed`` (runs with a recorded cell of that mode); n.
-    """
-    out: dict[str, Any] = {"n": len(group)}
-    out["min_margin"] = stat(r.decisiveness.get("min_margin") for r in group)
-    out["median_margin"] = stat(r.decisiveness.get("median_margin") for r in group)
-    if group[0].evaluation == "train":
-        out["test_acc"] = stat(r.test_acc for r in group)
-        out["params_m"] = stat(r.metrics.get("params_m") for r in group)
-        out["collapse_count"] = stat(r.collapse_count for r in group)
-        out["collapsed"] = sum(r.collapsed() for r in group)
-        return out
-    for mode in DERIVE_MODES:
-        for metric in NB201_DATASETS:
-            out[f"{mode}:{metric}"] = stat(nb201_value(r, mode, metric) for r in group)
-        counts = [(r, _nb201_collapse(r, mode)) for r in group]
-        known = [(r, c) for r, c in counts if c is not None]
-        out[f"{mode}:collapse_count"] = stat(c for _, c in known)
-        out[f"{mode}:collapsed"] = sum(r.collapsed(c) for r, c in known)
-        out[f"{mode}:n_collapsed"] = len(known)
-    return out
+    """Statistics of one method's runs (one benchmark) over seeds, as their evaluator computes them
+    (`itnas.evaluators.Evaluator.method_stats`; e.g. test_acc, or ``<mode>:<metric>`` of an NB201 look-up)."""
+    return get_evaluator(group[0].evaluation).method_stats(group)
 
 
 def summary_metrics(runs: list[RunResult]) -> dict[str, dict[str, dict[str, Any]]]:
     """The report's metrics file (reports/summary.json, what `dvc exp show` compares), small and flat:
     {benchmark: {method: {metric: {"mean", "std", "n"}}}}, accuracies in % rounded to 2 decimals, std null for
-    one seed.
-
-    Metrics: train: ``test_acc``; nb201: ``nb201_c10_test``, ``nb201_c100_test``, ``nb201_in16_test`` of the
-    configured derivation (each run's genotype.json) and ``seq_nb201_*`` of the sequential derivation. Both:
-    ``collapsed`` = {"count": searches whose derived cell is all parameter-free, "n": runs}; nb201 also
-    ``seq_collapsed``.
+    one seed; the metrics of each evaluator's `summary` (train: ``test_acc``; nb201: ``nb201_*_test`` of the
+    configured derivation and ``seq_nb201_*`` of the sequential one), and ``collapsed`` = {"count": searches whose
+    derived cell is all parameter-free, "n": runs}.
     """
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for benchmark, methods in group_runs(runs).items():
-        out[benchmark] = {}
-        for method, group in methods.items():
-            row: dict[str, Any] = {}
-            if group[0].evaluation == "train":
-                row["test_acc"] = stat(r.test_acc for r in group).rounded()
-            else:
-                for metric in NB201_DATASETS:
-                    row[metric] = stat(nb201_value(r, r.derivation, metric) for r in group).rounded()
-                for metric in NB201_DATASETS:
-                    row[f"seq_{metric}"] = stat(nb201_value(r, "sequential", metric) for r in group).rounded()
-                seq = [(r, _nb201_collapse(r, "sequential")) for r in group]
-                seq = [(r, c) for r, c in seq if c is not None]
-                row["seq_collapsed"] = {"count": sum(r.collapsed(c) for r, c in seq), "n": len(seq)}
-            row["collapsed"] = {"count": sum(r.collapsed() for r in group), "n": len(group)}
-            out[benchmark][method] = row
-    return out
+    return {benchmark: {method: get_evaluator(group[0].evaluation).summary(group)
+                        for method, group in methods.items()}
+            for benchmark, methods in group_runs(runs).items()}
