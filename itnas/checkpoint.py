@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import ItnasError, MissingOutputError
+
 __all__ = ["LOAD_ERRORS", "CheckpointError", "CheckpointMismatch", "capture_rng", "load_checkpoint", "read_torch_file",
            "restore_rng", "save_checkpoint"]
 
@@ -20,7 +22,7 @@ LOAD_ERRORS = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingErr
 """What torch.load raises for a truncated, corrupted or foreign file."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ItnasError, RuntimeError):
     """A checkpoint file that cannot be read or does not belong to the current run."""
 
 
@@ -82,12 +84,13 @@ def load_checkpoint(path: str | Path, config: dict | None = None) -> dict[str, A
     """Load a checkpoint; with `config`, also check it was written by a run of the same config.
 
     Raises:
-        FileNotFoundError: no file. CheckpointError: unreadable (corrupted, truncated) or of another config;
+        MissingOutputError (a FileNotFoundError): no file. CheckpointError: unreadable (corrupted, truncated) or
+        of another config;
         the message names the file and how to start over.
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingOutputError(f"checkpoint {path} does not exist")
     payload = read_torch_file(path, "delete it to start this run over", "checkpoint ")
     if not isinstance(payload, dict) or "config" not in payload:
         raise CheckpointError(f"checkpoint {path} is not an itnas checkpoint (no stored config)")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .arch import BASES, DEFAULT_TRANSITION_GAMMA, DEFAULT_TRANSITION_INIT, get_base, get_method, list_methods
+from .errors import ItnasError
 from .samplers import DEFAULT_DIRICHLET_ANCHOR, DEFAULT_DIRICHLET_KL, DEFAULT_TAU_MAX, DEFAULT_TAU_MIN
 from .spaces import list_spaces
 
@@ -37,7 +38,7 @@ def _amp_off_from_yaml(v: Any) -> Any:
     return "off" if v is False else v
 
 
-class ConfigError(ValueError):
+class ConfigError(ItnasError, ValueError):
     """Invalid parameters; the message names every bad key, its value and what is allowed."""
 
 

@@ -20,6 +20,7 @@ import torch
 from itnas.contracts import NB201Metrics, RunMetrics
 from itnas.data import ImageDataset, load_train_data, loader_options
 from itnas.distributed import DistContext
+from itnas.errors import MissingOutputError
 from itnas.genotype import DERIVE_MODES, Genotype, GenotypeError
 from itnas.networks import count_multiply_adds, count_parameters, create_final_network
 from itnas.train import evaluate as evaluate_model
@@ -87,11 +88,11 @@ def _train_and_test(params: dict, run: RunPaths, ctx: DistContext, device: torch
 
 
 def _load_derivations(run: RunPaths) -> dict[str, Genotype]:
-    """The derive stage's derivations.json: mode -> Genotype, both modes. Raises FileNotFoundError naming the command
+    """The derive stage's derivations.json: mode -> Genotype, both modes. Raises MissingOutputError naming the command
     that writes it, GenotypeError when it is not a mapping of both modes to valid genotypes."""
     path = run.derivations
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; run `dvc repro` or `itnas derive {run.benchmark} "
+        raise MissingOutputError(f"{path} does not exist; run `dvc repro` or `itnas derive {run.benchmark} "
                                 f"{run.method} {run.seed}`")
     try:
         data = json.loads(path.read_text())

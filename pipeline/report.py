@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from itnas.errors import MissingOutputError
 from itnas.report import (
     BenchmarkInfo,
     RunFilesMissing,
@@ -124,12 +125,12 @@ def benchmark_info(params: dict, benchmark: str, methods: list[str]) -> Benchmar
 
 
 def _load(runs_dir: Path, benchmark: str, method: str, seed: int, evaluation: str) -> RunResult:
-    """`load_run`; a missing run file becomes a FileNotFoundError that names the file and the command writing it."""
+    """`load_run`; a missing run file becomes a MissingOutputError that names the file and the command writing it."""
     try:
         return load_run(runs_dir / run_name(benchmark, method, seed), benchmark, method, seed, evaluation)
     except RunFilesMissing as err:
         where = "" if runs_dir == RUNS_DIR else f", then copy its run folder under {runs_dir}"
-        raise FileNotFoundError(f"{err}; it is written by the {err.stage} stage: run `itnas {err.stage} {benchmark} "
+        raise MissingOutputError(f"{err}; it is written by the {err.stage} stage: run `itnas {err.stage} {benchmark} "
                                 f"{method} {seed}` (or `dvc repro`){where}") from None
 
 
@@ -137,7 +138,7 @@ def report(params_file: str = "params.yaml", runs_dir: str | Path = RUNS_DIR, ou
     """Report over every chain of `runs` in `params_file`, read from `runs_dir`
     (<runs_dir>/<benchmark>/<method>-s<seed>/), written to `out_dir`: report.md, report.html and summary.json
     (`itnas.report.summary_metrics`). A `runs_dir` other than runs/ (a folder of copied results) may hold a subset
-    of the chains: the report covers the chains whose folder it holds. Raises FileNotFoundError naming a missing
+    of the chains: the report covers the chains whose folder it holds. Raises MissingOutputError naming a missing
     run file and the command that writes it, ConfigError for bad params."""
     params = load_params(params_file)
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
@@ -145,7 +146,7 @@ def report(params_file: str = "params.yaml", runs_dir: str | Path = RUNS_DIR, ou
     if runs_dir != RUNS_DIR:  # a results folder (e.g. committed runs) may hold a subset of the chains
         present = [c for c in chains if (runs_dir / run_name(*c)).is_dir()]
         if not present:
-            raise FileNotFoundError(f"{runs_dir} holds none of the chains of {params_file} "
+            raise MissingOutputError(f"{runs_dir} holds none of the chains of {params_file} "
                                     f"({', '.join(run_name(*c) for c in chains[:3])}, ...)")
         if len(present) < len(chains):
             console.print(f"{runs_dir} holds {len(present)} of the {len(chains)} chains of {params_file}; reporting "
