@@ -8,19 +8,15 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Callable
 
 import typer
 
-from itnas.checkpoint import CheckpointError
-from itnas.config import ConfigError
-from itnas.data import DataError
-from itnas.engine import NonFiniteError
-from itnas.genotype import GenotypeError
+from itnas.errors import ItnasError
+from itnas.params import load_params
 
-from .common import console, load_params, setup_logging, torchrun_command
+from .common import console, launch, report_rank_error, setup_logging, torchrun_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="ITNAS: differentiable NAS with inter-layer transitions, as a DVC pipeline.")
@@ -32,21 +28,22 @@ SEED = typer.Argument(..., help="search / training seed")
 
 
 def _run(fn: Callable, *args, distributed: bool = False) -> None:
-    """Run a stage; known user errors end with a one-paragraph message and exit code 2, not a traceback. A stage
-    that can run data-parallel (`distributed`) reruns itself under torchrun when params.yaml's `distributed` block
-    asks for more than one process (`pipeline.common.torchrun_command`); its exit code is the job's."""
+    """Run a stage; a user error (`itnas.errors.ItnasError`) ends with its one-paragraph message and exit code 2,
+    anything else (a bug) with its traceback. A stage that can run data-parallel (`distributed`) reruns itself under
+    torchrun when params.yaml's `distributed` block asks for more than one process (`pipeline.common.launch`): a user
+    error on any of its processes ends the job the same way."""
     setup_logging()
     try:
         if distributed:
             cmd = torchrun_command(load_params(args[-1]), sys.argv[1:])
             if cmd is not None:
                 console.print(f"launching: {' '.join(cmd)}")
-                sys.exit(subprocess.run(cmd).returncode)
+                launch(cmd)
+                return
         fn(*args)
-    except (ConfigError, DataError, GenotypeError, CheckpointError, NonFiniteError, FileNotFoundError,
-            KeyError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        console.print(f"[red]error:[/red] {msg}", soft_wrap=True)  # a one-line message stays one line
+    except ItnasError as err:
+        if not report_rank_error(err):  # a torchrun rank leaves it to the launcher
+            console.print(f"[red]error:[/red] {err}", soft_wrap=True)  # a one-line message stays one line
         sys.exit(2)
 
 

@@ -11,10 +11,11 @@ from pydantic import ValidationError
 from itnas.checkpoint import CheckpointError
 from itnas.contracts import SupernetMeta
 from itnas.derive import DERIVE_MODES, derive_genotype
+from itnas.params import load_params
 from itnas.search import build_search_model
 from itnas.supernet import SearchModel
 
-from .common import console, derive_config, load_output, load_params, one_line, write_json
+from .common import console, load_output, one_line, write_json
 from .paths import RunPaths
 
 
@@ -34,7 +35,7 @@ def load_supernet(path: Path) -> tuple[SearchModel, SupernetMeta]:
 
 
 def derive(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
-    cfg = derive_config(load_params(params_file))
+    cfg = load_params(params_file).derive
     run = RunPaths(benchmark, method, seed)
     model, _ = load_supernet(run.supernet)
     derived = {mode: derive_genotype(model.arch, mode) for mode in DERIVE_MODES}

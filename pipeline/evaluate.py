@@ -23,19 +23,10 @@ from itnas.distributed import DistContext
 from itnas.errors import MissingOutputError
 from itnas.genotype import DERIVE_MODES, Genotype, GenotypeError
 from itnas.networks import count_multiply_adds, count_parameters, create_final_network
+from itnas.params import Params, load_params
 from itnas.train import evaluate as evaluate_model
 
-from .common import (
-    benchmark_evaluation,
-    console,
-    data_config,
-    derive_config,
-    distributed_run,
-    eval_config,
-    load_params,
-    train_config,
-    write_json,
-)
+from .common import console, distributed_run, write_json
 from .paths import RunPaths, prepared_dirs
 
 PAPER_C, PAPER_LAYERS = 36, 20  # DARTS CIFAR final-network size (docs/method.md 4)
@@ -47,26 +38,26 @@ def evaluate(benchmark: str, method: str, seed: int, params_file: str = "params.
     params = load_params(params_file)
     run = RunPaths(benchmark, method, seed)
     with distributed_run(params) as (ctx, device):
-        if benchmark_evaluation(params, benchmark) == "nb201":
+        if params.evaluation(benchmark) == "nb201":
             if ctx.is_main:
                 _lookup(params, run)
         else:
             _train_and_test(params, run, ctx, device)
 
 
-def _train_and_test(params: dict, run: RunPaths, ctx: DistContext, device: torch.device) -> None:
+def _train_and_test(params: Params, run: RunPaths, ctx: DistContext, device: torch.device) -> None:
     from .train_network import train_network
 
     Genotype.load(run.genotype)  # a genotype that cannot be trained stops here, before any data is read
-    dcfg = data_config(params, run.benchmark)
+    dcfg = params.data_config(run.benchmark)
     data = load_train_data(prepared_dirs(run.benchmark)[1], dcfg.root, dcfg.download)
     model, net, history = train_network(params, run, data, ctx, device)
     if not ctx.is_main:
         return  # rank 0 tests the network (the same on every rank) and writes
     genotype = Genotype.from_dict(net.genotype)
     test_set = ImageDataset(data.test, data.mean, data.std, image_size=net.image_size)
-    workers = loader_options(train_config(params, run.benchmark).data.num_workers, device)  # {} on a CPU
-    result = evaluate_model(model, test_set, eval_config(params).batch_size, device, len(data.classes),
+    workers = loader_options(params.train_config(run.benchmark).data.num_workers, device)  # {} on a CPU
+    result = evaluate_model(model, test_set, params.evaluate.batch_size, device, len(data.classes),
                             loader_kw=workers)
     paper_net = create_final_network(genotype, PAPER_C, PAPER_LAYERS, 10, False, 3)
     model.cpu()
@@ -111,11 +102,11 @@ def _load_derivations(run: RunPaths) -> dict[str, Genotype]:
     return out
 
 
-def _lookup(params: dict, run: RunPaths) -> None:
+def _lookup(params: Params, run: RunPaths) -> None:
     from itnas.nb201 import DEFAULT_METRICS, load_nb201_table
 
     table = load_nb201_table()
-    mode = derive_config(params).mode
+    mode = params.derive.mode
     cells = _load_derivations(run)
     stored = Genotype.load(run.genotype)
     if stored != cells[mode]:

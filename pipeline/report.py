@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from itnas.errors import MissingOutputError
+from itnas.params import Params, load_params
 from itnas.report import (
     BenchmarkInfo,
     RunFilesMissing,
@@ -22,18 +23,7 @@ from itnas.report import (
     write_markdown,
 )
 
-from .common import (
-    benchmark_evaluation,
-    benchmark_label,
-    console,
-    data_config,
-    derive_config,
-    load_params,
-    run_list,
-    search_config,
-    train_config,
-    write_json,
-)
+from .common import console, write_json
 from .paths import REPORT_DIR, RUNS_DIR, prepared_dirs, run_name
 
 COMMANDS = ["dvc repro            # runs, in order:", "itnas check-params", "itnas prepare BENCHMARK",
@@ -48,23 +38,23 @@ PAPER_TRAIN = {(36, 20), (16, 8)}
 PAPER_TRAIN_EPOCHS = 600
 
 
-def size_line(params: dict, benchmark: str, methods: list[str]) -> str:
+def size_line(params: Params, benchmark: str, methods: list[str]) -> str:
     """What was run, in one line: "CPU-reduced search: space darts, C=8, 5 cells, 5000 + 5000 images at 16 px, 6
     epochs; training: C=16, 8 cells, 10 epochs", each part "paper recipe" when at least the paper's size."""
-    data = data_config(params, benchmark)
-    c = search_config(params, benchmark, methods[0], 0)
+    data = params.data_config(benchmark)
+    c = params.search_config(benchmark, methods[0], 0)
     s = c.supernet
     pc, pl, pe = PAPER_SEARCH["nb201" if s.space == "nb201" else "darts"]
     cells = "cells per stage" if s.space == "nb201" else "cells"
     px = f"{c.data.image_size} px" if c.data.image_size else "native size"
-    epochs = sorted({search_config(params, benchmark, m, 0).schedule.epochs for m in methods})
+    epochs = sorted({params.search_config(benchmark, m, 0).schedule.epochs for m in methods})
     paper = s.C >= pc and s.layers >= pl and min(epochs) >= pe and not c.data.image_size
     search = (f"search: paper recipe (space {s.space})" if paper else
               f"CPU-reduced search: space {s.space}, C={s.C}, {s.layers} {cells}, {data.search_train_size} + "
               f"{data.search_val_size} images at {px}, {'/'.join(map(str, epochs))} epochs")
-    if benchmark_evaluation(params, benchmark) == "nb201":
+    if params.evaluation(benchmark) == "nb201":
         return f"{search}; evaluation: NAS-Bench-201 table look-up (no training)"
-    t = train_config(params, benchmark)
+    t = params.train_config(benchmark)
     n = t.network
     if (n.C, n.layers) in PAPER_TRAIN and t.epochs >= PAPER_TRAIN_EPOCHS:
         return f"{search}; training: paper recipe (C={n.C}, {n.layers} cells, {t.epochs} epochs)"
@@ -95,18 +85,18 @@ def _data_line(benchmark: str, evaluation: str) -> str | None:
     return "; ".join(parts)
 
 
-def _settings(params: dict, benchmark: str, methods: list[str]) -> dict[str, str]:
+def _settings(params: Params, benchmark: str, methods: list[str]) -> dict[str, str]:
     """One line per method's search settings, plus derivation and final training (from the params)."""
     out = {}
     for method in methods:
-        c = search_config(params, benchmark, method, 0)
+        c = params.search_config(benchmark, method, 0)
         s, d = c.supernet, c.data
         out[f"search, {method}"] = (f"space {s.space}, base {c.base}, C={s.C}, {s.layers} cells, {c.schedule.epochs} "
                                     f"epochs ({c.schedule.warmup_epochs} warm-up), batch {d.batch_size}, "
                                     f"{c.arch_optimizer.order}-order, images {d.image_size or 'native'} px")
-    out["derive"] = f"mode {derive_config(params).mode}"
-    if benchmark_evaluation(params, benchmark) == "train":
-        t = train_config(params, benchmark)
+    out["derive"] = f"mode {params.derive.mode}"
+    if params.evaluation(benchmark) == "train":
+        t = params.train_config(benchmark)
         n, d = t.network, t.data
         out["final training"] = (f"C={n.C}, {n.layers} cells, stem stride {n.stem_stride}, {t.epochs} epochs, "
                                  f"batch {d.batch_size}, images {d.image_size or 'native'} px, auxiliary "
@@ -114,13 +104,13 @@ def _settings(params: dict, benchmark: str, methods: list[str]) -> dict[str, str
     return out
 
 
-def benchmark_info(params: dict, benchmark: str, methods: list[str]) -> BenchmarkInfo:
+def benchmark_info(params: Params, benchmark: str, methods: list[str]) -> BenchmarkInfo:
     """What the report says about `benchmark` besides its runs (label, evaluation, size and data lines, settings)."""
-    evaluation = benchmark_evaluation(params, benchmark)
+    evaluation = params.evaluation(benchmark)
     return BenchmarkInfo(
-        name=benchmark, label=benchmark_label(params, benchmark), evaluation=evaluation,
-        size=size_line(params, benchmark, methods), dataset=data_config(params, benchmark).dataset,
-        space=search_config(params, benchmark, methods[0], 0).supernet.space, derivation=derive_config(params).mode,
+        name=benchmark, label=params.label(benchmark), evaluation=evaluation,
+        size=size_line(params, benchmark, methods), dataset=params.data_config(benchmark).dataset,
+        space=params.search_config(benchmark, methods[0], 0).supernet.space, derivation=params.derive.mode,
         data=_data_line(benchmark, evaluation), settings=_settings(params, benchmark, methods))
 
 
@@ -142,7 +132,7 @@ def report(params_file: str = "params.yaml", runs_dir: str | Path = RUNS_DIR, ou
     run file and the command that writes it, ConfigError for bad params."""
     params = load_params(params_file)
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
-    chains = run_list(params)
+    chains = params.chains()
     if runs_dir != RUNS_DIR:  # a results folder (e.g. committed runs) may hold a subset of the chains
         present = [c for c in chains if (runs_dir / run_name(*c)).is_dir()]
         if not present:

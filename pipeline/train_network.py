@@ -10,16 +10,16 @@ from itnas.data import DeviceDataset, TrainData, make_dataset
 from itnas.distributed import DistContext
 from itnas.genotype import Genotype
 from itnas.networks import final_network_from_config
+from itnas.params import Params
 from itnas.train import train_final
 
 from .common import (
+    chain_identity,
     checkpoint_for,
     console,
     epoch_progress,
     rank_zero,
     steps_per_epoch,
-    train_config,
-    train_identity,
     write_csv,
     write_json,
 )
@@ -28,12 +28,13 @@ from .paths import RunPaths
 CURVE_COLUMNS = ["epoch", "lr", "drop_path_prob", "train_loss", "train_acc", "time_s"]
 
 
-def train_network(params: dict, run: RunPaths, data: TrainData, ctx: DistContext,
+def train_network(params: Params, run: RunPaths, data: TrainData, ctx: DistContext,
                   device: torch.device) -> tuple[torch.nn.Module, FinalNetworkConfig, list]:
     """Train the final network of `run.genotype` on `data.train` on `device`; write run.model, the curves, history
     and config into run.evaluate_dir. Under torchrun (`ctx` of several processes) every rank trains on its shards
     and rank 0 alone writes. Returns (trained model on the device, its FinalNetworkConfig, per-epoch history)."""
-    cfg = train_config(params, run.benchmark)
+    chain = params.chain(run.benchmark, run.method, run.seed)
+    cfg = chain.train
     say = rank_zero(ctx)
     genotype = Genotype.load(run.genotype)
     d = cfg.data
@@ -45,8 +46,9 @@ def train_network(params: dict, run: RunPaths, data: TrainData, ctx: DistContext
                              mean=data.mean, std=data.std)
     identity = {"final": net.model_dump(mode="json"), "train": cfg.model_dump(mode="json"), "seed": run.seed,
                 "data_fingerprint": data.fingerprint()}
-    # the checkpoint also knows the code of this stage (a checkpoint of other code is discarded); the outputs don't
-    ck_identity = {**train_identity(params, run.benchmark, run.method, run.seed), **identity}  # as `check` builds it
+    # the checkpoint also knows the processes and the code of this stage (a checkpoint of other code is discarded);
+    # the outputs don't. Built as the check stage builds it when it prunes checkpoints.
+    ck_identity = chain_identity(params, "train", chain, network=net, data_fingerprint=identity["data_fingerprint"])
     torch.manual_seed(run.seed)
     model = final_network_from_config(net).to(device)
     if ctx.is_main:
