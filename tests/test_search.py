@@ -10,7 +10,7 @@ import torch
 from tiny_project import CountingDataset
 
 from itnas.checkpoint import CheckpointError, CheckpointMismatch, load_checkpoint
-from itnas.config import SearchConfig, deep_merge
+from itnas.config import SearchConfig, deep_merge, resolve_search_config
 from itnas.data import (
     DataError,
     ImageDataset,
@@ -22,6 +22,7 @@ from itnas.data import (
     find_test_overlap,
     make_splits,
 )
+from itnas.identity import run_identity
 from itnas.search import run_search
 
 
@@ -114,11 +115,13 @@ def test_checkpoint_of_other_config_is_refused(tmp_path):
     train, val = ImageDataset(_split(8, 0), [0.5], [0.25]), ImageDataset(_split(8, 1), [0.5], [0.25])
     ck = tmp_path / "search.pt"
     run_search(_cfg(schedule={"epochs": 1}), train, val, 3, 1, checkpoint_path=ck)
-    with pytest.raises(CheckpointMismatch, match=r"different config \(keys differ: \['supernet.C'\]\)"):
+    with pytest.raises(CheckpointMismatch, match=r"written by a run of other params or data \(keys differ: "
+                                                 r"\['config.supernet.C'\]\)"):
         run_search(_cfg(schedule={"epochs": 1}, supernet={"C": 8}), train, val, 3, 1, checkpoint_path=ck)
     with pytest.raises(CheckpointMismatch, match=r"keys differ: \['data_fingerprint'\]"):
         run_search(_cfg(schedule={"epochs": 1}), train, val, 3, 1, checkpoint_path=ck,
-                   identity={"data_fingerprint": "other"})
+                   identity=run_identity(resolve_search_config(_cfg(schedule={"epochs": 1}), "cpu"),
+                                         data_fingerprint="other"))
     ck.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="unreadable"):
         run_search(_cfg(schedule={"epochs": 1}), train, val, 3, 1, checkpoint_path=ck)
