@@ -87,7 +87,8 @@ def identity_diff(stored: Mapping[str, Any], expected: Mapping[str, Any], partia
     old = _flatten({k: stored[k] for k in compared if k in stored})
     keys = sorted(k for k in set(new) | set(old) if new.get(k, _MISSING) != old.get(k, _MISSING))
     if keys:
-        parts.append(f"other params or data (keys differ: {keys})")
+        more = f" and {len(keys) - 8} more" if len(keys) > 8 else ""
+        parts.append(f"other params or data (keys differ: {keys[:8]}{more})")
     return " and ".join(parts) or None
 
 

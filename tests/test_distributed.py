@@ -101,5 +101,5 @@ def test_torchrun_command(monkeypatch):
         params(nnodes=2)
     with pytest.raises(ConfigError, match="distributed.backend"):
         params(backend="mpi")
-    assert DistributedConfig(nproc_per_node=3, nnodes=2).world_size == 6
+    assert DistributedConfig(nproc_per_node=3, nnodes=2, rdzv_endpoint="node0:29400").world_size == 6
     assert not dist.is_initialized()

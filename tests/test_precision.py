@@ -442,7 +442,7 @@ def test_auto_search_on_cpu_is_the_float64_search(tmp_path):
         ck = tmp_path / f"{dtype}.pt"
         r = run_search(cfg, train, val, 3, 1, "cpu", ck, stop_after_epochs=1)
         assert {p.dtype for p in r.model.parameters()} == {torch.float64}
-        assert torch.load(ck, weights_only=False)["config"]["precision"]["dtype"] == "float64"
+        assert torch.load(ck, weights_only=False)["config"]["config"]["precision"]["dtype"] == "float64"
         alphas[dtype] = r.history[-1]["alphas"]
     assert alphas["auto"] == alphas["float64"]
     assert cuda_backend_flags() == before

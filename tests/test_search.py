@@ -96,7 +96,7 @@ def test_resume_equals_uninterrupted(tmp_path, order):
     full = run_search(cfg, train, val, 3, 1)
     ck = tmp_path / "search.pt"
     run_search(cfg, train, val, 3, 1, checkpoint_path=ck, stop_after_epochs=1)  # "interrupted" after epoch 1
-    payload = load_checkpoint(ck, cfg.model_dump(mode="json"))
+    payload = load_checkpoint(ck, run_identity(cfg))
     assert set(payload) == {"config", "epoch", "state", "history", "time_s", "rng"}
     assert payload["epoch"] == 1 and len(payload["history"]) == 1
     assert set(payload["state"]) == {"model", "w_opt", "a_opt"}
