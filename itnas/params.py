@@ -183,7 +183,7 @@ class Params(_Strict):
         typed fields, which would say less)."""
         if not isinstance(raw, dict):
             return raw
-        raw = {k: (v if v is not None else {}) for k, v in raw.items()}
+        raw = {k: {} if v is None and k != "device" else v for k, v in raw.items()}  # an empty YAML block
         benchmarks = raw.get("benchmarks") or {}
         if not isinstance(benchmarks, dict) or not benchmarks:
             raise ConfigError("params.yaml defines no benchmarks: add a `benchmarks` block (see the README)")
