@@ -110,7 +110,7 @@ def test_an_interrupted_search_stage_resumes_from_its_checkpoint(tmp_path, monke
 
 def test_user_errors_share_one_base_and_keep_their_builtin_one():
     from itnas.checkpoint import CheckpointError
-    from itnas.datasets import DataError
+    from itnas.data import DataError
     from itnas.engine import NonFiniteError
     from itnas.genotype import GenotypeError
 
