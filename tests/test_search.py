@@ -201,7 +201,7 @@ def test_sampling_search_resumes_bitwise_with_the_sampler_state(tmp_path, method
     full = run_search(cfg, train, val, 3, 1)
     ck = tmp_path / "search.pt"
     run_search(cfg, train, val, 3, 1, checkpoint_path=ck, stop_after_epochs=1)
-    payload = load_checkpoint(ck, cfg.model_dump(mode="json"))
+    payload = load_checkpoint(ck, run_identity(cfg))
     assert set(payload["state"]) == {"model", "w_opt", "a_opt", "sampler"}
     torch.manual_seed(12345)  # neither the global RNG nor anything but the checkpoint may decide the draws
     resumed = run_search(cfg, train, val, 3, 1, checkpoint_path=ck)
