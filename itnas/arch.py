@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import UnknownNameError
 from .samplers import (
     DEFAULT_DIRICHLET_ANCHOR,
     DEFAULT_DIRICHLET_KL,
@@ -129,7 +130,7 @@ def get_method(name: str) -> MethodSpec:
     try:
         return METHODS[name]
     except KeyError:
-        raise KeyError(f"unknown method {name!r}; valid methods: {', '.join(list_methods())}") from None
+        raise UnknownNameError(f"unknown method {name!r}; valid methods: {', '.join(list_methods())}") from None
 
 
 def op_identity(ops_src: tuple[str, ...], ops_dst: tuple[str, ...]) -> torch.Tensor:

@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import ItnasError, MissingOutputError
+from .identity import identity_diff
+
 __all__ = ["LOAD_ERRORS", "CheckpointError", "CheckpointMismatch", "capture_rng", "load_checkpoint", "read_torch_file",
            "restore_rng", "save_checkpoint"]
 
@@ -20,12 +23,12 @@ LOAD_ERRORS = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingErr
 """What torch.load raises for a truncated, corrupted or foreign file."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ItnasError, RuntimeError):
     """A checkpoint file that cannot be read or does not belong to the current run."""
 
 
 class CheckpointMismatch(CheckpointError):
-    """A readable checkpoint written by a run of another config."""
+    """A readable checkpoint written by a run of another identity (config, data, code: `itnas.identity`)."""
 
 
 def capture_rng() -> dict[str, Any]:
@@ -53,18 +56,6 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {"a.b.c": leaf}, so that a mismatch names the exact key."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def read_torch_file(path: str | Path, advice: str, label: str = "") -> Any:
     """torch.load `path` onto the CPU (full pickle: files this project wrote).
 
@@ -79,20 +70,21 @@ def read_torch_file(path: str | Path, advice: str, label: str = "") -> Any:
 
 
 def load_checkpoint(path: str | Path, config: dict | None = None) -> dict[str, Any]:
-    """Load a checkpoint; with `config`, also check it was written by a run of the same config.
+    """Load a checkpoint; with `config` (its identity: `itnas.identity.run_identity`), also check it was written by a
+    run of the same identity (the message says what differs: `itnas.identity.identity_diff`).
 
     Raises:
-        FileNotFoundError: no file. CheckpointError: unreadable (corrupted, truncated) or of another config;
+        MissingOutputError (a FileNotFoundError): no file. CheckpointError: unreadable (corrupted, truncated) or
+        of another config;
         the message names the file and how to start over.
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingOutputError(f"checkpoint {path} does not exist")
     payload = read_torch_file(path, "delete it to start this run over", "checkpoint ")
     if not isinstance(payload, dict) or "config" not in payload:
         raise CheckpointError(f"checkpoint {path} is not an itnas checkpoint (no stored config)")
     if config is not None and payload["config"] != config:
-        new, old = _flatten(config), _flatten(payload["config"])
-        diff = sorted(k for k in set(new) | set(old) if new.get(k) != old.get(k))
-        raise CheckpointMismatch(f"checkpoint {path} was written with a different config (keys differ: {diff})")
+        reason = identity_diff(payload["config"], config)
+        raise CheckpointMismatch(f"checkpoint {path} was written by a run of {reason}; delete it to start over")
     return payload

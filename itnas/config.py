@@ -17,14 +17,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .arch import BASES, DEFAULT_TRANSITION_GAMMA, DEFAULT_TRANSITION_INIT, get_base, get_method, list_methods
+from .errors import ItnasError
 from .samplers import DEFAULT_DIRICHLET_ANCHOR, DEFAULT_DIRICHLET_KL, DEFAULT_TAU_MAX, DEFAULT_TAU_MIN
 from .spaces import list_spaces
 
 __all__ = ["AMP_MODES", "ArchOptimizerConfig", "ArchitectureConfig", "ConfigError", "DataConfig", "DeriveConfig",
            "EvalConfig", "NetworkConfig", "PrecisionConfig", "PrecisionWarning", "RegularizationConfig",
            "ScheduleConfig", "SearchConfig", "SearchDataConfig", "SGDConfig", "SupernetConfig", "TrainConfig",
-           "TrainDataConfig", "TrainSGDConfig", "deep_merge", "parse_config", "resolve_dtype", "resolve_search_config",
-           "unknown_keys"]
+           "TrainDataConfig", "TrainSGDConfig", "config_error", "deep_merge", "parse_config", "resolve_dtype",
+           "resolve_search_config", "unknown_keys"]
 
 AMP_MODES = ("off", "bf16", "fp16")
 """Values of `amp` (search.precision.amp, train.amp): off, or autocast to bfloat16 / float16
@@ -37,7 +38,7 @@ def _amp_off_from_yaml(v: Any) -> Any:
     return "off" if v is False else v
 
 
-class ConfigError(ValueError):
+class ConfigError(ItnasError, ValueError):
     """Invalid parameters; the message names every bad key, its value and what is allowed."""
 
 
@@ -441,12 +442,28 @@ def parse_config(cls: type[_Strict], data: dict | None, where: str) -> Any:
     try:
         return cls.model_validate(data or {})
     except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            key = ".".join([where, *map(str, e["loc"])])
-            if e["type"] == "extra_forbidden":
-                lines.append(f"{key}: unknown key; valid keys: {', '.join(_valid_keys(cls, e['loc']))}")
-            else:
-                msg = e["msg"].removeprefix("Value error, ")
-                lines.append(f"{key}={e.get('input')!r}: {msg}" if e["loc"] else f"{key}: {msg}")
-        raise ConfigError("invalid parameters:\n  " + "\n  ".join(lines)) from None
+        raise config_error(err, cls, where) from None
+
+
+def config_error(err: ValidationError, cls: type[BaseModel], where: str) -> ConfigError:
+    """The ConfigError of a failed validation of `cls` (at dotted key `where`): one line per error naming the key,
+    the bad value and what is allowed. A validator that raised a ConfigError (a rule with its own complete message,
+    e.g. the cross-block rules of `itnas.params.Params`) keeps that message; alone, it is returned as it is."""
+    raised = [e.get("ctx", {}).get("error") for e in err.errors()]
+    if len(raised) == 1 and isinstance(raised[0], ConfigError):
+        return raised[0]
+    lines = []
+    for e, own in zip(err.errors(), raised, strict=True):
+        key = ".".join([where, *map(str, e["loc"])]) if where else ".".join(map(str, e["loc"]))
+        if isinstance(own, ConfigError):
+            lines += str(own).removeprefix(_HEAD).split("\n  ")
+        elif e["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key; valid keys: {', '.join(_valid_keys(cls, e['loc']))}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{key}={e.get('input')!r}: {msg}" if e["loc"] else f"{key}: {msg}")
+    return ConfigError(_HEAD + "\n  ".join(lines))
+
+
+_HEAD = "invalid parameters:\n  "
+"""How a ConfigError of several problems starts (one problem per indented line follows)."""

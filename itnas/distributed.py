@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch.utils.data import Sampler
 
 __all__ = ["DistContext", "DistributedConfig", "ShardedBatches", "all_gather_objects", "all_reduce_mean_",
@@ -63,6 +63,15 @@ class DistributedConfig(BaseModel):
     def world_size(self) -> int:
         """Processes in all: nproc_per_node x nnodes."""
         return self.nproc_per_node * self.nnodes
+
+    @model_validator(mode="after")
+    def _rendezvous(self) -> DistributedConfig:
+        if self.nnodes > 1 and ":" not in self.rdzv_endpoint:
+            from .config import ConfigError
+
+            raise ConfigError(f"distributed.nnodes={self.nnodes} needs distributed.rdzv_endpoint 'host:port' "
+                              f"(torchrun's rendezvous, reachable from every node), got {self.rdzv_endpoint!r}")
+        return self
 
 
 @dataclass(frozen=True)

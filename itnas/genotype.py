@@ -15,6 +15,7 @@ import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ItnasError, MissingOutputError
 from .ops import PARAMETER_FREE_OPS
 from .spaces import SearchSpace, create_space
 
@@ -26,7 +27,7 @@ DERIVE_MODES = ("marginal", "sequential")
 Edge = tuple[str, int, int]
 
 
-class GenotypeError(ValueError):
+class GenotypeError(ItnasError, ValueError):
     """A genotype that does not fit its search space, or a malformed genotype file."""
 
 
@@ -191,10 +192,10 @@ class Genotype:
 
     @classmethod
     def load(cls, path: str | Path) -> Genotype:
-        """Read and validate a genotype file. Raises FileNotFoundError, GenotypeError."""
+        """Read and validate a genotype file. Raises MissingOutputError (a FileNotFoundError), GenotypeError."""
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"genotype file {path} does not exist (run the derive stage first)")
+            raise MissingOutputError(f"genotype file {path} does not exist (run the derive stage first)")
         try:
             return cls.from_json(path.read_text())
         except GenotypeError as err:

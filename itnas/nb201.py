@@ -43,6 +43,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
 
+from .errors import ItnasError, MissingOutputError
 from .genotype import Genotype, GenotypeError
 from .spaces import NB201_OPS
 
@@ -81,7 +82,7 @@ class NB201LookupError(LookupError):
     """
 
 
-class NB201TableError(ValueError):
+class NB201TableError(ItnasError, ValueError):
     """A table file that is not a readable NAS-Bench-201 results table (corrupt gzip, bad CSV, missing columns,
     wrong row count, a value that is not an accuracy in %). The message names the file."""
 
@@ -212,7 +213,7 @@ class NB201Table:
 
 
 def _read_table(source: Path | Traversable, name: str) -> NB201Table:
-    """Parse a gzip CSV table. Raises FileNotFoundError (missing) or NB201TableError (anything else wrong)."""
+    """Parse a gzip CSV table. Raises MissingOutputError (missing) or NB201TableError (anything else wrong)."""
     try:
         with source.open("rb") as raw, gzip.GzipFile(fileobj=raw) as gz:
             text = io.TextIOWrapper(gz, encoding="utf-8", newline="")
@@ -244,7 +245,7 @@ def _read_table(source: Path | Traversable, name: str) -> NB201Table:
                                               f"{row[j]!r} is not an accuracy in %")
                     values[c].append(v)
     except FileNotFoundError:
-        raise FileNotFoundError(f"NAS-Bench-201 table {name} does not exist") from None
+        raise MissingOutputError(f"NAS-Bench-201 table {name} does not exist") from None
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error, ValueError) as err:
         if isinstance(err, NB201TableError):
             raise
@@ -267,7 +268,7 @@ def load_nb201_table(path: str | os.PathLike | None = None) -> NB201Table:
         path: a table file; None (default) reads the table shipped in the package, once per process (cached).
 
     Raises:
-        FileNotFoundError: the file does not exist (the message names it).
+        MissingOutputError: the file does not exist (the message names it).
         NB201TableError: the file is not a readable table (corrupt gzip or CSV, missing columns, rows out of index
             order, not 15,625 rows, a value outside 0..100 %); the message names it.
     """

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from .contracts import FinalNetworkConfig
+from .errors import UnknownNameError
 from .genotype import Genotype
 from .macro import auxiliary_layer, darts_stack
 from .ops import AvgPool3x3, FactorizedReduce, Identity, ReLUConvBN, create_op
@@ -309,7 +310,7 @@ def list_final_network_kinds() -> list[str]:
 
 def _kind_registry(kind: str) -> dict[str, type[nn.Module]]:
     if kind not in FINAL_NETWORK_KINDS:
-        raise KeyError(f"unknown final-network kind {kind!r}; valid kinds: {', '.join(FINAL_NETWORK_KINDS)}")
+        raise UnknownNameError(f"unknown final-network kind {kind!r}; valid kinds: {', '.join(FINAL_NETWORK_KINDS)}")
     return FINAL_NETWORK_KINDS[kind]
 
 

@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import UnknownNameError
+
 __all__ = [
     "PARAMETER_FREE_OPS",
     "AvgPool3x3",
@@ -228,5 +230,5 @@ def create_op(name: str, C: int, stride: int, affine: bool = True, track_running
     try:
         factory = _OPS[name]
     except KeyError:
-        raise KeyError(f"unknown op {name!r}; valid ops: {', '.join(list_ops())}") from None
+        raise UnknownNameError(f"unknown op {name!r}; valid ops: {', '.join(list_ops())}") from None
     return factory(C, stride, affine, track_running_stats)

@@ -45,6 +45,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .errors import UnknownNameError
+
 __all__ = ["NEEDS_CONFIG_SUPPORT", "RECIPES", "get_recipe", "list_recipes", "unsupported_keys"]
 
 _DARTS_CIFAR: dict[str, Any] = {
@@ -120,7 +122,7 @@ def get_recipe(name: str) -> dict[str, Any]:
         KeyError: unknown name; the message lists the valid names.
     """
     if name not in RECIPES:
-        raise KeyError(f"unknown recipe {name!r}; valid recipes: {', '.join(RECIPES)}")
+        raise UnknownNameError(f"unknown recipe {name!r}; valid recipes: {', '.join(RECIPES)}")
     return copy.deepcopy(RECIPES[name])
 
 

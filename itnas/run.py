@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from .contracts import FinalNetworkConfig
+from .errors import MissingOutputError
 from .genotype import DERIVE_MODES, Genotype, GenotypeError
 
 __all__ = ["RUN_FILES", "Derivations", "RunFile", "RunFileMissing", "RunRecord", "TrainedNetwork", "run_id"]
@@ -68,9 +69,10 @@ RUN_FILES: dict[str, RunFile] = {
 }
 
 
-class RunFileMissing(FileNotFoundError):
-    """A file of a run folder does not exist. Attributes: path (the file), stage (the stage that writes it), run
-    (the `RunRecord`), so that a command-line layer can say what to run (the library knows no commands)."""
+class RunFileMissing(MissingOutputError):
+    """A file of a run folder does not exist (a `MissingOutputError`, so a FileNotFoundError). Attributes: path (the
+    file), stage (the stage that writes it), run (the `RunRecord`), so that a command-line layer can say what to run
+    (the library knows no commands)."""
 
     def __init__(self, path: Path, what: str, stage: str, run: RunRecord):
         super().__init__(f"{path} does not exist (the run's {what}, written by its {stage} stage)")

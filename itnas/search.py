@@ -61,6 +61,7 @@ from .engine import (
     optimizer_kwargs,
     run_epochs,
 )
+from .identity import run_identity
 from .records import transition_records
 from .samplers import ArchSampler, gumbel_tau
 from .spaces import create_space
@@ -437,8 +438,9 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
         checkpoint_path: written after every epoch; if it exists, the search resumes from it.
         stop_after_epochs: stop (as if interrupted) after this many epochs in total; for tests and budgets.
         make_loader: `itnas.data.make_loader`-compatible factory (one fresh loader per epoch).
-        identity: more of what makes the run (e.g. a data fingerprint), stored with the config in the checkpoint;
-            a checkpoint of another config or identity is refused.
+        identity: the run's identity (`itnas.identity.run_identity` of the config resolved for `device`, with the
+            data fingerprint, data-parallel layout and code where known), stored in the checkpoint: a checkpoint of
+            another identity is refused. Default: the resolved config's alone.
         on_step(epoch, step, n_steps, train_loss or None) / on_epoch(record): progress callbacks (the loss is
             read on the host a few times per second at most).
         name: the run in error messages (default "search (<method>, seed <seed>)").
@@ -461,12 +463,16 @@ def run_search(cfg: SearchConfig, train_set, val_set, num_classes: int, in_chann
     device = torch.device(device)
     cfg = resolve_search_config(cfg, device)
     check_amp_device(cfg.precision.amp, device, "search.precision.amp")
+    if identity is None:
+        identity = run_identity(cfg)
+    elif identity.get("config") != cfg.model_dump(mode="json"):
+        raise ValueError("run_search: identity['config'] is not the search config resolved for the device")
     torch.manual_seed(cfg.seed)
     model = build_search_model(cfg, num_classes, in_channels).to(device)
     task = SearchTask(cfg, model, train_set, val_set, device, make_loader, ctx=ctx)
     task.precision.configure_backends()  # CUDA: TF32 and cuDNN policy of this run (a CPU: nothing)
     w = cfg.weight_optimizer
     result = run_epochs(task, w.lr, w.lr_min, cfg.schedule.epochs, device, checkpoint_path,
-                        {**cfg.model_dump(mode="json"), **(identity or {})}, stop_after_epochs, on_step, on_epoch,
+                        identity, stop_after_epochs, on_step, on_epoch,
                         name=name or f"search ({cfg.method}, seed {cfg.seed})", ctx=task.ctx)
     return SearchResult(model, result.history, result.time_s)

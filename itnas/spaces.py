@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
+from .errors import UnknownNameError
+
 __all__ = ["CELL_TYPES", "SearchSpace", "create_space", "list_spaces"]
 
 CELL_TYPES = ("normal", "reduce")
@@ -183,4 +185,4 @@ def create_space(name: str) -> SearchSpace:
     try:
         return _SPACES[name]()
     except KeyError:
-        raise KeyError(f"unknown search space {name!r}; valid spaces: {', '.join(list_spaces())}") from None
+        raise UnknownNameError(f"unknown search space {name!r}; valid spaces: {', '.join(list_spaces())}") from None

@@ -37,6 +37,7 @@ from .engine import (
     optimizer_kwargs,
     run_epochs,
 )
+from .identity import run_identity
 
 __all__ = ["FinalTrainTask", "cosine_lr", "final_train_step", "make_final_optimizer", "train_final",
            "train_precision"]
@@ -160,8 +161,9 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
 
     Args:
         cfg: the training recipe. train_set: yields (x (C, H, W), label, index). seed: data order.
-        checkpoint_path: written each epoch; resumed from when present. config: the run's full resolved config,
-            stored in the checkpoint (a checkpoint of another config is an error); defaults to cfg.
+        checkpoint_path: written each epoch; resumed from when present. config: the run's identity
+            (`itnas.identity.run_identity` of cfg, the seed, the network, the data and code where known), stored in
+            the checkpoint (a checkpoint of another identity is an error); default: cfg's and the seed's alone.
         stop_after_epochs: stop (as if interrupted) after this many epochs in total.
         on_step(epoch, step, n_steps, loss or None) / on_epoch(record): progress callbacks.
         name: the run in error messages (default "final training (seed <seed>)").
@@ -183,7 +185,7 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
     check_amp_device(cfg.amp, device, "train.amp")
     task = FinalTrainTask(model, cfg, train_set, seed, device, make_loader, ctx=ctx)
     task.precision.configure_backends()  # CUDA: TF32 and cuDNN policy of this run (a CPU: nothing)
-    config = config if config is not None else cfg.model_dump(mode="json")
+    config = config if config is not None else run_identity(cfg, seed=seed)
     o = cfg.optimizer
     return run_epochs(task, o.lr, o.lr_min, cfg.epochs, device, checkpoint_path, config, stop_after_epochs,
                       on_step, on_epoch, name=name or f"final training (seed {seed})", ctx=task.ctx).history

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from itnas.config import ConfigError
 from itnas.genotype import Genotype
-from pipeline.common import console, progress_bar, resolve_device, write_json
+from itnas.params import resolve_device
+from pipeline.common import console, progress_bar, write_json
 
 from .benchmark import Side, check_bench_args, run_bench, run_side_by_side
 from .side_worker import harness_module
@@ -121,7 +122,7 @@ def bench(methods: list[str], bases: list[str], C: int, layers: int, batch_size:
         _bench_against(against, methods, bases, C, layers, batch_size, image_size, in_channels, rounds, warmup,
                        order, out, threads or 2, amp, dtype, channels_last, final_C, final_layers)
         return
-    dev = resolve_device({"device": device})
+    dev = resolve_device(device)
     genotype = Genotype.load(genotype_path) if genotype_path else None
     console.print(f"bench on {dev}: {', '.join(methods)} x {', '.join(bases)}, C={C}, {layers} cells, "
                   f"batch {batch_size}, {image_size}x{image_size}, {warmup} warm-up + {rounds} rounds")

@@ -1,57 +1,72 @@
-"""Stage `check`: the first stage of dvc.yaml. Validates the whole params file (`load_params`) and each benchmark's
-evaluator (`check_evaluators`), removes the checkpoints that no stage of these params and this code can resume
-(`remove_stale_checkpoints`), and writes a marker whose bytes never change. The stage depends on params.yaml
-itself, so any params change reruns it and a bad key stops `dvc repro` / `dvc exp run` at once; `prepare` depends on
-the marker, so the check runs before any other stage, and an unchanged marker reruns nothing."""
+"""Stage `check`: the first stage of dvc.yaml. Validates the whole params file (`itnas.params.load_params`), removes
+the checkpoints that no stage of these params and this code can resume (`remove_stale_checkpoints`), and writes a
+marker whose bytes never change. The stage depends on params.yaml itself, so any params change reruns it and a bad
+key stops `dvc repro` / `dvc exp run` at once; `prepare` depends on the marker, so the check runs before any other
+stage, and an unchanged marker reruns nothing."""
 
 from __future__ import annotations
 
-from itnas.config import ConfigError
-from itnas.evaluators import get_evaluator
+import shutil
+from pathlib import Path
 
-from .common import (
-    RUN_LISTS,
-    benchmark_evaluation,
-    benchmark_names,
-    console,
-    load_params,
-    remove_stale_checkpoints,
-    run_list,
-    search_config,
-)
-from .paths import PARAMS_CHECKED, run_record
+from itnas.checkpoint import CheckpointError, load_checkpoint
+from itnas.identity import identity_diff
+from itnas.params import Params, load_params
+
+from .common import chain_identity, console
+from .paths import CKPT_DIR, PARAMS_CHECKED, checkpoint, run_record
 
 MARKER_TEXT = ("params.yaml passed `itnas check-params` (stage `check` of dvc.yaml). This file never changes: the "
                "prepare stage depends on it only to run after the check.\n")
 
 
-def check_evaluators(params: dict) -> None:
-    """Every benchmark names a registered evaluator that accepts its search space (for every method), and each
-    benchmark of `runs` is in the list of its evaluator: runs.benchmarks when it trains a network (a train stage
-    per chain), runs.tables otherwise. Raises ConfigError naming the benchmark and the right list."""
-    methods = list(dict.fromkeys([m for _, m, _ in run_list(params)] + list(params.get("methods") or {})))
-    for benchmark in benchmark_names(params):
-        where = f"benchmarks.{benchmark}"
-        evaluator = get_evaluator(benchmark_evaluation(params, benchmark), f"{where}.evaluation")
-        for method in methods:
-            evaluator.check_space(search_config(params, benchmark, method, 0).supernet.space, where)
-    runs = params.get("runs") or {}
-    for key in RUN_LISTS:
-        for benchmark in runs.get(key) or []:
-            evaluator = get_evaluator(benchmark_evaluation(params, benchmark))
-            right = RUN_LISTS[0] if evaluator.trains else RUN_LISTS[1]
-            if key != right:
-                trains = "trains a network (a train stage per chain)" if evaluator.trains else "trains no network"
-                raise ConfigError(f"runs.{key}: {benchmark} is evaluated by {evaluator.name} ({evaluator.description}"
-                                  f"), which {trains}: list it in runs.{right}, e.g. -S 'runs.{right}=[{benchmark}]'")
-
-
 def check_params(params_file: str = "params.yaml") -> None:
     params = load_params(params_file)
-    check_evaluators(params)
     removed = remove_stale_checkpoints(params)
     if not PARAMS_CHECKED.exists() or PARAMS_CHECKED.read_text() != MARKER_TEXT:
         PARAMS_CHECKED.write_text(MARKER_TEXT)
-    runs = run_list(params)
+    runs = params.chains()
     console.print(f"{params_file}: valid ({len(runs)} chains: {', '.join(run_record(*r).name for r in runs)})"
                   + (f"; removed {len(removed)} stale checkpoint(s)" if removed else ""))
+
+
+def stale_checkpoints(params: Params) -> list[tuple[Path, str]]:
+    """(path, reason) of every checkpoint under `CKPT_DIR` that no stage of `params` can resume: chain folders of
+    (benchmark, method, seed) that `runs` no longer lists, and search / training checkpoints of other params or code
+    (`chain_identity`, compared without the data fingerprint and the network: those are checked when the stage
+    starts). An unreadable checkpoint is left for its stage to report."""
+    if not CKPT_DIR.is_dir():
+        return []
+    runs = {run_record(*r).name: r for r in params.chains()}
+    stale = []
+    for folder in sorted(p for p in CKPT_DIR.glob("*/*") if p.is_dir()):
+        name = folder.relative_to(CKPT_DIR).as_posix()
+        if name not in runs:
+            stale.append((folder, f"chain {name} is not in (runs.benchmarks, runs.tables) x runs.methods x runs.seeds"))
+            continue
+        run, chain = run_record(*runs[name]), params.chain(*runs[name])
+        for kind in ("search", "train"):
+            path = checkpoint(run, kind)
+            if not path.exists() or (kind == "train" and chain.train is None):
+                continue
+            try:
+                reason = identity_diff(load_checkpoint(path)["config"], chain_identity(params, kind, chain),
+                                       partial=True)
+            except CheckpointError:
+                continue
+            if reason is not None:
+                stale.append((path, f"a run of {reason}"))
+    return stale
+
+
+def remove_stale_checkpoints(params: Params) -> list[Path]:
+    """Delete `stale_checkpoints(params)` with a message each; returns the removed paths."""
+    removed = []
+    for path, reason in stale_checkpoints(params):
+        console.print(f"[yellow]removing {path}: {reason}")
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path)
+    return removed

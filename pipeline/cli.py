@@ -9,21 +9,17 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Callable
 
 import typer
 from rich.markup import escape
 
-from itnas.checkpoint import CheckpointError
-from itnas.config import ConfigError
-from itnas.data import DataError
-from itnas.engine import NonFiniteError
-from itnas.genotype import GenotypeError
+from itnas.errors import ItnasError
+from itnas.params import load_params
 from itnas.run import RunFileMissing
 
-from .common import console, load_params, setup_logging, torchrun_command
+from .common import console, launch, report_rank_error, setup_logging, torchrun_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="ITNAS: differentiable NAS with inter-layer transitions, as a DVC pipeline.")
@@ -34,28 +30,34 @@ METHOD = typer.Argument(..., help="method: itnas, itnas_noattn, itnas_notrans, d
 SEED = typer.Argument(..., help="search / training seed")
 
 
+def user_message(err: ItnasError) -> str:
+    """The message of a user error; for a missing run file (`itnas.run.RunFileMissing`, which knows the stage that
+    writes it but no commands), with the command that writes it."""
+    if isinstance(err, RunFileMissing):
+        r = err.run
+        return f"{err}; run `dvc repro` or `itnas {err.stage} {r.benchmark} {r.method} {r.seed}`"
+    return str(err)
+
+
 def _run(fn: Callable, *args, distributed: bool = False) -> None:
-    """Run a stage; known user errors end with a one-paragraph message and exit code 2, not a traceback. A stage
-    that can run data-parallel (`distributed`) reruns itself under torchrun when params.yaml's `distributed` block
-    asks for more than one process (`pipeline.common.torchrun_command`); its exit code is the job's."""
+    """Run a stage; a user error (`itnas.errors.ItnasError`) ends with its one-paragraph message and exit code 2,
+    anything else (a bug) with its traceback. A stage that can run data-parallel (`distributed`) reruns itself under
+    torchrun when params.yaml's `distributed` block asks for more than one process (`pipeline.common.launch`): a user
+    error on any of its processes ends the job the same way."""
     setup_logging()
     try:
         if distributed:
             cmd = torchrun_command(load_params(args[-1]), sys.argv[1:])
             if cmd is not None:
                 console.print(f"launching: {' '.join(cmd)}")
-                sys.exit(subprocess.run(cmd).returncode)
+                launch(cmd)
+                return
         fn(*args)
-    except RunFileMissing as err:  # a run file another stage writes: say which command writes it
-        r = err.run
-        console.print(f"[red]error:[/red] {escape(str(err))}; run `dvc repro` or `itnas {err.stage} {r.benchmark} "
-                      f"{r.method} {r.seed}`", soft_wrap=True)
-        sys.exit(2)
-    except (ConfigError, DataError, GenotypeError, CheckpointError, NonFiniteError, FileNotFoundError,
-            KeyError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        # one line stays one line; escaped: "[b]" in a message is text, not Rich markup
-        console.print(f"[red]error:[/red] {escape(str(msg))}", soft_wrap=True)
+    except ItnasError as err:
+        msg = user_message(err)
+        if not report_rank_error(msg):  # a torchrun rank leaves it to the launcher
+            # one line stays one line; escaped: "[b]" in a message is text, not Rich markup
+            console.print(f"[red]error:[/red] {escape(msg)}", soft_wrap=True)
         sys.exit(2)
 
 

@@ -11,11 +11,12 @@ from pydantic import ValidationError
 from itnas.checkpoint import CheckpointError
 from itnas.contracts import SupernetMeta
 from itnas.derive import DERIVE_MODES, derive_genotype
+from itnas.params import load_params
 from itnas.run import Derivations
 from itnas.search import build_search_model
 from itnas.supernet import SearchModel
 
-from .common import console, derive_config, load_output, load_params, one_line
+from .common import console, load_output, one_line
 from .paths import run_record
 
 
@@ -35,7 +36,7 @@ def load_supernet(path: Path) -> tuple[SearchModel, SupernetMeta]:
 
 
 def derive(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
-    cfg = derive_config(load_params(params_file))
+    cfg = load_params(params_file).derive
     run = run_record(benchmark, method, seed)
     model, _ = load_supernet(run.supernet)
     derived = {mode: derive_genotype(model.arch, mode) for mode in DERIVE_MODES}

@@ -10,28 +10,21 @@ search that derives the same genotypes re-evaluates nothing, and it trains nothi
 from __future__ import annotations
 
 from itnas.data import load_train_data, loader_options
-from itnas.evaluators import EvalJob, get_evaluator
+from itnas.evaluators import EvalJob
+from itnas.evaluators.registry import get_evaluator
+from itnas.params import load_params
 
-from .common import (
-    benchmark_evaluation,
-    console,
-    data_config,
-    derive_config,
-    eval_config,
-    load_params,
-    resolve_device,
-    train_config,
-)
+from .common import console
 from .paths import prepared_dirs, run_record
 
 
 def evaluate(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
     params = load_params(params_file)
-    evaluator = get_evaluator(benchmark_evaluation(params, benchmark), f"benchmarks.{benchmark}.evaluation")
-    dcfg, device = data_config(params, benchmark), resolve_device(params)
-    job = EvalJob(record=run_record(benchmark, method, seed), derivation=derive_config(params).mode,
-                  batch_size=eval_config(params).batch_size, device=device,
-                  loader_kw=loader_options(train_config(params, benchmark).data.num_workers, device),  # {} on a CPU
+    evaluator = get_evaluator(params.evaluation(benchmark), f"benchmarks.{benchmark}.evaluation")
+    dcfg, device = params.data_config(benchmark), params.torch_device()
+    job = EvalJob(record=run_record(benchmark, method, seed), derivation=params.derive.mode,
+                  batch_size=params.evaluate.batch_size, device=device,
+                  loader_kw=loader_options(params.train_config(benchmark).data.num_workers, device),  # {} on a CPU
                   load_data=lambda: load_train_data(prepared_dirs(benchmark)[1], dcfg.root, dcfg.download))
     metrics, details, line = evaluator.evaluate(job)
     job.record.write_json("details", details)

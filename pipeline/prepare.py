@@ -17,8 +17,9 @@ from itnas.data import (
     find_test_overlap,
     make_splits,
 )
+from itnas.params import load_params
 
-from .common import console, data_config, load_params, write_json
+from .common import console, write_json
 from .paths import prepared_dirs
 
 
@@ -31,7 +32,7 @@ def _write(indices: SplitIndices, data: SearchData | TrainData, directory: Path)
 
 
 def prepare(benchmark: str, params_file: str = "params.yaml") -> None:
-    cfg = data_config(load_params(params_file), benchmark)
+    cfg = load_params(params_file).data_config(benchmark)
     search_dir, train_dir = prepared_dirs(benchmark)
     t0 = time.perf_counter()
     source = create_dataset(cfg.dataset, cfg.root, cfg.download)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from itnas.evaluators import get_evaluator
+from itnas.errors import MissingOutputError
+from itnas.evaluators.registry import get_evaluator
+from itnas.params import Params, load_params
 from itnas.report import (
     BenchmarkInfo,
     RunFilesMissing,
@@ -23,18 +25,7 @@ from itnas.report import (
 )
 from itnas.run import RunRecord
 
-from .common import (
-    benchmark_evaluation,
-    benchmark_label,
-    console,
-    data_config,
-    derive_config,
-    load_params,
-    run_list,
-    search_config,
-    train_config,
-    write_json,
-)
+from .common import console, write_json
 from .paths import REPORT_DIR, RUNS_DIR, prepared_dirs
 
 COMMANDS = ["dvc repro            # runs, in order:", "itnas check-params", "itnas prepare BENCHMARK",
@@ -46,22 +37,22 @@ COMMANDS = ["dvc repro            # runs, in order:", "itnas check-params", "itn
 PAPER_SEARCH = {"darts": (16, 8, 50), "nb201": (16, 5, 50)}
 
 
-def size_line(params: dict, benchmark: str, methods: list[str]) -> str:
+def size_line(params: Params, benchmark: str, methods: list[str]) -> str:
     """What was run, in one line: "CPU-reduced search: space darts, C=8, 5 cells, 5000 + 5000 images at 16 px, 6
     epochs; training: C=16, 8 cells, 10 epochs", each part "paper recipe" when at least the paper's size."""
-    data = data_config(params, benchmark)
-    c = search_config(params, benchmark, methods[0], 0)
+    data = params.data_config(benchmark)
+    c = params.search_config(benchmark, methods[0], 0)
     s = c.supernet
     pc, pl, pe = PAPER_SEARCH["nb201" if s.space == "nb201" else "darts"]
     cells = "cells per stage" if s.space == "nb201" else "cells"
     px = f"{c.data.image_size} px" if c.data.image_size else "native size"
-    epochs = sorted({search_config(params, benchmark, m, 0).schedule.epochs for m in methods})
+    epochs = sorted({params.search_config(benchmark, m, 0).schedule.epochs for m in methods})
     paper = s.C >= pc and s.layers >= pl and min(epochs) >= pe and not c.data.image_size
     search = (f"search: paper recipe (space {s.space})" if paper else
               f"CPU-reduced search: space {s.space}, C={s.C}, {s.layers} {cells}, {data.search_train_size} + "
               f"{data.search_val_size} images at {px}, {'/'.join(map(str, epochs))} epochs")
-    evaluator = get_evaluator(benchmark_evaluation(params, benchmark))
-    return f"{search}; {evaluator.size_text(train_config(params, benchmark))}"
+    evaluator = get_evaluator(params.evaluation(benchmark))
+    return f"{search}; {evaluator.size_text(params.train_config(benchmark))}"
 
 
 def _data_line(benchmark: str, trains: bool) -> str | None:
@@ -88,54 +79,54 @@ def _data_line(benchmark: str, trains: bool) -> str | None:
     return "; ".join(parts)
 
 
-def _settings(params: dict, benchmark: str, methods: list[str]) -> dict[str, str]:
+def _settings(params: Params, benchmark: str, methods: list[str]) -> dict[str, str]:
     """One line per method's search settings, plus derivation and final training (from the params)."""
     out = {}
     for method in methods:
-        c = search_config(params, benchmark, method, 0)
+        c = params.search_config(benchmark, method, 0)
         s, d = c.supernet, c.data
         out[f"search, {method}"] = (f"space {s.space}, base {c.base}, C={s.C}, {s.layers} cells, {c.schedule.epochs} "
                                     f"epochs ({c.schedule.warmup_epochs} warm-up), batch {d.batch_size}, "
                                     f"{c.arch_optimizer.order}-order, images {d.image_size or 'native'} px")
-    out["derive"] = f"mode {derive_config(params).mode}"
-    out.update(get_evaluator(benchmark_evaluation(params, benchmark)).settings(train_config(params, benchmark)))
+    out["derive"] = f"mode {params.derive.mode}"
+    out.update(get_evaluator(params.evaluation(benchmark)).settings(params.train_config(benchmark)))
     return out
 
 
-def benchmark_info(params: dict, benchmark: str, methods: list[str]) -> BenchmarkInfo:
+def benchmark_info(params: Params, benchmark: str, methods: list[str]) -> BenchmarkInfo:
     """What the report says about `benchmark` besides its runs (label, evaluation, size and data lines, settings)."""
-    evaluation = benchmark_evaluation(params, benchmark)
+    evaluation = params.evaluation(benchmark)
     return BenchmarkInfo(
-        name=benchmark, label=benchmark_label(params, benchmark), evaluation=evaluation,
-        size=size_line(params, benchmark, methods), dataset=data_config(params, benchmark).dataset,
-        space=search_config(params, benchmark, methods[0], 0).supernet.space, derivation=derive_config(params).mode,
+        name=benchmark, label=params.label(benchmark), evaluation=evaluation,
+        size=size_line(params, benchmark, methods), dataset=params.data_config(benchmark).dataset,
+        space=params.search_config(benchmark, methods[0], 0).supernet.space, derivation=params.derive.mode,
         data=_data_line(benchmark, get_evaluator(evaluation).trains), settings=_settings(params, benchmark, methods))
 
 
 def _load(runs_dir: Path, benchmark: str, method: str, seed: int, evaluation: str) -> RunResult:
-    """`load_run`; a missing run file is a FileNotFoundError that names the file and the command writing it."""
+    """`load_run`; a missing run file becomes a MissingOutputError that names the file and the command writing it."""
     try:
         return load_run(RunRecord(benchmark, method, seed, runs_dir), evaluation)
     except RunFilesMissing as err:
         where = "" if runs_dir == RUNS_DIR else f", then copy its run folder under {runs_dir}"
-        raise FileNotFoundError(f"{err}: run `itnas {err.stage} {benchmark} {method} {seed}` (or `dvc repro`)"
-                                f"{where}") from None
+        raise MissingOutputError(f"{err}: run `itnas {err.stage} {benchmark} {method} {seed}` (or `dvc repro`)"
+                                 f"{where}") from None
 
 
 def report(params_file: str = "params.yaml", runs_dir: str | Path = RUNS_DIR, out_dir: str | Path = REPORT_DIR) -> None:
     """Report over every chain of `runs` in `params_file`, read from `runs_dir`
     (<runs_dir>/<benchmark>/<method>-s<seed>/), written to `out_dir`: report.md, report.html and summary.json
     (`itnas.report.summary_metrics`). A `runs_dir` other than runs/ (a folder of copied results) may hold a subset
-    of the chains: the report covers the chains whose folder it holds. Raises FileNotFoundError naming a missing
+    of the chains: the report covers the chains whose folder it holds. Raises MissingOutputError naming a missing
     run file and the command that writes it, ConfigError for bad params."""
     params = load_params(params_file)
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
-    chains = run_list(params)
+    chains = params.chains()
     if runs_dir != RUNS_DIR:  # a results folder (e.g. committed runs) may hold a subset of the chains
         present = [c for c in chains if RunRecord(*c, runs_dir).root.is_dir()]
         if not present:
-            raise FileNotFoundError(f"{runs_dir} holds none of the chains of {params_file} "
-                                    f"({', '.join(RunRecord(*c).name for c in chains[:3])}, ...)")
+            raise MissingOutputError(f"{runs_dir} holds none of the chains of {params_file} "
+                                     f"({', '.join(RunRecord(*c).name for c in chains[:3])}, ...)")
         if len(present) < len(chains):
             console.print(f"{runs_dir} holds {len(present)} of the {len(chains)} chains of {params_file}; reporting "
                           f"those")

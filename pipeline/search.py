@@ -9,19 +9,17 @@ from itnas.contracts import SearchMetrics, SupernetMeta
 from itnas.data import DeviceDataset, assert_search_excludes_test, load_search_data, make_dataset
 from itnas.derive import NOISE_MARGIN
 from itnas.distributed import DistContext
+from itnas.params import Chain, Params, load_params
 from itnas.run import RunRecord
 from itnas.search import run_search
 
 from .common import (
+    chain_identity,
     checkpoint_for,
     console,
-    data_config,
     distributed_run,
     epoch_progress,
-    load_params,
     rank_zero,
-    search_config,
-    search_identity,
     steps_per_epoch,
 )
 from .paths import checkpoint, prepared_dirs, run_record
@@ -34,30 +32,27 @@ def search(benchmark: str, method: str, seed: int, params_file: str = "params.ya
     sharded over the ranks and rank 0 alone writes checkpoints, outputs and progress."""
     params = load_params(params_file)
     with distributed_run(params) as (ctx, device):
-        cfg = search_config(params, benchmark, method, seed, device)  # dtype auto resolved for this device
-        _search(params, cfg, run_record(benchmark, method, seed), ctx, device)
+        chain = params.chain(benchmark, method, seed, device)  # search dtype auto resolved for this device
+        _search(params, chain, run_record(benchmark, method, seed), ctx, device)
 
 
-def _search(params: dict, cfg, run: RunRecord, ctx: DistContext, device: torch.device) -> None:
+def _search(params: Params, chain: Chain, run: RunRecord, ctx: DistContext, device: torch.device) -> None:
     say = rank_zero(ctx)
-    benchmark = run.benchmark
-    dcfg = data_config(params, benchmark)
-    data = load_search_data(prepared_dirs(benchmark)[0], dcfg.root, dcfg.download)
+    cfg, dcfg = chain.search, chain.data
+    data = load_search_data(prepared_dirs(run.benchmark)[0], dcfg.root, dcfg.download)
     assert_search_excludes_test(data)  # search sees search-train and search-val only
     size = cfg.data.image_size
     # on the device (uploaded once, batches made there) or per sample in a DataLoader: search.data.on_device
     on_device = {"device": device, "on_device": cfg.data.on_device}
     train_set = make_dataset(data.search_train, data.mean, data.std, image_size=size, **on_device)
     val_set = make_dataset(data.search_val, data.mean, data.std, image_size=size, **on_device)
-    # the checkpoint's identity: params, data and the code of this stage (a checkpoint of other code is discarded);
-    # built by `search_identity`, as the check stage builds it when it prunes checkpoints
-    ck_identity = {**search_identity(params, benchmark, run.method, run.seed, device),
-                   "data_fingerprint": data.fingerprint()}
+    # the checkpoint's identity: resolved config, data, processes and the code of this stage (a checkpoint of other
+    # code is discarded), as the check stage builds it when it prunes checkpoints
+    identity = chain_identity(params, "search", chain, data_fingerprint=data.fingerprint())
     ck_path = checkpoint(run, "search")
     if ctx.is_main:
-        checkpoint_for(ck_path, ck_identity)
+        checkpoint_for(ck_path, identity)
     ctx.barrier()  # every rank resumes from the checkpoint rank 0 kept, or none
-    identity = {k: ck_identity[k] for k in ("data_fingerprint", "code")}  # run_search adds the config itself
     s, sched, prec = cfg.supernet, cfg.schedule, cfg.precision
     amp = f", amp {prec.amp}" if prec.amp != "off" else ""
     layout = ", channels-last" if prec.channels_last else ""

@@ -10,20 +10,18 @@ import torch
 from itnas.contracts import FinalNetworkConfig
 from itnas.data import DeviceDataset, load_train_data, make_dataset
 from itnas.networks import final_network_from_config
+from itnas.params import load_params
 from itnas.run import TrainedNetwork
 from itnas.train import train_final
 
 from .common import (
+    chain_identity,
     checkpoint_for,
     console,
-    data_config,
     distributed_run,
     epoch_progress,
-    load_params,
     rank_zero,
     steps_per_epoch,
-    train_config,
-    train_identity,
 )
 from .paths import checkpoint, prepared_dirs, run_record
 
@@ -35,7 +33,8 @@ def train(benchmark: str, method: str, seed: int, params_file: str = "params.yam
     of each batch; rank 0 alone checkpoints and writes."""
     params = load_params(params_file)
     run = run_record(benchmark, method, seed)
-    cfg, dcfg = train_config(params, benchmark), data_config(params, benchmark)
+    chain = params.chain(benchmark, method, seed)
+    cfg, dcfg = params.train_config(benchmark), chain.data
     genotype = run.genotype_of()  # a genotype that cannot be trained stops here, before any data is read
     data = load_train_data(prepared_dirs(benchmark)[1], dcfg.root, dcfg.download)
     d = cfg.data
@@ -50,8 +49,9 @@ def train(benchmark: str, method: str, seed: int, params_file: str = "params.yam
         trained = TrainedNetwork(final=net, train=cfg.model_dump(mode="json"), seed=seed,
                                  data_fingerprint=data.fingerprint())
         identity = trained.model_dump(mode="json")
-        # the checkpoint also knows the code of this stage (a checkpoint of other code is discarded); the outputs don't
-        ck_identity = {**train_identity(params, benchmark, method, seed), **identity}  # as `check` builds it
+        # the checkpoint also knows the processes and the code of this stage (a checkpoint of other code is
+        # discarded); the outputs don't. Built as the check stage builds it when it prunes checkpoints.
+        ck_identity = chain_identity(params, "train", chain, network=net, data_fingerprint=trained.data_fingerprint)
         ck_path = checkpoint(run, "train")
         torch.manual_seed(seed)
         model = final_network_from_config(net).to(device)

@@ -181,24 +181,24 @@ def test_configs_are_frozen():
 
 
 def test_method_block_is_deep_merged_into_search():
-    """pipeline.common.search_config: `methods.<m>` overrides only the keys it names; method and seed come from the
-    run; an error in a method's override names the block it came from."""
-    from pipeline.common import search_config
+    """Params.search_config: `methods.<m>` overrides only the keys it names; method and seed come from the run; an
+    error in a method's override names the block it came from (the whole file is checked when it is loaded)."""
+    from itnas.params import Params
 
     bench = {"b": {"label": "b", "evaluation": "train", "data": {}, "search": {}, "train": {}}}
     params = {"search": {"supernet": {"base": "darts", "C": 8, "layers": 5}, "schedule": {"epochs": 3}},
               "methods": {"pcdarts": {"supernet": {"base": "pcdarts"}, "schedule": {"warmup_epochs": 1}},
                           "darts": {"supernet": {"C": 6}}}, "benchmarks": bench}
-    pc = search_config(params, "b", "pcdarts", 2)
+    pc = Params.from_dict(params).search_config("b", "pcdarts", 2)
     assert (pc.method, pc.seed, pc.base, pc.supernet.C, pc.supernet.layers) == ("pcdarts", 2, "pcdarts", 8, 5)
     assert (pc.schedule.epochs, pc.schedule.warmup_epochs) == (3, 1)
-    it = search_config(params, "b", "itnas", 0)
+    it = Params.from_dict(params).search_config("b", "itnas", 0)
     assert (it.base, it.schedule.warmup_epochs, it.supernet.C) == ("darts", 0, 8)
     params["methods"]["pcdarts"]["schedule"]["warmup_epochs"] = 3
     with pytest.raises(ConfigError, match=r"search \(with methods\.pcdarts\)\.schedule.*warmup_epochs=3"):
-        search_config(params, "b", "pcdarts", 0)
+        Params.from_dict(params)
     with pytest.raises(ConfigError, match=r"search: method and seed are set by the run"):
-        search_config({"search": {"seed": 1}, "benchmarks": bench}, "b", "itnas", 0)
+        Params.from_dict({"search": {"seed": 1}, "benchmarks": bench})
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoint

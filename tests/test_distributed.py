@@ -11,10 +11,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from tiny_project import tiny_params
 
 from itnas.config import ConfigError
 from itnas.distributed import DistContext, DistributedConfig, all_reduce_mean_, broadcast_, shard_indices
-from pipeline.common import distributed_config, torchrun_command
+from itnas.params import Params
+from pipeline.common import torchrun_command
 
 
 def free_port() -> int:
@@ -83,18 +85,21 @@ def test_shards_cover_the_batch_and_refuse_too_few():
 
 def test_torchrun_command(monkeypatch):
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    assert torchrun_command({}, ["search", "fmnist", "itnas", "0"]) is None  # one process: no relaunch
-    cmd = torchrun_command({"distributed": {"nproc_per_node": 2}}, ["search", "fmnist", "itnas", "0"])
+    def params(**distributed) -> Params:
+        return Params.from_dict({**tiny_params(), "distributed": distributed})
+
+    assert torchrun_command(params(), ["search", "fmnist", "itnas", "0"]) is None  # one process: no relaunch
+    cmd = torchrun_command(params(nproc_per_node=2), ["search", "fmnist", "itnas", "0"])
     assert cmd == [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1", "--standalone",
                    "-m", "pipeline.cli", "search", "fmnist", "itnas", "0"]
-    multi = torchrun_command({"distributed": {"nproc_per_node": 4, "nnodes": 2, "rdzv_endpoint": "node0:29400"}},
+    multi = torchrun_command(params(nproc_per_node=4, nnodes=2, rdzv_endpoint="node0:29400"),
                              ["evaluate", "cifar10", "darts", "1"])
     assert "--rdzv_endpoint=node0:29400" in multi and "--nnodes=2" in multi and "--standalone" not in multi
     monkeypatch.setenv("LOCAL_RANK", "0")  # already one of torchrun's processes
-    assert torchrun_command({"distributed": {"nproc_per_node": 2}}, ["search", "fmnist", "itnas", "0"]) is None
+    assert torchrun_command(params(nproc_per_node=2), ["search", "fmnist", "itnas", "0"]) is None
     with pytest.raises(ConfigError, match="distributed.nnodes=2 needs distributed.rdzv_endpoint 'host:port'"):
-        distributed_config({"distributed": {"nnodes": 2}})
+        params(nnodes=2)
     with pytest.raises(ConfigError, match="distributed.backend"):
-        distributed_config({"distributed": {"backend": "mpi"}})
-    assert DistributedConfig(nproc_per_node=3, nnodes=2).world_size == 6
+        params(backend="mpi")
+    assert DistributedConfig(nproc_per_node=3, nnodes=2, rdzv_endpoint="node0:29400").world_size == 6
     assert not dist.is_initialized()

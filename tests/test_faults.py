@@ -23,9 +23,9 @@ from itnas.data import ImageDataset, make_loader, num_batches
 from itnas.engine import NonFiniteError
 from itnas.genotype import PUBLISHED_GENOTYPES
 from itnas.networks import create_final_network
+from itnas.params import load_params
 from itnas.search import run_search
 from itnas.train import train_final
-from pipeline.common import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 

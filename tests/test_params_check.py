@@ -17,15 +17,10 @@ from tiny_project import ROOT, itnas, one_line_error, tiny_params, write_params
 import itnas_tools.dvc_deps
 from itnas.checkpoint import save_checkpoint
 from itnas.config import ConfigError
+from itnas.params import Params, load_params
 from itnas_tools.dvc_deps import stage_closure, stages
 from pipeline.check import MARKER_TEXT
-from pipeline.common import (
-    checkpoint_for,
-    code_identity,
-    load_params,
-    search_identity,
-    train_identity,
-)
+from pipeline.common import chain_identity, checkpoint_for, code_identity
 from pipeline.paths import PARAMS_CHECKED
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -170,6 +165,17 @@ def test_code_identity_hashes_the_stage_closure(tmp_path, monkeypatch):
     assert {f for f in search if search[f] != changed[f]} == {"itnas/engine/loop.py"}
 
 
+def search_identity(params: dict, benchmark: str, method: str, seed: int) -> dict:
+    """The search identity of a chain without the data (as the check stage builds it)."""
+    p = Params.from_dict(params)
+    return chain_identity(p, "search", p.chain(benchmark, method, seed))
+
+
+def train_identity(params: dict, benchmark: str, method: str, seed: int) -> dict:
+    p = Params.from_dict(params)
+    return chain_identity(p, "train", p.chain(benchmark, method, seed))
+
+
 def _fake_checkpoint(path: Path, identity: dict) -> None:
     save_checkpoint(path, {"config": identity, "epoch": 1, "state": {}, "history": [{}], "time_s": 1.0, "rng": {}})
 
@@ -230,11 +236,11 @@ def test_check_stage_removes_checkpoints_no_stage_can_resume(tmp_path, monkeypat
                      {**search_identity(other, "tiny", "darts", 0), "data_fingerprint": "x"})
     stale_train = train_identity(params, "tiny", "darts", 0)
     stale_train["code"] = {**stale_train["code"], "itnas/train.py": "0" * 16}
-    _fake_checkpoint(ck / "tiny/darts-s0/train.pt", {**stale_train, "final": {}, "data_fingerprint": "x"})
+    _fake_checkpoint(ck / "tiny/darts-s0/train.pt", {**stale_train, "network": {}, "data_fingerprint": "x"})
     # darts-s1: both resumable (the data and the genotype are checked when the stage starts)
     _fake_checkpoint(ck / "tiny/darts-s1/search.pt",
                      {**search_identity(params, "tiny", "darts", 1), "data_fingerprint": "x"})
-    _fake_checkpoint(ck / "tiny/darts-s1/train.pt", {**train_identity(params, "tiny", "darts", 1), "final": {},
+    _fake_checkpoint(ck / "tiny/darts-s1/train.pt", {**train_identity(params, "tiny", "darts", 1), "network": {},
                                                 "data_fingerprint": "x"})
     (ck / "tiny/darts-s1/broken.pt").write_bytes(b"")  # not a checkpoint of a stage: left alone
 
@@ -244,7 +250,7 @@ def test_check_stage_removes_checkpoints_no_stage_can_resume(tmp_path, monkeypat
     assert ("removing .itnas_ckpt/tiny/itnas-s5: chain tiny/itnas-s5 is not in (runs.benchmarks, runs.tables) x "
             "runs.methods x runs.seeds") in err
     assert ("removing .itnas_ckpt/tiny/darts-s0/search.pt: a run of other params or data (keys differ: "
-            "['weight_optimizer'])") in err
+            "['config.weight_optimizer.lr'])") in err
     assert "removing .itnas_ckpt/tiny/darts-s0/train.pt: a run of other code (itnas/train.py changed)" in err
     assert "removed 3 stale checkpoint(s)" in err
     assert not (ck / "tiny/itnas-s5").exists() and not (ck / "tiny/darts-s0/search.pt").exists()

@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import yaml
 from tiny_project import image_split as _split
 
 from itnas.config import (
@@ -359,58 +360,63 @@ def test_precision_config_errors_are_named():
 
 # ----------------------------------------------------------------------------------------- precision by device
 def _default_params() -> dict:
-    from pipeline.common import load_params
-
-    params = load_params(ROOT / "params.yaml")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert params["search"]["precision"]["dtype"] == "auto"  # the default this section is about
     return params
+
+
+def _search_config(params: dict, benchmark: str, method: str, seed: int, device):
+    from itnas.params import Params
+
+    return Params.from_dict(params).search_config(benchmark, method, seed, device)
 
 
 def test_default_params_resolve_to_float32_on_cuda_without_a_gpu():
     """The default params.yaml's search (dtype auto) resolved for a CUDA device is float32, silently: pure config
     resolution, no GPU needed. The benchmarks that pin float32 stay float32; the identity stores float32."""
-    from pipeline.common import run_list, search_config, search_identity
+    from itnas.params import Params
+    from pipeline.common import chain_identity
 
-    params = _default_params()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # auto never warns
+        params = Params.from_dict(_default_params())
         for device in ("cuda", "cuda:1", torch.device("cuda", 0)):
-            for benchmark, method, seed in run_list(params):
-                p = search_config(params, benchmark, method, seed, device).precision
+            for benchmark, method, seed in params.chains():
+                p = params.search_config(benchmark, method, seed, device).precision
                 assert (p.dtype, p.amp, p.tf32, p.deterministic) == ("float32", "off", False, False)
         for benchmark in ("nb201", "cifar10"):  # explicit float32 (their committed results)
-            assert search_config(params, benchmark, "itnas", 0, "cuda").precision.dtype == "float32"
-        assert search_identity(params, "fmnist", "itnas", 0, "cuda")["precision"]["dtype"] == "float32"
+            assert params.search_config(benchmark, "itnas", 0, "cuda").precision.dtype == "float32"
+        identity = chain_identity(params, "search", params.chain("fmnist", "itnas", 0, "cuda"))
+        assert identity["config"]["precision"]["dtype"] == "float32"
 
 
 def test_explicit_float64_on_cuda_warns_and_is_kept():
-    from pipeline.common import search_config
-
     params = _default_params()
     params["search"]["precision"]["dtype"] = "float64"
     with pytest.warns(PrecisionWarning, match=r"search\.precision\.dtype='float64' on cuda: float64 is slow on GPUs"):
-        cfg = search_config(params, "fmnist", "itnas", 0, "cuda")
+        cfg = _search_config(params, "fmnist", "itnas", 0, "cuda")
     assert cfg.precision.dtype == "float64"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # on a CPU float64 is the intended choice: no warning
-        assert search_config(params, "fmnist", "itnas", 0, "cpu").precision.dtype == "float64"
+        assert _search_config(params, "fmnist", "itnas", 0, "cpu").precision.dtype == "float64"
 
 
 def test_cpu_resolution_stays_float64_and_is_the_float64_run():
     """On a CPU the default resolves to float64, and the resolved config (what the checkpoint identity and the
     outputs store) is exactly that of the former `dtype: float64` params: a CPU run is the same run as before."""
-    from pipeline.common import run_list, search_config
+    from itnas.params import Params
 
-    params = _default_params()
-    explicit = copy.deepcopy(params)
-    explicit["search"]["precision"]["dtype"] = "float64"
-    for benchmark, method, seed in run_list(params):
-        cfg = search_config(params, benchmark, method, seed, "cpu")
+    params = Params.from_dict(_default_params())
+    raw = _default_params()
+    raw["search"]["precision"]["dtype"] = "float64"
+    explicit = Params.from_dict(raw)
+    for benchmark, method, seed in params.chains():
+        cfg = params.search_config(benchmark, method, seed, "cpu")
         assert cfg.precision.dtype == "float64"
-        assert cfg.model_dump(mode="json") == search_config(explicit, benchmark, method, seed, "cpu").model_dump(
+        assert cfg.model_dump(mode="json") == explicit.search_config(benchmark, method, seed, "cpu").model_dump(
             mode="json")
     for benchmark in ("nb201", "cifar10"):
-        assert search_config(params, benchmark, "darts", 0, "cpu").precision.dtype == "float32"
+        assert params.search_config(benchmark, "darts", 0, "cpu").precision.dtype == "float32"
 
 
 def test_resolve_dtype_rules():
@@ -436,7 +442,7 @@ def test_auto_search_on_cpu_is_the_float64_search(tmp_path):
         ck = tmp_path / f"{dtype}.pt"
         r = run_search(cfg, train, val, 3, 1, "cpu", ck, stop_after_epochs=1)
         assert {p.dtype for p in r.model.parameters()} == {torch.float64}
-        assert torch.load(ck, weights_only=False)["config"]["precision"]["dtype"] == "float64"
+        assert torch.load(ck, weights_only=False)["config"]["config"]["precision"]["dtype"] == "float64"
         alphas[dtype] = r.history[-1]["alphas"]
     assert alphas["auto"] == alphas["float64"]
     assert cuda_backend_flags() == before

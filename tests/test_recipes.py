@@ -243,7 +243,10 @@ def test_recipe_builds_its_network(name, num_classes):
 
 def test_recipes_are_selectable_from_params():
     """`train.recipe` / `benchmarks.<name>.train.recipe` name a preset; keys beside it override it."""
-    from pipeline.common import train_config
+    from itnas.params import Params
+
+    def train_config(params: dict, benchmark: str):
+        return Params.from_dict(params).train_config(benchmark)
 
     bench = {"label": "b", "evaluation": "train", "data": {}, "search": {}, "train": {"recipe": "darts_cifar",
                                                                                     "epochs": 3}}
@@ -266,17 +269,16 @@ def test_recipes_are_selectable_from_params():
 def test_paper_config_is_a_valid_params_file():
     """`cp configs/paper.yaml params.yaml && dvc repro` (README) starts: the whole file validates as params, with
     benchmarks and runs, and its float32 search (a GPU job)."""
-    from pipeline.common import run_list, search_config, validate_params
+    from itnas.params import load_params
 
-    params = yaml.safe_load((ROOT / "configs" / "paper.yaml").read_text(encoding="utf-8"))
-    validate_params(params)
-    chains = run_list(params)
+    params = load_params(ROOT / "configs" / "paper.yaml")
+    chains = params.chains()
     assert {b for b, _, _ in chains} == {"cifar10"} and len(chains) == 15
-    cfg = search_config(params, "cifar10", "itnas", 0)
+    cfg = params.search_config("cifar10", "itnas", 0)
     assert (cfg.precision.dtype, cfg.base, cfg.data.batch_size, cfg.supernet.C, cfg.supernet.layers) == (
         "float32", "pcdarts", 256, 16, 8)
     for device in ("cpu", "cuda"):  # dtype auto with amp bf16: float32 weights on any device (no GPU needed)
-        p = search_config(params, "cifar10", "darts", 0, device).precision
+        p = params.search_config("cifar10", "darts", 0, device).precision
         assert (p.amp, p.dtype, p.channels_last, p.tf32, p.deterministic) == ("bf16", "float32", False, False, False)
-    nb = search_config(params, "nb201", "darts", 0)
+    nb = params.search_config("nb201", "darts", 0)
     assert (nb.supernet.space, nb.supernet.C, nb.supernet.layers) == ("nb201", 16, 5)

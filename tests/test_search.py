@@ -10,7 +10,7 @@ import torch
 from tiny_project import CountingDataset
 
 from itnas.checkpoint import CheckpointError, CheckpointMismatch, load_checkpoint
-from itnas.config import SearchConfig, deep_merge
+from itnas.config import SearchConfig, deep_merge, resolve_search_config
 from itnas.data import (
     DataError,
     ImageDataset,
@@ -22,6 +22,7 @@ from itnas.data import (
     find_test_overlap,
     make_splits,
 )
+from itnas.identity import run_identity
 from itnas.search import run_search
 
 
@@ -95,7 +96,7 @@ def test_resume_equals_uninterrupted(tmp_path, order):
     full = run_search(cfg, train, val, 3, 1)
     ck = tmp_path / "search.pt"
     run_search(cfg, train, val, 3, 1, checkpoint_path=ck, stop_after_epochs=1)  # "interrupted" after epoch 1
-    payload = load_checkpoint(ck, cfg.model_dump(mode="json"))
+    payload = load_checkpoint(ck, run_identity(cfg))
     assert set(payload) == {"config", "epoch", "state", "history", "time_s", "rng"}
     assert payload["epoch"] == 1 and len(payload["history"]) == 1
     assert set(payload["state"]) == {"model", "w_opt", "a_opt"}
@@ -114,11 +115,13 @@ def test_checkpoint_of_other_config_is_refused(tmp_path):
     train, val = ImageDataset(_split(8, 0), [0.5], [0.25]), ImageDataset(_split(8, 1), [0.5], [0.25])
     ck = tmp_path / "search.pt"
     run_search(_cfg(schedule={"epochs": 1}), train, val, 3, 1, checkpoint_path=ck)
-    with pytest.raises(CheckpointMismatch, match=r"different config \(keys differ: \['supernet.C'\]\)"):
+    with pytest.raises(CheckpointMismatch, match=r"written by a run of other params or data \(keys differ: "
+                                                 r"\['config.supernet.C'\]\)"):
         run_search(_cfg(schedule={"epochs": 1}, supernet={"C": 8}), train, val, 3, 1, checkpoint_path=ck)
     with pytest.raises(CheckpointMismatch, match=r"keys differ: \['data_fingerprint'\]"):
         run_search(_cfg(schedule={"epochs": 1}), train, val, 3, 1, checkpoint_path=ck,
-                   identity={"data_fingerprint": "other"})
+                   identity=run_identity(resolve_search_config(_cfg(schedule={"epochs": 1}), "cpu"),
+                                         data_fingerprint="other"))
     ck.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="unreadable"):
         run_search(_cfg(schedule={"epochs": 1}), train, val, 3, 1, checkpoint_path=ck)
@@ -198,7 +201,7 @@ def test_sampling_search_resumes_bitwise_with_the_sampler_state(tmp_path, method
     full = run_search(cfg, train, val, 3, 1)
     ck = tmp_path / "search.pt"
     run_search(cfg, train, val, 3, 1, checkpoint_path=ck, stop_after_epochs=1)
-    payload = load_checkpoint(ck, cfg.model_dump(mode="json"))
+    payload = load_checkpoint(ck, run_identity(cfg))
     assert set(payload["state"]) == {"model", "w_opt", "a_opt", "sampler"}
     torch.manual_seed(12345)  # neither the global RNG nor anything but the checkpoint may decide the draws
     resumed = run_search(cfg, train, val, 3, 1, checkpoint_path=ck)

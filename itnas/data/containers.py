@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import ItnasError
+
 __all__ = ["DataError", "ImageFiles", "ImageSplit", "Images", "SourceData", "digest"]
 
 
-class DataError(RuntimeError):
+class DataError(ItnasError, RuntimeError):
     """A data set or prepared folder that cannot be found, read or trusted; the message says what and where."""
 
 

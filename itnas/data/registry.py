@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import UnknownNameError
 from .containers import SourceData
 
 __all__ = ["DatasetReader", "create_dataset", "dataset_num_classes", "list_datasets", "register_dataset"]
@@ -61,5 +62,5 @@ def create_dataset(name: str, root: str | Path, download: bool = False) -> Sourc
     try:
         reader = _DATASETS[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; valid datasets: {', '.join(list_datasets())}") from None
+        raise UnknownNameError(f"unknown dataset {name!r}; valid datasets: {', '.join(list_datasets())}") from None
     return reader(Path(root), download)

@@ -38,6 +38,7 @@ import torch.distributed as dist
 
 from ..checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from ..distributed import DistContext, all_gather_objects
+from ..errors import ItnasError
 from .metrics import RunningMetrics
 from .optim import cosine_lr
 
@@ -51,7 +52,7 @@ CHECKS_PER_EPOCH = 4
 """How often per epoch (besides its end) the engine reads the divergence flags: each read is one host sync."""
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(ItnasError, RuntimeError):
     """A run diverged: a loss, gradient norm or parameter became NaN or infinite. The message names the run, the
     quantity, the epoch and step (1-based), and what the checkpoint keeps; `epoch` and `step` are 0-based."""
 

@@ -73,17 +73,8 @@ def _collapse(run: Any, mode: str) -> int | None:
 @register_evaluator
 class NB201Evaluator(Evaluator):
     name = "nb201"
-    description = "NAS-Bench-201 table look-up"
-    trains = False
     metrics_model = NB201Metrics
     details_model = NB201Details
-
-    def check_space(self, space: str, where: str) -> None:
-        from ..config import ConfigError
-
-        if space != "nb201":
-            raise ConfigError(f"{where}: evaluation nb201 looks cells up in the NAS-Bench-201 table, which needs "
-                              f"search.supernet.space: nb201, got {space!r}")
 
     # ------------------------------------------------------------------------------------------ running
     def evaluate(self, job: EvalJob) -> tuple[NB201Metrics, NB201Details, str]:

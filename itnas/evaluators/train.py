@@ -90,21 +90,8 @@ def test_network(model: torch.nn.Module, dataset, batch_size: int = 500, device:
 @register_evaluator
 class TrainEvaluator(Evaluator):
     name = "train"
-    description = "final network trained from scratch and tested"
-    trains = True
     metrics_model = TrainMetrics
     details_model = TrainDetails
-
-    def check_space(self, space: str, where: str) -> None:
-        from ..config import ConfigError
-        from ..networks import has_final_network
-        from ..spaces import list_spaces
-
-        if not has_final_network(space):
-            raise ConfigError(f"{where}: search.supernet.space={space!r} has no final network to train "
-                              f"(evaluation: train); spaces with a final network: "
-                              f"{', '.join(s for s in list_spaces() if has_final_network(s))}; for nb201 use "
-                              f"evaluation: nb201 (table look-up)")
 
     # ------------------------------------------------------------------------------------------ running
     def evaluate(self, job: EvalJob) -> tuple[TrainMetrics, TrainDetails, str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from ..evaluators import get_evaluator
+from ..evaluators.registry import get_evaluator
 from .cellgraph import genotype_figure
 from .figures import alpha_figure, collapse_figure, has_transitions, transition_figures
 from .runs import BenchmarkInfo, RunResult

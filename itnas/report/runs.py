@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..evaluators import get_evaluator
+from ..evaluators.registry import get_evaluator
 from ..genotype import Genotype
 from ..run import EPOCHS, RunFileMissing, RunRecord
 

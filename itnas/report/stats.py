@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..evaluators import get_evaluator
+from ..evaluators.registry import get_evaluator
 from .runs import RunResult
 
 __all__ = ["Stat", "group_runs", "margin_stats", "method_stats", "stat", "summary_metrics"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..evaluators import get_evaluator
+from ..evaluators.registry import get_evaluator
 from ..genotype import Genotype
 from .runs import BenchmarkInfo, RunResult
 from .stats import Stat

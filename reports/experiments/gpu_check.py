@@ -195,15 +195,15 @@ def random_dataset(n: int, side: int, seed: int):
 
 
 def one_epoch_search(s: dict, device: torch.device, smoke: bool) -> dict:
-    """configs/paper.yaml's itnas search resolved for `device` (pipeline.common.search_config), 1 epoch, no warm-up,
+    """configs/paper.yaml's itnas search resolved for `device` (`itnas.params.Params.search_config`), 1 epoch, no warm-up,
     on random data: wall time, peak memory, per-step time (search-val evaluation included)."""
     import yaml
 
+    from itnas.params import Params
     from itnas.search import run_search
-    from pipeline.common import search_config
 
     params = yaml.safe_load((ROOT / "configs" / "paper.yaml").read_text(encoding="utf-8"))
-    cfg = search_config(params, "cifar10", "itnas", 0, device)
+    cfg = Params.from_dict(params, "configs/paper.yaml").search_config("cifar10", "itnas", 0, device)
     override: dict[str, Any] = {"schedule": {"epochs": 1, "warmup_epochs": 0, "val_every": 1}}
     if smoke:
         override |= {"supernet": {"C": s["C"], "layers": s["layers"]}, "data": {"batch_size": s["batch"]["pcdarts"]}}

@@ -1,0 +1,164 @@
+"""One params model (itnas/params.py), one run identity (itnas/identity.py), user errors by type (itnas/errors.py,
+pipeline/cli.py), also under torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from tiny_project import ROOT, itnas, one_line_error, tiny_params, write_params
+
+import pipeline.search
+from itnas.config import ConfigError, DataConfig, SearchConfig, TrainConfig
+from itnas.errors import ItnasError, MissingOutputError, UnknownNameError
+from itnas.identity import identity_diff, run_identity
+from itnas.evaluators import list_evaluators
+from itnas.params import Params
+
+# ------------------------------------------------------------------------------------------------ the params model
+
+
+def test_a_chain_resolves_every_config_of_its_stages_at_once():
+    params = tiny_params()
+    params["benchmarks"]["tiny"]["search"] = {"supernet": {"C": 8}}
+    params["methods"]["darts"] = {"schedule": {"epochs": 2}}
+    chain = Params.from_dict(params).chain("tiny", "darts", 3, "cpu")
+    assert isinstance(chain.data, DataConfig) and isinstance(chain.search, SearchConfig)
+    assert isinstance(chain.train, TrainConfig) and (chain.label, chain.evaluation) == ("digits (tests)", "train")
+    assert (chain.search.method, chain.search.seed, chain.search.supernet.C, chain.search.schedule.epochs) == (
+        "darts", 3, 8, 2)
+    assert chain.search.supernet.layers == params["search"]["supernet"]["layers"]  # the shared block beneath
+    assert chain.data.dataset == "digits" and chain.train.epochs == 1
+
+
+def test_benchmarks_and_runs_are_typed_and_named_with_suggestions():
+    params = Params.from_dict(tiny_params())
+    assert params.chains() == [("tiny", "darts", 0)] and set(params.benchmarks) == {"tiny"}
+    bad = tiny_params()
+    bad["benchmarks"]["tiny"]["evaluation"] = "trian"
+    with pytest.raises(ConfigError, match=r"benchmarks\.tiny\.evaluation='trian' \(did you mean 'train'\?\); valid "
+                                          rf"values: {', '.join(list_evaluators())}"):
+        Params.from_dict(bad)
+    bad = tiny_params()
+    bad["runs"]["methods"] = ["dart"]
+    with pytest.raises(ConfigError, match=r"runs\.methods: unknown methods \['dart'\] \(did you mean 'darts'\?\)"):
+        Params.from_dict(bad)
+    with pytest.raises(ConfigError, match=r"unknown benchmark 'tiyn' \(did you mean 'tiny'\?\)"):
+        params.chain("tiyn", "darts", 0)
+
+
+def test_a_space_the_evaluation_cannot_evaluate_is_refused_by_the_model():
+    params = tiny_params()
+    params["search"]["supernet"]["space"] = "nb201"
+    with pytest.raises(ConfigError, match=r"benchmarks\.tiny: search\.supernet\.space='nb201' has no final network "
+                                          r"to train \(evaluation: train\)"):
+        Params.from_dict(params)
+
+
+# -------------------------------------------------------------------------------------------------- run identity
+
+
+def test_identity_diff_names_the_changed_code_and_keys():
+    cfg = SearchConfig()
+    stored = run_identity(cfg, data_fingerprint="a", code={"itnas/search.py": "1", "itnas/arch.py": "2"})
+    assert identity_diff(stored, stored) is None
+    other = run_identity(cfg.model_copy(update={"seed": 4}), data_fingerprint="b", world_size=2,
+                         code={"itnas/search.py": "9", "itnas/arch.py": "2"})
+    assert identity_diff(stored, other) == ("other code (itnas/search.py changed) and other params or data (keys "
+                                            "differ: ['config.seed', 'data_fingerprint', 'data_parallel.world_size'])")
+    partial = run_identity(cfg, code=stored["code"])  # as the check stage builds it: no data
+    assert identity_diff(stored, partial, partial=True) is None
+    assert identity_diff(stored, partial) == "other params or data (keys differ: ['data_fingerprint'])"
+
+
+def test_an_interrupted_search_stage_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """The identity the search stage stores in its checkpoint is the one it (and the check stage) expects: an
+    interrupted search is kept by `check` and resumed by the next run of the stage."""
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, tiny_params())
+    assert itnas("prepare", "tiny").exit_code == 0
+    real = pipeline.search.run_search
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupted(*args, on_epoch, **kwargs):
+        def stop(record):
+            on_epoch(record)
+            raise Interrupted  # after the first epoch's checkpoint, as a kill would
+
+        return real(*args, on_epoch=stop, **kwargs)
+
+    monkeypatch.setattr(pipeline.search, "run_search", interrupted)
+    assert isinstance(itnas("search", "tiny", "darts", "0").exception, Interrupted)
+    ck = tmp_path / ".itnas_ckpt/tiny/darts-s0/search.pt"
+    assert ck.exists()
+    monkeypatch.setattr(pipeline.search, "run_search", real)
+    check = itnas("check-params")
+    assert check.exit_code == 0 and "removing" not in check.stderr and ck.exists()
+    result = itnas("search", "tiny", "darts", "0")
+    assert result.exit_code == 0, result.output
+    assert "resuming from" in result.stderr and "(1 epochs done)" in " ".join(result.stderr.split())
+    history = json.loads((tmp_path / "runs/tiny/darts-s0/search/history.json").read_text())
+    assert [r["epoch"] for r in history] == [0, 1, 2]
+
+
+# ------------------------------------------------------------------------------------------------- user errors
+
+
+def test_user_errors_share_one_base_and_keep_their_builtin_one():
+    from itnas.checkpoint import CheckpointError
+    from itnas.data import DataError
+    from itnas.engine import NonFiniteError
+    from itnas.genotype import GenotypeError
+
+    for cls, builtin in ((ConfigError, ValueError), (DataError, RuntimeError), (GenotypeError, ValueError),
+                         (CheckpointError, RuntimeError), (NonFiniteError, RuntimeError),
+                         (MissingOutputError, FileNotFoundError), (UnknownNameError, KeyError)):
+        assert issubclass(cls, ItnasError) and issubclass(cls, builtin), cls
+    assert str(UnknownNameError("unknown method 'x'")) == "unknown method 'x'"  # not a quoted KeyError repr
+
+
+def test_cli_prints_user_errors_and_lets_bugs_show_their_traceback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, tiny_params())
+    missing = itnas("derive", "tiny", "darts", "0")  # no supernet yet: a user error
+    assert missing.exit_code == 2 and "supernet.pt does not exist" in one_line_error(missing)
+    import pipeline.derive
+
+    def bug(*args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(pipeline.derive, "derive", bug)
+    result = itnas("derive", "tiny", "darts", "0")
+    assert result.exit_code == 1 and isinstance(result.exception, KeyError)  # CliRunner keeps the traceback
+    assert "error:" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_user_error_on_one_torchrun_rank_ends_the_job_with_one_line(tmp_path):
+    """distributed.nproc_per_node: 2 (gloo, CPU): an unreadable search checkpoint, which rank 0 alone reads, ends the
+    job with the one-line error naming the file and exit code 2, not torchrun's failure summary and exit 1."""
+    params = tiny_params()
+    params["distributed"]["nproc_per_node"] = 2
+    write_params(tmp_path, params)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+    def stage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    assert stage("prepare", "tiny").returncode == 0
+    ck = tmp_path / ".itnas_ckpt/tiny/darts-s0/search.pt"
+    ck.parent.mkdir(parents=True)
+    ck.write_bytes(b"half a checkpoint")
+    done = stage("search", "tiny", "darts", "0")
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert "torch.distributed.run --nproc_per_node=2" in " ".join(done.stderr.split())  # it ran under torchrun
+    assert lines[-1].startswith("error:") and sum(line.startswith("error:") for line in lines) == 1, done.stderr
+    assert "search.pt is unreadable" in lines[-1] and "(process 0 of the torchrun job)" in lines[-1]
+    assert "ChildFailedError" not in done.stderr and "Root Cause" not in done.stderr
