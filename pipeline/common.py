@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from itnas.data import num_batches
 from itnas.distributed import DistContext, ShardedBatches
-from itnas.errors import ItnasError, MissingOutputError
+from itnas.errors import ItnasError
 from itnas.identity import identity_diff, run_identity
 from itnas.params import Chain, Params
 
@@ -185,16 +185,6 @@ def write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    """Per-epoch curves for `dvc plots` (missing values left empty)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [",".join(columns)]
-    for r in rows:
-        lines.append(",".join("" if r.get(c) is None else f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c])
-                              for c in columns))
-    path.write_text("\n".join(lines) + "\n")
-
-
 @contextmanager
 def epoch_progress(description: str, epochs: int, steps_per_epoch: int, enabled: bool = True) -> Iterator[tuple]:
     """A progress bar over all steps of an epoch loop; yields (on_step, print) for the library's callbacks.
@@ -222,27 +212,3 @@ def progress_bar(description: str) -> Iterator[Progress]:
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, transient=False) as progress:
         yield progress
-
-
-def one_line(err: Exception) -> str:
-    """`TypeName: message` on one line; a pydantic ValidationError as its first fields and messages."""
-    from pydantic import ValidationError
-
-    if isinstance(err, ValidationError):
-        errors = err.errors()
-        shown = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in errors[:4])
-        more = f"; and {len(errors) - 4} more" if len(errors) > 4 else ""
-        return f"{err.title}: {shown}{more}"
-    return f"{type(err).__name__}: {' '.join(str(err).split())}"
-
-
-def load_output(path: Path) -> dict:
-    """torch.load a stage output (a DVC output: the advice is `dvc checkout` / `dvc repro`, never deleting it)."""
-    from itnas.checkpoint import CheckpointError, read_torch_file
-
-    if not path.exists():
-        raise MissingOutputError(f"{path} does not exist; run `dvc repro` (or `dvc checkout` to restore it)")
-    payload = read_torch_file(path, "restore it with `dvc checkout` or rebuild it with `dvc repro`")
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"{path} is not an itnas stage output; restore it with `dvc checkout`")
-    return payload

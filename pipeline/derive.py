@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from itnas.checkpoint import CheckpointError
+from itnas.checkpoint import CheckpointError, read_torch_file
 from itnas.contracts import SupernetMeta
 from itnas.derive import DERIVE_MODES, derive_genotype
 from itnas.params import load_params
@@ -16,29 +16,43 @@ from itnas.run import Derivations
 from itnas.search import build_search_model
 from itnas.supernet import SearchModel
 
-from .common import console, load_output, one_line
+from .common import console
 from .paths import run_record
 
 
 def load_supernet(path: Path) -> tuple[SearchModel, SupernetMeta]:
-    """(SearchModel on the CPU, SupernetMeta) of a search stage's `supernet.pt`.
+    """(SearchModel on the CPU, SupernetMeta) of a search stage's `supernet.pt` (which exists).
 
-    Raises CheckpointError: unreadable file or not a supernet of this version (advice: `dvc checkout` / repro)."""
-    payload = load_output(path)
+    Raises:
+        CheckpointError: unreadable file or not a supernet of this version (advice: `dvc checkout` / `dvc repro`).
+    """
+    advice = "restore it with `dvc checkout` or rebuild it with `dvc repro`"
+    payload = read_torch_file(path, advice)
     try:
+        if not isinstance(payload, dict):
+            raise TypeError(f"a {type(payload).__name__}, not a dict")
         meta = SupernetMeta.model_validate(payload["meta"])
         model = build_search_model(meta.config, meta.num_classes, meta.in_channels)
         model.load_state_dict(payload["model"])
-    except (KeyError, ValidationError, RuntimeError) as err:
-        raise CheckpointError(f"{path} is not a supernet of this version ({one_line(err)}); restore it with "
-                              f"`dvc checkout` or rebuild it with `dvc repro`") from None
+    except (KeyError, TypeError, ValidationError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is not a supernet of this version ({_one_line(err)}); {advice}") from None
     return model, meta
+
+
+def _one_line(err: Exception) -> str:
+    """`TypeName: message` on one line; a pydantic ValidationError as its first fields and messages."""
+    if isinstance(err, ValidationError):
+        errors = err.errors()
+        shown = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in errors[:4])
+        more = f"; and {len(errors) - 4} more" if len(errors) > 4 else ""
+        return f"{err.title}: {shown}{more}"
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
 
 
 def derive(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
     cfg = load_params(params_file).derive
     run = run_record(benchmark, method, seed)
-    model, _ = load_supernet(run.supernet)
+    model, _ = load_supernet(run.require("supernet"))  # missing: RunFileMissing names the search stage
     derived = {mode: derive_genotype(model.arch, mode) for mode in DERIVE_MODES}
     genotype = derived[cfg.mode]
     genotype.save(run.genotype)

@@ -499,8 +499,8 @@ def _params(path: Path, benchmarks: tuple[str, ...] = ("tiny", "nb")) -> Path:
     from tiny_project import tiny_params, write_params
 
     params = tiny_params()
-    params["runs"] = {"benchmarks": [b for b in benchmarks if b != "nb"], "tables": [b for b in benchmarks if b == "nb"],
-                      "methods": list(METHODS), "seeds": list(SEEDS)}
+    params["runs"] = {"benchmarks": [b for b in benchmarks if b != "nb"],
+                      "tables": [b for b in benchmarks if b == "nb"], "methods": list(METHODS), "seeds": list(SEEDS)}
     params["benchmarks"]["nb"] = {"label": "NAS-Bench-201 (tests)", "evaluation": "nb201", "data": {},
                                   "search": {"supernet": {"space": "nb201", "layers": 1}}, "train": {}}
     return write_params(path.parent, params, path.name)

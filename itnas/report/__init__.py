@@ -7,6 +7,8 @@ One role per module:
   ``search/history.json``, ``search_metrics.json``) -> `RunResult` (`load_run`; its evaluator is the one its
   metrics.json names; a missing file is a `RunFilesMissing` naming the file), and `BenchmarkInfo`, what the caller
   says about a benchmark (label, evaluation, size line, data);
+- `info`: `benchmark_info`, the `BenchmarkInfo` of a benchmark from the params model (`itnas.params`) and the
+  prepare stage's summaries (size line, data line, settings);
 - `stats`: mean ± sample std over seeds (`Stat`, `method_stats`) and the metrics file (`summary_metrics`);
 - `tables`: `Table` and what the evaluators' tables share (formats, published numbers of ``published.json``,
   `load_published`); `benchmark_tables` asks the benchmark's evaluator (`itnas.evaluators`) for its tables;

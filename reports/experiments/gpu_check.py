@@ -195,8 +195,8 @@ def random_dataset(n: int, side: int, seed: int):
 
 
 def one_epoch_search(s: dict, device: torch.device, smoke: bool) -> dict:
-    """configs/paper.yaml's itnas search resolved for `device` (`itnas.params.Params.search_config`), 1 epoch, no warm-up,
-    on random data: wall time, peak memory, per-step time (search-val evaluation included)."""
+    """configs/paper.yaml's itnas search resolved for `device` (`itnas.params.Params.search_config`), 1 epoch, no
+    warm-up, on random data: wall time, peak memory, per-step time (search-val evaluation included)."""
     import yaml
 
     from itnas.params import Params
