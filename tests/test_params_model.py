@@ -162,3 +162,26 @@ def test_a_user_error_on_one_torchrun_rank_ends_the_job_with_one_line(tmp_path):
     assert lines[-1].startswith("error:") and sum(line.startswith("error:") for line in lines) == 1, done.stderr
     assert "search.pt is unreadable" in lines[-1] and "(process 0 of the torchrun job)" in lines[-1]
     assert "ChildFailedError" not in done.stderr and "Root Cause" not in done.stderr
+
+
+def test_the_light_evaluator_registry_agrees_with_the_networks_and_the_full_registry():
+    """EVALUATOR_KINDS (what the params model reads without importing an evaluator) accepts for `train` exactly the
+    spaces with a final network, for `nb201` only the nb201 space, and names the same evaluators as the full
+    registry, with the same description and training flag."""
+    from itnas.evaluators import EVALUATOR_KINDS
+    from itnas.evaluators.registry import get_evaluator
+    from itnas.networks import has_final_network
+    from itnas.spaces import list_spaces
+
+    assert EVALUATOR_KINDS["train"].accepted_spaces() == [s for s in list_spaces() if has_final_network(s)]
+    assert EVALUATOR_KINDS["nb201"].accepted_spaces() == ["nb201"]
+    assert EVALUATOR_KINDS["train"].space_problem("nb201", "benchmarks.b").startswith(
+        "benchmarks.b: search.supernet.space='nb201' has no final network to train (evaluation: train); spaces "
+        "with a final network: darts, s1")
+    for name, kind in EVALUATOR_KINDS.items():
+        evaluator = get_evaluator(name)
+        assert (evaluator.name, evaluator.trains, evaluator.description) == (name, kind.trains, kind.description)
+    bad = tiny_params()
+    bad["benchmarks"]["tiny"]["search"] = {"supernet": {"space": "nb201"}}
+    with pytest.raises(ConfigError, match=r"benchmarks\.tiny: search\.supernet\.space='nb201' has no final network"):
+        Params.from_dict(bad)
