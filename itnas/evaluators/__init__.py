@@ -8,7 +8,7 @@ evaluator). A benchmark names one in params.yaml (`benchmarks.<name>.evaluation`
 An `Evaluator` holds everything that differs between kinds: its metrics and details models (what metrics.json and
 evaluate/details.json hold; metrics.json names the evaluator in its ``evaluation`` key), whether it needs a trained
 network (`trains`: a `train` stage per chain), which search spaces it accepts (`check_space`), how it runs
-(`evaluate`), and how the report shows it (headline, statistics, tables, figure, size and settings lines). Nothing
+(`evaluate`), and how the report shows it (headline, statistics, tables, figures, size and settings lines). Nothing
 outside this package branches on an evaluator's name. A new table benchmark (another NAS-Bench) is one new module
 that defines an `Evaluator` subclass decorated with `register_evaluator`, imported at the end of this file.
 """
@@ -94,6 +94,10 @@ class Evaluator:
     def figure(self, runs: list) -> tuple[str, Any]:
         """(heading, plotly figure) of one benchmark's headline results."""
         raise NotImplementedError
+
+    def figures(self, runs: list) -> list[tuple[str, Any]]:
+        """[(heading, plotly figure)] of one benchmark, in page order: by default only the headline `figure`."""
+        return [self.figure(runs)]
 
     def size_text(self, train_cfg: Any) -> str:
         """What the report's size line says after the search part (`train_cfg`: the benchmark's TrainConfig)."""

@@ -13,10 +13,11 @@ metrics): a single p below 0.05 among many is weak evidence.
   .confidence_interval(level)`). It needs n >= 2 per method; with no spread in either method (se = 0) it is the
   point d.
 - Mann-Whitney U (Mann & Whitney 1947; `scipy.stats.mannwhitneyu`, two-sided): U of `a` = the number of pairs
-  (x in a, y in b) with x > y, ties counted 1/2. The exact null distribution is used without ties and for n <= 8
-  per method, the normal approximation with tie correction otherwise (`rank_test`). With small n the exact test
-  cannot reach small p at all: its smallest two-sided p is 2 / C(n_a + n_b, n_a) (0.1 at 3 vs 3, 0.0079 at 5 vs
-  5; `smallest_p`).
+  (x in a, y in b) with x > y, ties counted 1/2. The p value is exact (every split of the pooled values into groups
+  of n_a and n_b enumerated, ties included: a permutation test of U) for at most `EXACT_SPLITS` splits (up to 8 vs
+  8 seeds), the normal approximation with tie correction otherwise (`rank_test`). With small n the test cannot
+  reach small p at all: its smallest two-sided p is 2 / C(n_a + n_b, n_a) (0.1 at 3 vs 3, 0.0079 at 5 vs 5;
+  `smallest_p`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["PairComparison", "compare_pair", "rank_test", "smallest_p", "welch_interval"]
+
+#: Largest number of splits C(n_a + n_b, n_a) the rank test enumerates (exact p; 8 vs 8 seeds: 12,870).
+EXACT_SPLITS = 20_000
 
 #: Significance level of the plain sentences (two-sided) and the default interval level (1 - ALPHA).
 ALPHA = 0.05
@@ -55,15 +59,17 @@ def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 1 - AL
 
 def rank_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, str]:
     """(U of `a`, two-sided p, method "exact" | "asymptotic") of the Mann-Whitney U test (module docstring). Raises
-    ValueError when a sample is empty."""
+    ValueError when a sample has fewer than 2 values (one value per method cannot reach p < 0.67)."""
     from scipy import stats
 
-    if not a or not b:
-        raise ValueError(f"the rank test needs at least 1 value per sample, got n={len(a)} and n={len(b)}")
-    ties = len(set(a) | set(b)) < len(a) + len(b)
-    method = "exact" if not ties and max(len(a), len(b)) <= 8 else "asymptotic"
-    res = stats.mannwhitneyu(a, b, alternative="two-sided", method=method)
-    return float(res.statistic), float(res.pvalue), method
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"the rank test needs at least 2 values per sample, got n={len(a)} and n={len(b)}")
+    if math.comb(len(a) + len(b), len(a)) <= EXACT_SPLITS:  # every split of the pooled values into two groups
+        res = stats.mannwhitneyu(a, b, alternative="two-sided",
+                                 method=stats.PermutationMethod(n_resamples=math.inf))
+        return float(res.statistic), float(res.pvalue), "exact"
+    res = stats.mannwhitneyu(a, b, alternative="two-sided", method="asymptotic")
+    return float(res.statistic), float(res.pvalue), "asymptotic"
 
 
 def smallest_p(n_a: int, n_b: int) -> float:
@@ -81,7 +87,7 @@ class PairComparison:
         a / b: the values of `reference` / `other`, one per seed. unit: of a difference ("points").
         diff: mean(a) - mean(b) (None when a sample is empty). ci: Welch's `level` interval (None for n < 2 in a
         sample); df: its degrees of freedom (None: no spread, or no interval). u / p / test: Mann-Whitney U of `a`,
-        two-sided p and "exact" | "asymptotic" (None for an empty sample). collapsed_a / collapsed_b: searches whose
+        two-sided p and "exact" | "asymptotic" (None for n < 2 in a sample). collapsed_a / collapsed_b: searches whose
         derived cell collapsed (all parameter-free), None when not known.
     """
 
@@ -116,8 +122,8 @@ class PairComparison:
         ref, oth, unit = self.reference, self.other, self.unit
         at = f"at n={na} vs {nb}"
         if self.diff is None or self.ci is None or self.p is None:
-            return (f"{at}: too few seeds for an interval (at least 2 per method needed); nothing can be said about "
-                    "a difference")
+            return (f"{at}: too few seeds for an interval or a rank test (at least 2 per method needed); nothing "
+                    "can be said about a difference")
         lo, hi = self.ci
         pct = f"{100 * self.level:g} %"
         floor = smallest_p(na, nb)
@@ -160,7 +166,7 @@ def compare_pair(metric: str, reference: str, other: str, a: Sequence[float | No
         diff, lo, hi, df = welch_interval(xa, xb, level)
         ci = (lo, hi)
     u = p = test = None
-    if xa and xb:
+    if len(xa) >= 2 and len(xb) >= 2:
         u, p, test = rank_test(xa, xb)
     return PairComparison(metric, reference, other, xa, xb, diff, ci, df, u, p, test, level, unit, collapsed_a,
                           collapsed_b)
