@@ -46,7 +46,7 @@ def _deps(name: str) -> list[str]:
 @pytest.mark.parametrize("stage,runs_deps", [
     ("train", [f"{CHAIN}/genotype.json"]),
     ("evaluate", [f"{CHAIN}/train"]),  # the trained network (train/model.pt holds its genotype)
-    ("evaluate-table", [f"{CHAIN}/genotype.json", f"{CHAIN}/derivations.json"])])
+    ("evaluate-table", [f"{CHAIN}/genotype.json", f"{CHAIN}/derivations.json", f"{CHAIN}/epoch_genotypes.json"])])
 def test_train_and_evaluate_deps_hold_no_search_output_and_no_search_code(stage, runs_deps):
     deps = _deps(stage)
     assert [d for d in deps if d.startswith("runs")] == runs_deps
@@ -69,6 +69,7 @@ def test_the_test_pass_is_no_dependency_of_the_train_stage():
 def test_derive_writes_derivations_and_the_report_reads_search_metrics():
     outs = [o if isinstance(o, str) else next(iter(o)) for o in _stage("derive")["outs"]]
     assert f"{CHAIN}/genotype.json" in outs and f"{CHAIN}/derivations.json" in outs
+    assert f"{CHAIN}/epoch_genotypes.json" in outs
     assert "runs" in _deps("report")  # covers every chain's search_metrics.json: a new search time reruns the report
 
 

@@ -443,6 +443,7 @@ def test_nb201_trajectory_table_shows_at_most_ten_epochs():
     assert len(shown) == 10 and shown[0] == 0 and shown[-1] == 49 and shown == sorted(set(shown))
 
 
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy: darts has no spread
 def test_nb201_pair_table_states_interval_rank_test_and_reading(nb_runs):
     from scipy import stats
 
