@@ -31,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from .contracts import FinalNetworkConfig
 from .genotype import DERIVE_MODES, Genotype, GenotypeError
 
-__all__ = ["RUN_FILES", "Derivations", "EpochGenotype", "EpochGenotypes", "RunFile", "RunFileMissing", "RunRecord", "TrainedNetwork", "run_id"]
+__all__ = ["RUN_FILES", "Derivations", "EpochGenotype", "EpochGenotypes", "RunFile", "RunFileMissing", "RunRecord",
+           "TrainedNetwork", "run_id"]
 
 
 def run_id(benchmark: str, method: str, seed: int) -> str:

@@ -6,9 +6,10 @@ and a probe before </body> that waits until every plotly figure is drawn, then w
 element: the errors, per figure its title, its traces (name, x axis) with data and whether each was drawn (a
 non-empty SVG path or a heatmap image), its legend texts, and per cell graph the boxes of its edge labels
 (getBoundingClientRect of each annotation's background rectangle and text); per results table its caption, its
-rendered cell texts (innerText) and its box. `chromium --headless --dump-dom` prints the DOM after the page settled; the test parses the
-record. No Python dependency beyond the standard library; Chromium is a system package (`apt-get install -y
-chromium`, as CI installs it). Marked `browser`: a missing Chromium fails the test with that advice.
+rendered cell texts (innerText) and its box. `chromium --headless --dump-dom` prints the DOM after the page
+settled; the test parses the record. No Python dependency beyond the standard library; Chromium is a system
+package (`apt-get install -y chromium`, as CI installs it). Marked `browser`: a missing Chromium fails the test
+with that advice.
 """
 
 from __future__ import annotations
