@@ -8,6 +8,8 @@ through it; nothing else names a run file.
                                                   holds the transitions and attention, `itnas.records`)
         search_curves.csv, search_metrics.json    search: per-epoch curves; `SearchMetrics`
         genotype.json, derivations.json           derive: the genotype of `derive.mode`; `Derivations` (both modes)
+        epoch_genotypes.json                      derive: `EpochGenotypes`, the marginal genotype of every search
+                                                  epoch (from search/history.json; the search trajectory)
         train/model.pt, train/config.json         train (evaluators that train a network): weights + `TrainedNetwork`
         train/history.json, train/train_curves.csv  train: one record per epoch; its curves
         evaluate/details.json, metrics.json       evaluate: the evaluator's details and metrics models
@@ -22,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
@@ -30,7 +32,8 @@ from .contracts import FinalNetworkConfig
 from .errors import MissingOutputError
 from .genotype import DERIVE_MODES, Genotype, GenotypeError
 
-__all__ = ["RUN_FILES", "Derivations", "RunFile", "RunFileMissing", "RunRecord", "TrainedNetwork", "run_id"]
+__all__ = ["RUN_FILES", "Derivations", "EpochGenotype", "EpochGenotypes", "RunFile", "RunFileMissing", "RunRecord",
+           "TrainedNetwork", "run_id"]
 
 
 def run_id(benchmark: str, method: str, seed: int) -> str:
@@ -58,6 +61,7 @@ RUN_FILES: dict[str, RunFile] = {
     "search_metrics": RunFile("search_metrics.json", "search", "search metrics"),
     "genotype": RunFile("genotype.json", "derive", "derived genotype"),
     "derivations": RunFile("derivations.json", "derive", "genotypes of both derivations"),
+    "epoch_genotypes": RunFile("epoch_genotypes.json", "derive", "genotype of every search epoch"),
     "train_dir": RunFile("train", "train", "trained network"),
     "model": RunFile("train/model.pt", "train", "trained network"),
     "train_config": RunFile("train/config.json", "train", "trained network's config"),
@@ -98,6 +102,63 @@ class Derivations(_Model):
                 out[mode] = Genotype.from_dict(getattr(self, mode))
             except GenotypeError as err:
                 raise GenotypeError(f"{mode}: {err}") from None
+        return out
+
+
+class EpochGenotype(_Model):
+    """One search epoch's derived cell: `epoch` (the search history's epoch index, 0 = the first epoch) and the
+    marginal genotype of the architecture at the end of that epoch (genotype dict format, `Genotype.to_dict`)."""
+
+    epoch: int
+    genotype: dict
+
+
+class EpochGenotypes(_Model):
+    """epoch_genotypes.json: the search trajectory, the genotype derived after every search epoch, in epoch order.
+    `derivation` is the rule that derived them: the search history records the marginal genotype of every epoch
+    (`itnas.search.epoch_arch_record`), whatever `derive.mode` is; the last epoch's is derivations.json's marginal
+    genotype."""
+
+    derivation: Literal["marginal"] = "marginal"
+    epochs: list[EpochGenotype]
+
+    @classmethod
+    def from_history(cls, history: Any, where: str = "search history") -> EpochGenotypes:
+        """The trajectory of a search history (search/history.json: one record per epoch, each with its "epoch"
+        index and the epoch's marginal "genotype" dict), each genotype validated and rewritten in the canonical
+        genotype format. Raises GenotypeError naming `where` and the epoch when a record has no genotype (a history
+        written before the genotype was recorded: rerun the search) or one that does not fit its space, or when
+        the epochs are not 0, 1, 2, ..."""
+        if not isinstance(history, list):
+            raise GenotypeError(f"{where} must hold a list of epoch records, got {type(history).__name__}; rerun the "
+                                "search stage")
+        epochs = []
+        for k, rec in enumerate(history):
+            epoch = rec.get("epoch") if isinstance(rec, dict) else None
+            if epoch != k:
+                raise GenotypeError(f"{where}: record {k} is epoch {epoch!r}, expected {k} (one record per epoch, in "
+                                    "order); rerun the search stage")
+            if not isinstance(rec.get("genotype"), dict):  # (rec is a dict: its epoch was read above)
+                raise GenotypeError(f"{where}: epoch {k} records no genotype (a history written before the epoch "
+                                    "genotype was recorded); rerun the search stage")
+            try:
+                genotype = Genotype.from_dict(rec["genotype"])
+            except GenotypeError as err:
+                raise GenotypeError(f"{where}: epoch {k}: {err}") from None
+            epochs.append(EpochGenotype(epoch=k, genotype=genotype.to_dict()))
+        if not epochs:
+            raise GenotypeError(f"{where} holds no epoch; rerun the search stage")
+        return cls(epochs=epochs)
+
+    def genotypes(self) -> list[tuple[int, Genotype]]:
+        """[(epoch, Genotype)] in epoch order. Raises GenotypeError naming the epoch when a genotype does not fit
+        its space."""
+        out = []
+        for e in self.epochs:
+            try:
+                out.append((e.epoch, Genotype.from_dict(e.genotype)))
+            except GenotypeError as err:
+                raise GenotypeError(f"epoch {e.epoch}: {err}") from None
         return out
 
 
@@ -193,6 +254,15 @@ class RunRecord:
             return derivations.genotypes()
         except GenotypeError as err:
             raise GenotypeError(f"{path}: {err}") from None
+
+    def epoch_genotypes_of(self) -> list[tuple[int, Genotype]]:
+        """epoch_genotypes.json: [(epoch, Genotype)] of every search epoch, in order. Raises RunFileMissing,
+        GenotypeError naming the file (not valid JSON, not an `EpochGenotypes`, or a genotype that does not fit its
+        space, with the epoch)."""
+        try:
+            return self.read("epoch_genotypes", EpochGenotypes).genotypes()
+        except (ValueError, GenotypeError) as err:  # ValueError: the file is not JSON or not of its model
+            raise GenotypeError(f"{self.epoch_genotypes}: {err}; rerun its derive stage") from None
 
     def trained_network(self) -> tuple[TrainedNetwork, dict, list[dict]]:
         """train/model.pt: (its `TrainedNetwork`, the network's state_dict, the training history). Raises

@@ -1,6 +1,7 @@
 """Stage `derive`: the genotype of a searched supernet -> runs/<chain>/genotype.json (the genotype of `derive.mode`)
 and runs/<chain>/derivations.json (the genotypes of both modes, `{"marginal": {...}, "sequential": {...}}`, what
-the nb201 evaluation looks up without loading the supernet)."""
+the nb201 evaluation looks up without loading the supernet), and runs/<chain>/epoch_genotypes.json (the marginal
+genotype of every search epoch, from search/history.json: the search trajectory the nb201 evaluation looks up)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from itnas.checkpoint import CheckpointError, read_torch_file
 from itnas.contracts import SupernetMeta
 from itnas.derive import DERIVE_MODES, derive_genotype
 from itnas.params import load_params
-from itnas.run import Derivations
+from itnas.run import Derivations, EpochGenotypes
 from itnas.search import build_search_model
 from itnas.supernet import SearchModel
 
@@ -57,6 +58,8 @@ def derive(benchmark: str, method: str, seed: int, params_file: str = "params.ya
     genotype = derived[cfg.mode]
     genotype.save(run.genotype)
     run.write_json("derivations", Derivations(**{mode: g.to_dict() for mode, g in derived.items()}))
+    run.write_json("epoch_genotypes", EpochGenotypes.from_history(run.read_json("search_history"),
+                                                                  str(run.search_history)))
     console.print(f"{cfg.mode} genotype of {run.name} (collapse count {genotype.collapse_count}):")
     for t in ("normal", "reduce"):
         if getattr(genotype, t):

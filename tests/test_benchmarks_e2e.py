@@ -12,7 +12,7 @@ import pytest
 from fake_datasets import write_cifar10, write_cifar100, write_svhn
 from tiny_project import itnas, tiny_params, write_params
 
-from itnas.evaluators.nb201 import NB201Metrics
+from itnas.evaluators.nb201 import NB201Details, NB201Metrics
 from itnas.evaluators.train import TrainMetrics as RunMetrics
 from itnas.genotype import Genotype
 from itnas.nb201 import load_nb201_table
@@ -90,6 +90,21 @@ def test_nb201_chain_on_cifar10_batches(tmp_path, monkeypatch):
         run = run_record("nb201", method, 0)
         metrics = NB201Metrics.model_validate(json.loads(run.metrics.read_text()))
         assert metrics.nb201_c100_test == table.lookup(Genotype.load(run.genotype))["nb201_c100_test"]
+        # the search trajectory: one look-up per search epoch, of that epoch's genotype in the search history
+        history = json.loads(run.search_history.read_text())
+        details = NB201Details.model_validate(json.loads(run.details.read_text()))
+        assert [p.epoch for p in details.trajectory] == list(range(len(history))) == [0, 1]
+        for point, rec in zip(details.trajectory, history, strict=True):
+            genotype = Genotype.from_dict(rec["genotype"])
+            assert point.arch == genotype.to_nb201_string()
+            assert point.model_dump(exclude={"epoch", "arch", "collapse_count"}) == table.lookup(genotype)
+        assert Genotype.from_dict(history[-1]["genotype"]) == run.derivations_of()["marginal"]
+        assert run.epoch_genotypes_of()[-1] == (1, run.derivations_of()["marginal"])
+    result = itnas("report")
+    assert result.exit_code == 0, result.output
+    md = Path("reports/report.md").read_text()
+    assert "search trajectories (NB201 test accuracy per search epoch)" in md
+    assert md.count("| itnas vs ") == 3 * 3  # itnas vs darts, gdas, drnas on three data sets
 
 
 def test_nb201_evaluation_needs_the_nb201_space(tmp_path, monkeypatch):

@@ -46,7 +46,7 @@ def _deps(name: str) -> list[str]:
 @pytest.mark.parametrize("stage,runs_deps", [
     ("train", [f"{CHAIN}/genotype.json"]),
     ("evaluate", [f"{CHAIN}/train"]),  # the trained network (train/model.pt holds its genotype)
-    ("evaluate-table", [f"{CHAIN}/genotype.json", f"{CHAIN}/derivations.json"])])
+    ("evaluate-table", [f"{CHAIN}/genotype.json", f"{CHAIN}/derivations.json", f"{CHAIN}/epoch_genotypes.json"])])
 def test_train_and_evaluate_deps_hold_no_search_output_and_no_search_code(stage, runs_deps):
     deps = _deps(stage)
     assert [d for d in deps if d.startswith("runs")] == runs_deps
@@ -72,6 +72,7 @@ def test_the_test_pass_is_no_dependency_of_the_train_stage():
 def test_derive_writes_derivations_and_the_report_reads_search_metrics():
     outs = [o if isinstance(o, str) else next(iter(o)) for o in _stage("derive")["outs"]]
     assert f"{CHAIN}/genotype.json" in outs and f"{CHAIN}/derivations.json" in outs
+    assert f"{CHAIN}/epoch_genotypes.json" in outs
     assert "runs" in _deps("report")  # covers every chain's search_metrics.json: a new search time reruns the report
 
 
@@ -166,6 +167,9 @@ def test_nb201_lookup_reads_derivations_not_the_supernet(tmp_path, monkeypatch):
     details = json.loads(run.details.read_text())
     for mode, cell in cells.items():
         assert details["cells"][mode]["arch"] == cell.to_nb201_string()
+    epochs = run.epoch_genotypes_of()  # the trajectory, looked up without the search history
+    assert [e for e, _ in epochs] == list(range(3)) and epochs[-1][1] == cells["marginal"]
+    assert [{k: p[k] for k in NB201_METRICS} for p in details["trajectory"]] == [table.lookup(g) for _, g in epochs]
 
     other = next(g for g in (cells["marginal"], Genotype.from_nb201_string(
         "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"))
@@ -180,6 +184,21 @@ def test_nb201_lookup_reads_derivations_not_the_supernet(tmp_path, monkeypatch):
     result = itnas("evaluate", "nbtiny", "itnas", "0")
     assert result.exit_code == 2
     assert one_line_error(result).endswith("`itnas derive nbtiny itnas 0`")
+    cells["sequential"].save(run.genotype)
+    shutil.move(tmp_path / "away" / "search", run.search_dir)
+    _run("derive", "nbtiny", "itnas", "0")
+    run.epoch_genotypes.unlink()
+    result = itnas("evaluate", "nbtiny", "itnas", "0")
+    assert result.exit_code == 2
+    assert "epoch_genotypes.json does not exist (the run's genotype of every search epoch, written by its derive " \
+           "stage); run `dvc repro` or `itnas derive nbtiny itnas 0`" in one_line_error(result)
+
+    history = json.loads(run.search_history.read_text())  # a history written before the epoch genotype was kept
+    del history[1]["genotype"]
+    run.search_history.write_text(json.dumps(history))
+    result = itnas("derive", "nbtiny", "itnas", "0")
+    assert result.exit_code == 2
+    assert "runs/nbtiny/itnas-s0/search/history.json: epoch 1 records no genotype" in one_line_error(result)
 
 
 @pytest.mark.parametrize("text,match", [("[]", "must map marginal and sequential"),

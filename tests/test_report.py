@@ -11,6 +11,7 @@ the tables can be checked against exact values.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import statistics
@@ -61,6 +62,12 @@ NB201_CELLS = {
                    "sequential": ("|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|skip_connect~1|"
                                   "nor_conv_1x1~2|", 88.0, 60.0, 30.0)},
 }
+#: NB201 test accuracies (CIFAR-10, CIFAR-100, ImageNet16-120 (%)) of the cell derived after each of the 2 search
+#: epochs, per (method, seed): the search trajectory of details.json (the last epoch's is the marginal cell's).
+NB201_TRAJECTORY = {("itnas", 0): [(90.0, 65.0, 40.0), (93.5, 70.25, 44.0)],
+                    ("itnas", 1): [(88.0, 60.0, 38.0), (92.0, 68.75, 43.0)],
+                    ("darts", 0): [(85.0, 55.0, 30.0), (54.3, 15.61, 16.32)],
+                    ("darts", 1): [(87.0, 58.0, 35.0), (54.3, 15.61, 16.32)]}
 TABLE_BEST = {"nb201_c10_test": 94.37, "nb201_c100_test": 73.51, "nb201_in16_test": 47.31}
 NB201_KEYS = ("nb201_c10_test", "nb201_c100_test", "nb201_in16_test")
 TRAIN = BenchmarkInfo("tiny", "digits (tests)", "train", "CPU-reduced search: space darts, C=4, 3 cells",
@@ -134,9 +141,12 @@ def write_train_run(run: Path, genotype: Genotype, history: list[dict] | None, t
     return run
 
 
-def write_nb201_run(run: Path, cells: dict, history: list[dict] | None, derivation: str = "marginal") -> Path:
+def write_nb201_run(run: Path, cells: dict, history: list[dict] | None, derivation: str = "marginal",
+                    trajectory: list[tuple[float, float, float]] | None = None) -> Path:
     """runs/<benchmark>/<method>-s<seed>/ of an nb201 evaluation: genotype.json (the `derivation` cell),
-    evaluate/details.json with both cells' look-ups (`cells`: mode -> (arch, c10, c100, in16)), metrics.json."""
+    evaluate/details.json with both cells' look-ups (`cells`: mode -> (arch, c10, c100, in16)) and, given
+    `trajectory` ((c10, c100, in16) per search epoch) and a history, the look-up of every epoch's cell (the
+    history's genotype), metrics.json."""
     looked_up = {}
     for mode, (arch, *values) in cells.items():
         g = Genotype.from_nb201_string(arch)
@@ -147,9 +157,17 @@ def write_nb201_run(run: Path, cells: dict, history: list[dict] | None, derivati
     Genotype.from_nb201_string(cells[derivation][0]).save(run / "genotype.json")
     if history is not None:
         write_json(run / "search" / "history.json", history)
-    write_json(run / "evaluate" / "details.json", {
-        "evaluation": "nb201", "derivation": derivation, "cells": looked_up,
-        "table_best": {k: {"arch": "|nor_conv_3x3~0|+|...|", "value": v} for k, v in TABLE_BEST.items()}})
+    details = {"evaluation": "nb201", "derivation": derivation, "cells": looked_up,
+               "table_best": {k: {"arch": "|nor_conv_3x3~0|+|...|", "value": v} for k, v in TABLE_BEST.items()}}
+    if trajectory is not None and history is not None:
+        details["trajectory"] = []
+        for rec, values in zip(history, trajectory, strict=True):
+            g = Genotype.from_dict(rec["genotype"])
+            details["trajectory"].append({"epoch": rec["epoch"], "arch": g.to_nb201_string(),
+                                          "collapse_count": g.collapse_count,
+                                          **dict(zip(NB201_KEYS, values, strict=True)), "nb201_c10_valid": 1.0,
+                                          "nb201_c100_valid": 2.0, "nb201_in16_valid": 3.0})
+    write_json(run / "evaluate" / "details.json", details)
     write_json(run / "metrics.json", {"evaluation": "nb201", **looked_up[derivation], "derivation": derivation,
                                       "search_time_s": 12.0})
     return run
@@ -177,7 +195,8 @@ def project(tmp_path_factory) -> Path:
         _searched_run(root, method, seed, acc)
     for (method, seed), cells in NB201_CELLS.items():
         history, _ = arch_history("nb201", method, seed)
-        write_nb201_run(root / "runs" / "nb" / f"{method}-s{seed}", cells, history)
+        write_nb201_run(root / "runs" / "nb" / f"{method}-s{seed}", cells, history,
+                        trajectory=NB201_TRAJECTORY[(method, seed)])
     return root
 
 
@@ -189,6 +208,13 @@ def runs(project) -> list[RunResult]:
 @pytest.fixture(scope="module")
 def nb_runs(project) -> list[RunResult]:
     return [load_run(_record(project / "runs" / "nb" / f"{m}-s{s}"), "nb201") for m in METHODS for s in SEEDS]
+
+
+def _table(tables: list, title_end: str):
+    """The table of `tables` whose title ends with `title_end`."""
+    found = [t for t in tables if t.title.endswith(title_end)]
+    assert len(found) == 1, [t.title for t in tables]
+    return found[0]
 
 
 def _rows(table) -> dict[str, dict[str, str]]:
@@ -379,16 +405,106 @@ def test_nb201_table_mean_std_and_collapse(nb_runs):
 
 
 def test_nb201_scale_table_has_the_table_best_and_published_rows(nb_runs):
-    scale = benchmark_tables(NB201, nb_runs)[1]
+    scale = _table(benchmark_tables(NB201, nb_runs), "for scale (NB201 table best and published results)")
     assert scale.title.startswith(NB201.label)
     rows = _rows(scale)
     best = rows["best cell of the NB201 table (per metric)"]
     assert [best[f"{n} test (%)"] for n in ("CIFAR-10", "CIFAR-100", "ImageNet16-120")] == ["94.37", "73.51", "47.31"]
     darts = rows["published (best of several searches, paper size): DARTS (2nd order)"]
     assert (darts["CIFAR-10 test (%)"], darts["note"]) == ("54.30", "collapses to all skip")
+    gdas = rows["published (best of several searches, paper size): GDAS"]
+    assert [gdas[f"{n} test (%)"] for n in ("CIFAR-10", "CIFAR-100", "ImageNet16-120")] == [
+        "93.61 ± 0.09", "70.70 ± 0.30", "41.71 ± 0.98"]
+    assert "as quoted" in gdas["source"]
     assert all(row["source"] for row in rows.values())
-    every = benchmark_tables(NB201, nb_runs)[2]
+    every = benchmark_tables(NB201, nb_runs)[-1]
     assert len(every.rows) == 2 * len(nb_runs)  # one row per run and derivation
+
+
+def test_nb201_trajectory_table_is_mean_and_std_per_epoch(nb_runs):
+    table = _table(benchmark_tables(NB201, nb_runs), "search trajectories (NB201 test accuracy per search epoch)")
+    assert table.header == ["method", "data set", "n", "epoch 1", "epoch 2"]
+    rows = {(row[0], row[1]): row for row in table.rows}
+    assert len(rows) == len(METHODS) * 3
+    for method in METHODS:
+        for k, name in enumerate(("CIFAR-10", "CIFAR-100", "ImageNet16-120")):
+            row = rows[(method, name)]
+            assert row[2] == "2"
+            for epoch in range(2):
+                xs = [NB201_TRAJECTORY[(method, s)][epoch][k] for s in SEEDS]
+                assert row[3 + epoch] == f"{statistics.fmean(xs):.2f} ± {statistics.stdev(xs):.2f}"
+
+
+def test_nb201_trajectory_table_shows_at_most_ten_epochs():
+    from itnas.evaluators.nb201 import _shown_epochs
+
+    assert _shown_epochs(list(range(5))) == [0, 1, 2, 3, 4]
+    shown = _shown_epochs(list(range(50)))
+    assert len(shown) == 10 and shown[0] == 0 and shown[-1] == 49 and shown == sorted(set(shown))
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy: darts has no spread
+def test_nb201_pair_table_states_interval_rank_test_and_reading(nb_runs):
+    from scipy import stats
+
+    table = _table(benchmark_tables(NB201, nb_runs), "pairwise comparison over seeds")
+    assert len(table.rows) == 3  # itnas vs darts on three data sets
+    rows = {row[1]: dict(zip(table.header, row, strict=True)) for row in table.rows}
+    for k, name in enumerate(("CIFAR-10", "CIFAR-100", "ImageNet16-120"), start=1):
+        a = [NB201_CELLS[("itnas", s)]["marginal"][k] for s in SEEDS]
+        b = [NB201_CELLS[("darts", s)]["marginal"][k] for s in SEEDS]
+        row = rows[name]
+        assert row["comparison"] == "itnas vs darts" and row["n"] == "2 / 2"
+        assert row["difference (points)"] == f"{statistics.fmean(a) - statistics.fmean(b):+.2f}"
+        ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+        assert row["95 % interval (Welch)"] == f"[{ci.low:+.2f}, {ci.high:+.2f}]"
+        mw = stats.mannwhitneyu(a, b, alternative="two-sided", method=stats.PermutationMethod(n_resamples=math.inf))
+        assert row["Mann-Whitney U, p (two-sided)"] == f"U={mw.statistic:g}, p={mw.pvalue:.2g} (exact)"
+        assert row["collapsed searches"] == "0 of 2 / 2 of 2"  # darts: both marginal cells all skip
+        # darts has no spread (every seed collapsed to all skip, 54.30): Welch's interval is wide (itnas s0, s1 vary)
+        assert "at n=2 vs 2" in row["what the data support"]
+    assert "unpaired" in " ".join(table.notes)
+
+
+def test_nb201_trajectory_figure_has_the_means_bands_and_reference_lines(nb_runs):
+    from itnas.evaluators import get_evaluator
+    from itnas.evaluators.nb201 import published_nb201
+
+    figures = get_evaluator("nb201").figures(nb_runs)
+    assert [h for h, _ in figures] == ["NAS-Bench-201 look-up per method", "NAS-Bench-201 search trajectories per "
+                                       "method"]
+    fig = figures[1][1]
+    for k, xaxis in enumerate(("x", "x2", "x3")):
+        panel = [t for t in fig.data if t.xaxis == xaxis]
+        for method in METHODS:
+            mean = next(t for t in panel if t.name == method)
+            assert list(mean.x) == [1, 2]
+            assert list(mean.y) == pytest.approx([statistics.fmean(NB201_TRAJECTORY[(method, s)][e][k] for s in SEEDS)
+                                                  for e in range(2)])
+            upper = next(t for t in panel if t.name == f"{method} + std")
+            lower = next(t for t in panel if t.name == f"{method} - std")
+            std = [statistics.stdev(NB201_TRAJECTORY[(method, s)][e][k] for s in SEEDS) for e in range(2)]
+            assert list(upper.y) == pytest.approx([m + d for m, d in zip(mean.y, std, strict=True)])
+            assert list(lower.y) == pytest.approx([m - d for m, d in zip(mean.y, std, strict=True)])
+            assert lower.fill == "tonexty"
+        best = next(t for t in panel if t.name == "table best")
+        assert list(best.y) == [TABLE_BEST[NB201_KEYS[k]]] * 2
+        published = {t.name: t.y[0] for t in panel if t.name.startswith("published: ")}
+        assert published == {f"published: {m}": v[k] for m, v, _ in published_nb201()}
+        assert published["published: GDAS"] == [93.61, 70.70, 41.71][k]
+        assert "published: best cell in NB201" not in published  # the optimum is the table-best line
+
+
+def test_no_trajectory_no_trajectory_figure_or_table(tmp_path):
+    runs = []
+    for (method, seed), cells in NB201_CELLS.items():
+        run = write_nb201_run(tmp_path / "nb" / f"{method}-s{seed}", cells, None)
+        runs.append(load_run(_record(run), "nb201"))
+    from itnas.evaluators import get_evaluator
+
+    assert len(get_evaluator("nb201").figures(runs)) == 1
+    assert not [t for t in benchmark_tables(NB201, runs) if "trajector" in t.title]
+    assert [t for t in benchmark_tables(NB201, runs) if "pairwise" in t.title]
 
 
 def test_published_numbers_only_where_they_belong(runs):
@@ -403,8 +519,9 @@ def test_published_numbers_only_where_they_belong(runs):
 
 def test_published_numbers_have_sources():
     published = load_published()
-    assert [e["method"] for e in published["cifar10"]] == ["DARTS (2nd order)", "PC-DARTS", "DrNAS",
+    assert [e["method"] for e in published["cifar10"]] == ["DARTS (2nd order)", "PC-DARTS", "DrNAS", "GDAS",
                                                            "best cell in NB201"]
+    assert [e["method"] for e in published["cifar10"] if e["nb201"].get("optimum")] == ["best cell in NB201"]
     for entry in published["cifar10"]:
         assert entry["nb201"]["source"] and len(entry["nb201"]["test_acc_pct"]) == 3
         assert entry["darts_space"] is None or entry["darts_space"]["source"]
@@ -468,7 +585,9 @@ def test_markdown_report(runs, nb_runs, tmp_path):
     write_markdown([(TRAIN, runs), (NB201, nb_runs)], path, {"commands": ["dvc repro"]})
     text = path.read_text()
     assert "## digits (tests)" in text and "## NAS-Bench-201 (tests)" in text and "dvc repro" in text
-    assert text.count(f"Size: {TRAIN.size}") == 3 and text.count(f"Size: {NB201.size}") == 4  # section + tables
+    assert text.count(f"Size: {TRAIN.size}") == 3 and text.count(f"Size: {NB201.size}") == 6  # section + tables
+    assert "### NAS-Bench-201 (tests): pairwise comparison over seeds" in text
+    assert "### NAS-Bench-201 (tests): search trajectories (NB201 test accuracy per search epoch)" in text
     assert "### digits (tests): results per method" in text and "(report.html)" in text
     assert "| best cell of the NB201 table (per metric) | 94.37 | 73.51 | 47.31 |" in text
     for r in runs:
@@ -483,9 +602,9 @@ def test_html_is_one_self_contained_page(runs, nb_runs, tmp_path):
     assert not re.search(r"<script[^>]*\ssrc=", text)  # nothing loaded from outside the file
     assert text.count("<html") == 1
     n_itnas = sum(r.method == "itnas" for r in runs + nb_runs)
-    # per benchmark: accuracy or NB201 bars, collapse; per run: cell graph, alphas; itnas runs: transitions per cell
-    # type (2 in darts, 1 in nb201) + attention
-    assert text.count("Plotly.newPlot(") == 2 * 2 + 2 * 8 + 3 * len(SEEDS) + 2 * len(SEEDS)
+    # per benchmark: accuracy or NB201 bars, collapse (nb201: + trajectories); per run: cell graph, alphas; itnas
+    # runs: transitions per cell type (2 in darts, 1 in nb201) + attention
+    assert text.count("Plotly.newPlot(") == 2 * 2 + 1 + 2 * 8 + 3 * len(SEEDS) + 2 * len(SEEDS)
     assert n_itnas == 4
     text = text.replace("\\u002f", "/")  # plotly's JSON writes "/" as "\\u002f"
     assert "tiny/itnas-s0, normal cell: transition matrices" in text

@@ -3,11 +3,13 @@ benchmark and one nb201 benchmark, and a probe script injected into a copy of th
 
 How: the copy gets an error recorder first in <head> (window errors, unhandled promise rejections, console.error)
 and a probe before </body> that waits until every plotly figure is drawn, then writes a JSON record into a <pre>
-element: the errors, per figure its traces with data and whether each was drawn (a non-empty SVG path or a heatmap
-image), and per cell graph the boxes of its edge labels (getBoundingClientRect of each annotation's background
-rectangle and text). `chromium --headless --dump-dom` prints the DOM after the page settled; the test parses the
-record. No Python dependency beyond the standard library; Chromium is a system package (`apt-get install -y
-chromium`, as CI installs it). Marked `browser`: a missing Chromium fails the test with that advice.
+element: the errors, per figure its title, its traces (name, x axis) with data and whether each was drawn (a
+non-empty SVG path or a heatmap image), its legend texts, and per cell graph the boxes of its edge labels
+(getBoundingClientRect of each annotation's background rectangle and text); per results table its caption, its
+rendered cell texts (innerText) and its box. `chromium --headless --dump-dom` prints the DOM after the page
+settled; the test parses the record. No Python dependency beyond the standard library; Chromium is a system
+package (`apt-get install -y chromium`, as CI installs it). Marked `browser`: a missing Chromium fails the test
+with that advice.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_report import NB201_CELLS, _record, arch_history, write_nb201_run, write_train_run
+from test_report import (
+    NB201_CELLS,
+    NB201_TRAJECTORY,
+    _record,
+    arch_history,
+    write_nb201_run,
+    write_train_run,
+)
 
 from itnas.report import BenchmarkInfo, label_boxes, load_run, write_html
 from itnas.report.cellgraph import LABEL_FONT_PX, boxes_overlap, genotype_figure, text_width_px
@@ -53,9 +62,13 @@ function rect(el) { var r = el.getBoundingClientRect(); return [r.left, r.top, r
 function collect() {
   var figures = [];
   document.querySelectorAll('.plotly-graph-div').forEach(function (gd) {
-    var f = {id: gd.id, plotted: !!gd._fullLayout, withData: [], drawn: [], labels: []};
+    var f = {id: gd.id, plotted: !!gd._fullLayout, withData: [], drawn: [], labels: [], names: [], legend: [],
+             title: '', xaxes: []};
     if (!gd._fullLayout) { figures.push(f); return; }
-    gd._fullData.forEach(function (t) { if (hasData(t)) f.withData.push(t.index); });
+    f.title = (gd._fullLayout.title && gd._fullLayout.title.text) || '';
+    gd._fullData.forEach(function (t) { if (hasData(t)) f.withData.push(t.index);
+      f.names[t.index] = t.name; f.xaxes[t.index] = t.xaxis; });
+    gd.querySelectorAll('g.legend .legendtext').forEach(function (el) { f.legend.push(el.textContent); });
     gd.querySelectorAll('g.trace, g.hm').forEach(function (el) {
       var cd = el.__data__, tr = cd && ((cd[0] && cd[0].trace) || cd.trace);
       if (tr && drawn(el) && f.drawn.indexOf(tr.index) < 0) f.drawn.push(tr.index);
@@ -70,9 +83,16 @@ function collect() {
     });
     figures.push(f);
   });
+  var tables = [];
+  document.querySelectorAll('table.results').forEach(function (t) {
+    tables.push({caption: t.caption ? t.caption.innerText : '', rect: rect(t),
+                 rows: Array.prototype.map.call(t.rows, function (r) {
+                   return Array.prototype.map.call(r.cells, function (c) { return c.innerText; }); })});
+  });
   var pre = document.createElement('pre');
   pre.id = 'itnas-probe';
-  pre.textContent = JSON.stringify({errors: window.__itnasErrors || ['no error recorder'], figures: figures});
+  pre.textContent = JSON.stringify({errors: window.__itnasErrors || ['no error recorder'], figures: figures,
+                                    tables: tables});
   document.body.appendChild(pre);
 }
 var tries = 0;
@@ -126,9 +146,10 @@ def page(tmp_path_factory) -> Path:
         run = write_train_run(root / "runs" / "fm" / f"{method}-s{seed}", genotype, history, acc, seed)
         train.append(load_run(_record(run), "train"))
     nb = []
-    for method, seed in (("itnas", 0), ("darts", 0)):
+    for method, seed in (("itnas", 0), ("itnas", 1), ("darts", 0), ("darts", 1)):  # 2 seeds: bands and intervals
         history, _ = arch_history("nb201", method, seed)
-        run = write_nb201_run(root / "runs" / "nb" / f"{method}-s{seed}", NB201_CELLS[(method, seed)], history)
+        run = write_nb201_run(root / "runs" / "nb" / f"{method}-s{seed}", NB201_CELLS[(method, seed)], history,
+                              trajectory=NB201_TRAJECTORY[(method, seed)])
         nb.append(load_run(_record(run), "nb201"))
     path = root / "report.html"
     write_html([(TRAIN, train), (NB201, nb)], path)
@@ -156,7 +177,7 @@ def test_every_figure_is_drawn(page, record):
 
 def test_edge_labels_do_not_overlap_in_the_browser(record):
     graphs = [f for f in record["figures"] if f["labels"]]
-    assert sorted(len(f["labels"]) for f in graphs) == [6, 6, 16, 16, 16]  # 2 nb201 cells, 3 DARTS pairs
+    assert sorted(len(f["labels"]) for f in graphs) == [6, 6, 6, 6, 16, 16, 16]  # 4 nb201 cells, 3 DARTS pairs
     for f in graphs:
         by_subplot: dict[str, list[dict]] = {}
         for label in f["labels"]:
@@ -185,6 +206,44 @@ def test_label_boxes_are_where_python_places_them(record):
         x0, y0, x1, y1 = label["bg"]
         px0, py0, px1, py1 = predicted[label["name"]]
         assert abs((x0 + x1) / 2 - left - (px0 + px1) / 2) < 2 and abs((y0 + y1) / 2 - top - (py0 + py1) / 2) < 2
+
+
+def test_the_trajectory_figure_is_drawn_with_its_bands_and_reference_lines(record):
+    """The nb201 search trajectories as users see them: one panel per data set, per method its mean line and its
+    ± std band drawn, the table best and the published numbers drawn as lines and named in the legend."""
+    from itnas.evaluators.nb201 import published_nb201
+
+    fig = next(f for f in record["figures"] if f["title"].startswith("NAS-Bench-201 test accuracy of the cell "
+                                                                      "derived after each search epoch"))
+    drawn = {(fig["names"][i], fig["xaxes"][i]) for i in fig["drawn"]}
+    references = ["table best", *(f"published: {m}" for m, _, _ in published_nb201())]
+    for xaxis in ("x", "x2", "x3"):
+        for method in ("itnas", "darts"):
+            assert {(method, xaxis), (f"{method} + std", xaxis), (f"{method} - std", xaxis)} <= drawn
+        for name in references:
+            assert (name, xaxis) in drawn
+    assert fig["legend"] == ["itnas", "darts", *references]
+    assert "published: GDAS" in fig["legend"]
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy: darts has no spread
+def test_the_pair_table_is_shown_with_its_numbers_and_readings(record):
+    from scipy import stats
+
+    table = next(t for t in record["tables"] if "pairwise comparison over seeds" in t["caption"])
+    x0, y0, x1, y1 = table["rect"]
+    assert x1 - x0 > 300 and y1 - y0 > 50  # laid out, not hidden
+    header, *rows = table["rows"]
+    assert header[:4] == ["comparison", "data set", "n", "mean (%)"] and header[-1] == "what the data support"
+    assert [r[:3] for r in rows] == [["itnas vs darts", name, "2 / 2"]
+                                     for name in ("CIFAR-10", "CIFAR-100", "ImageNet16-120")]
+    a = [NB201_CELLS[("itnas", s)]["marginal"][1] for s in (0, 1)]
+    b = [NB201_CELLS[("darts", s)]["marginal"][1] for s in (0, 1)]
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert rows[0][5] == f"[{ci.low:+.2f}, {ci.high:+.2f}]"
+    assert all("at n=2 vs 2" in r[-1] for r in rows)
+    trajectory = next(t for t in record["tables"] if "search trajectories" in t["caption"])
+    assert trajectory["rows"][0] == ["method", "data set", "n", "epoch 1", "epoch 2"]
 
 
 def test_the_probe_reports_script_errors(tmp_path):

@@ -15,7 +15,7 @@ network is tested):
 - `itnas.evaluators.registry` imports every evaluator module; `get_evaluator` gives the full `Evaluator`: its
   metrics and details models (what metrics.json and evaluate/details.json hold; metrics.json names the evaluator in
   its ``evaluation`` key), how it runs (`evaluate`), and how the report shows it (headline, statistics, tables,
-  figure, size and settings lines). The evaluate and report stages import it.
+  figures, size and settings lines). The evaluate and report stages import it.
 
 Nothing outside this package branches on an evaluator's name. A new table benchmark (another NAS-Bench) is one new
 module that defines an `Evaluator` subclass decorated with `register_evaluator`, plus its `EvaluatorKind` line in
@@ -156,6 +156,10 @@ class Evaluator:
     def figure(self, runs: list) -> tuple[str, Any]:
         """(heading, plotly figure) of one benchmark's headline results."""
         raise NotImplementedError
+
+    def figures(self, runs: list) -> list[tuple[str, Any]]:
+        """[(heading, plotly figure)] of one benchmark, in page order: by default only the headline `figure`."""
+        return [self.figure(runs)]
 
     def size_text(self, train_cfg: Any) -> str:
         """What the report's size line says after the search part (`train_cfg`: the benchmark's TrainConfig)."""

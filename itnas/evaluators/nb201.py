@@ -1,7 +1,15 @@
 """Evaluator ``nb201``: the derived cells looked up in the NAS-Bench-201 table (Dong & Yang, ICLR 2020; 200-epoch
 columns, `itnas.nb201`); no training, so its chains have no `train` stage. Both derivations of the supernet
-(derivations.json: marginal and sequential) are looked up: evaluate/details.json (`NB201Details`) holds both cells
-and the table's best cell per metric, metrics.json (`NB201Metrics`) the cell of `derive.mode` (genotype.json).
+(derivations.json: marginal and sequential) are looked up: evaluate/details.json (`NB201Details`) holds both cells,
+the table's best cell per metric and the search trajectory (the marginal cell of every search epoch,
+epoch_genotypes.json, looked up: `NB201EpochCell`), metrics.json (`NB201Metrics`) the cell of `derive.mode`
+(genotype.json).
+
+The report side: per method the look-ups (mean ± sample std over seeds, collapse counts, margins), the table's
+best cell and the published numbers for scale, every run, the search trajectories (table and figure, with the
+table's best cell and the published numbers as lines), and per pair of methods (the reference `itnas`, else the
+first method, vs each other) the mean difference with Welch's 95 % interval and a Mann-Whitney U test over seeds
+(`itnas.report.pairs`).
 """
 
 from __future__ import annotations
@@ -12,7 +20,8 @@ from ..contracts import Contract
 from ..genotype import DERIVE_MODES, GenotypeError
 from . import EvalJob, Evaluator, register_evaluator
 
-__all__ = ["NB201_DATASETS", "NB201Details", "NB201Evaluator", "NB201Metrics", "nb201_value"]
+__all__ = ["NB201_DATASETS", "NB201Details", "NB201EpochCell", "NB201Evaluator", "NB201Metrics", "nb201_value",
+           "pair_comparisons", "reference_method", "trajectory_stats"]
 
 #: NAS-Bench-201 test-accuracy metric (%) -> data set name (`itnas.nb201.NB201_METRICS`, 200-epoch columns).
 NB201_DATASETS = {"nb201_c10_test": "CIFAR-10", "nb201_c100_test": "CIFAR-100", "nb201_in16_test": "ImageNet16-120"}
@@ -38,14 +47,32 @@ class NB201Metrics(Contract):
     search_time_s: float | None = None
 
 
+class NB201EpochCell(Contract):
+    """One point of the search trajectory: the marginal cell derived after search epoch `epoch` (the search
+    history's index, 0 = the first epoch; epoch_genotypes.json), its arch string, collapse count and NB201
+    accuracies (%, the six 200-epoch metrics of `itnas.nb201.DEFAULT_METRICS`)."""
+
+    epoch: int
+    arch: str
+    collapse_count: int
+    nb201_c10_valid: float
+    nb201_c10_test: float
+    nb201_c100_valid: float
+    nb201_c100_test: float
+    nb201_in16_valid: float
+    nb201_in16_test: float
+
+
 class NB201Details(Contract):
     """evaluate/details.json of an nb201 chain: the configured derivation; per derivation mode its cell
-    {arch, collapse_count, nb201_* (%)}; the table's best cell per test metric {metric: {arch, value}}."""
+    {arch, collapse_count, nb201_* (%)}; the table's best cell per test metric {metric: {arch, value}}; the search
+    trajectory, one `NB201EpochCell` per search epoch in order (empty in files written before it was recorded)."""
 
     evaluation: Literal["nb201"] = "nb201"
     derivation: str
     cells: dict[str, dict[str, Any]]
     table_best: dict[str, dict[str, Any]] = {}
+    trajectory: list[NB201EpochCell] = []
 
 
 def nb201_cell(run: Any, mode: str) -> dict[str, Any] | None:
@@ -78,7 +105,8 @@ class NB201Evaluator(Evaluator):
 
     # ------------------------------------------------------------------------------------------ running
     def evaluate(self, job: EvalJob) -> tuple[NB201Metrics, NB201Details, str]:
-        """Look both derivations up; genotype.json must be derivations.json's `derive.mode` cell."""
+        """Look both derivations and every search epoch's cell up; genotype.json must be derivations.json's
+        `derive.mode` cell."""
         from ..nb201 import DEFAULT_METRICS, load_nb201_table
 
         run, mode = job.record, job.derivation
@@ -90,7 +118,9 @@ class NB201Evaluator(Evaluator):
                      for m, cell in cells.items()}
         best = {name: table.best(name) for name in DEFAULT_METRICS}
         table_best = {name: {"arch": arch, "value": value} for name, (arch, value) in best.items()}
-        details = NB201Details(derivation=mode, cells=looked_up, table_best=table_best)
+        trajectory = [NB201EpochCell(epoch=epoch, arch=cell.to_nb201_string(), collapse_count=cell.collapse_count,
+                                     **table.lookup(cell)) for epoch, cell in run.epoch_genotypes_of()]
+        details = NB201Details(derivation=mode, cells=looked_up, table_best=table_best, trajectory=trajectory)
         picked = looked_up[mode]
         metrics = NB201Metrics(**{k: picked[k] for k in NB201Metrics.model_fields if k in picked}, derivation=mode)
         other = next(m for m in DERIVE_MODES if m != mode)
@@ -174,7 +204,10 @@ class NB201Evaluator(Evaluator):
                  "the table's maximum", "NAS-Bench-201 table (itnas.nb201), as looked up by the evaluate stage"]]
         for entry in load_published()["cifar10"]:
             nb = entry["nb201"]
-            rows.append([f"{_PUBLISHED_LABEL}: {entry['method']}", *(f"{a:.2f}" for a in nb["test_acc_pct"]),
+            stds = nb.get("test_acc_std_pct") or [None] * len(nb["test_acc_pct"])
+            rows.append([f"{_PUBLISHED_LABEL}: {entry['method']}",
+                         *(f"{a:.2f}" + ("" if sd is None else f" ± {sd:.2f}")
+                           for a, sd in zip(nb["test_acc_pct"], stds, strict=True)),
                          nb.get("note") or "", nb["source"]])
         notes = ["Published numbers are for scale only: paper-size searches (C=16, 5 cells per stage, 50 epochs) "
                  "reported as the papers give them; they are not comparable with the CPU-reduced searches above."]
@@ -199,7 +232,16 @@ class NB201Evaluator(Evaluator):
                              fmt(r.search_time_s, ".0f") if first else ""])
         notes = ["Margins: of the search's marginal cell (alpha units); * = a choice within float rounding."]
         every = Table(f"{info.label}: every run", info.size, header, rows, notes, code_columns=(3,))
-        return [per_method, scale, every]
+        pairs = pair_table(info, runs)
+        trajectory = trajectory_table(info, runs)
+        return [per_method, *([pairs] if pairs else []), scale, *([trajectory] if trajectory else []), every]
+
+    def figures(self, runs: list) -> list[tuple[str, Any]]:
+        """The look-up bars (`figure`), then the search trajectories (`trajectory_figure`) where recorded."""
+        out = [self.figure(runs)]
+        if any(r.details.get("trajectory") for r in runs):
+            out.append(("NAS-Bench-201 search trajectories per method", trajectory_figure(runs)))
+        return out
 
     def figure(self, runs: list) -> tuple[str, Any]:
         """NAS-Bench-201 test accuracy (%) of the derived cells per method, one panel per data set: bars = mean over
@@ -239,6 +281,181 @@ class NB201Evaluator(Evaluator):
 
     def size_text(self, train_cfg: Any) -> str:
         return "evaluation: NAS-Bench-201 table look-up (no training)"
+
+
+def reference_method(methods: list[str]) -> str:
+    """The method every other one is compared with: ``itnas`` when present, else the first."""
+    return "itnas" if "itnas" in methods else methods[0]
+
+
+def pair_comparisons(runs: list) -> list:
+    """`itnas.report.pairs.PairComparison` of the reference method (`reference_method`) vs each other method, per
+    NB201 test metric (CIFAR-10, CIFAR-100, ImageNet16-120; the configured derivation's cell, as metrics.json), over
+    the seeds of one benchmark; with the collapse counts of both. Empty for fewer than 2 methods."""
+    from ..report.pairs import compare_pair
+    from ..report.tables import method_groups
+
+    groups = method_groups(runs)
+    if len(groups) < 2:
+        return []
+    ref = reference_method(list(groups))
+    out = []
+    for other, group in groups.items():
+        if other == ref:
+            continue
+        for metric, name in NB201_DATASETS.items():
+            out.append(compare_pair(
+                f"{name} test (%)", ref, other, [nb201_value(r, r.derivation, metric) for r in groups[ref]],
+                [nb201_value(r, r.derivation, metric) for r in group],
+                collapsed_a=sum(r.collapsed() for r in groups[ref]), collapsed_b=sum(r.collapsed() for r in group)))
+    return out
+
+
+def pair_table(info: Any, runs: list) -> Any:
+    """The report's table of `pair_comparisons` (None for fewer than 2 methods)."""
+    from ..report.pairs import ALPHA
+    from ..report.tables import Table, method_groups
+
+    pairs = pair_comparisons(runs)
+    if not pairs:
+        return None
+    groups = method_groups(runs)
+    header = ["comparison", "data set", "n", "mean (%)", "difference (points)", "95 % interval (Welch)",
+              "Mann-Whitney U, p (two-sided)", "collapsed searches", "what the data support"]
+    rows = []
+    for c in pairs:
+        na, nb = c.n
+        means = " / ".join("n/a" if not xs else f"{sum(xs) / len(xs):.2f}" for xs in (c.a, c.b))
+        rows.append([f"{c.reference} vs {c.other}", c.metric.removesuffix(" test (%)"), f"{na} / {nb}", means,
+                     "n/a" if c.diff is None else f"{c.diff:+.2f}",
+                     "n/a" if c.ci is None else f"[{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]",
+                     "n/a" if c.p is None else f"U={c.u:g}, p={c.p:.2g} ({c.test})",
+                     f"{c.collapsed_a} of {len(groups[c.reference])} / {c.collapsed_b} of {len(groups[c.other])}",
+                     c.reading()])
+    notes = [
+        (f"Per pair of methods ({pairs[0].reference} vs each other), per data set: the NAS-Bench-201 test accuracy "
+         f"of the derived cell ({info.derivation} derivation, the chains' metrics.json) over seeds. n, means and "
+         "collapsed searches: reference / other. Difference: mean of the reference minus mean of the other; "
+         "interval: Welch's t interval of that difference (95 %, needs n >= 2 per method); rank test: two-sided "
+         "Mann-Whitney U of the reference's values (exact p, ties included, up to 8 seeds per method, else the normal "
+         "approximation with tie correction). Seeds are treated as unpaired: a seed fixes one method's search only."),
+        (f"Readings use p < {ALPHA:g} and the interval; nothing is corrected for the {len(pairs)} comparisons of this "
+         "table, and the look-ups of one search on the three data sets are not independent (one cell). With 5 seeds "
+         "per method the exact rank test's smallest p is 0.0079; with 3, 0.1 (it can never reject)."),
+        ("A search whose accuracy collapses (all parameter-free cell) gives an outlier that widens the interval; the "
+         "rank test is robust to it. Neither says why a method collapses, nor how it ranks at paper size.")]
+    return Table(f"{info.label}: pairwise comparison over seeds", info.size, header, rows, notes)
+
+
+def trajectory_stats(group: list, metric: str) -> list[tuple[int, Any]]:
+    """[(epoch, `Stat`)]: mean ± sample std over one method's runs of the NB201 `metric` (%) of the cell derived
+    after each search epoch (details["trajectory"]; runs without one are left out), epochs in order."""
+    from ..report.stats import stat
+
+    values: dict[int, list[float]] = {}
+    for r in group:
+        for point in r.details.get("trajectory") or []:
+            values.setdefault(int(point["epoch"]), []).append(float(point[metric]))
+    return [(epoch, stat(values[epoch])) for epoch in sorted(values)]
+
+
+def _shown_epochs(epochs: list[int], most: int = 10) -> list[int]:
+    """At most `most` of `epochs` (sorted), evenly spaced, the first and the last always."""
+    if len(epochs) <= most:
+        return epochs
+    return sorted({epochs[round(k * (len(epochs) - 1) / (most - 1))] for k in range(most)})
+
+
+def trajectory_table(info: Any, runs: list) -> Any:
+    """Per method and data set, the NB201 test accuracy (%) of the cell derived after search epochs (at most 10,
+    evenly spaced, the last always), mean ± sample std over seeds; None when no run records a trajectory."""
+    from ..report.tables import Table, method_groups
+
+    groups = {m: g for m, g in method_groups(runs).items() if any(r.details.get("trajectory") for r in g)}
+    if not groups:
+        return None
+    epochs = sorted({int(p["epoch"]) for g in groups.values() for r in g for p in r.details.get("trajectory") or []})
+    shown = _shown_epochs(epochs)
+    header = ["method", "data set", "n", *(f"epoch {e + 1}" for e in shown)]
+    rows = []
+    for method, group in groups.items():
+        for metric, name in NB201_DATASETS.items():
+            by_epoch = dict(trajectory_stats(group, metric))
+            n = max((s.n for s in by_epoch.values()), default=0)
+            rows.append([method, name, str(n), *(by_epoch[e].text() if e in by_epoch else "n/a" for e in shown)])
+    notes = [("Search trajectory: the NAS-Bench-201 test accuracy (%) of the marginal cell derived after each search "
+              "epoch (the search history's genotype of that epoch, epoch_genotypes.json, looked up by the evaluate "
+              "stage), mean ± sample std over seeds; epoch 1 = after the first epoch (warm-up epochs included: "
+              "their alphas are the initial ones). The last epoch's cell is the chain's marginal cell. "
+              + (f"Epochs shown: {len(shown)} of {len(epochs)}, evenly spaced. " if len(shown) < len(epochs) else "")
+              + "The HTML page plots every epoch, with the table's best cell and the published numbers as lines.")]
+    return Table(f"{info.label}: search trajectories (NB201 test accuracy per search epoch)", info.size, header, rows,
+                 notes)
+
+
+def published_nb201() -> list[tuple[str, list[float], str]]:
+    """(method, [CIFAR-10, CIFAR-100, ImageNet16-120 test accuracy (%)], source) of the published NB201 results
+    (`itnas.report.tables.load_published`), without the table's optimum (drawn from the look-ups)."""
+    from ..report.tables import load_published
+
+    return [(e["method"], [float(v) for v in e["nb201"]["test_acc_pct"]], e["nb201"]["source"])
+            for e in load_published()["cifar10"] if e.get("nb201") and not e["nb201"].get("optimum")]
+
+
+def trajectory_figure(runs: list) -> Any:
+    """The search trajectories of one benchmark, one panel per data set (CIFAR-10 / CIFAR-100 / ImageNet16-120):
+    per method the NB201 test accuracy (%) of the cell derived after each search epoch, mean over seeds (line)
+    ± sample std (band, n >= 2); the table's best cell (details["table_best"], black dashed) and the published
+    numbers (`published_nb201`, grey) as horizontal lines. x: search epochs done (1 = after the first)."""
+    import plotly.graph_objects as go
+    from plotly.colors import hex_to_rgb, qualitative
+    from plotly.subplots import make_subplots
+
+    from ..report.tables import method_groups
+
+    groups = {m: g for m, g in method_groups(runs).items() if any(r.details.get("trajectory") for r in g)}
+    fig = make_subplots(rows=1, cols=len(NB201_DATASETS), subplot_titles=list(NB201_DATASETS.values()),
+                        horizontal_spacing=0.07)
+    epochs = sorted({int(p["epoch"]) for g in groups.values() for r in g for p in r.details.get("trajectory") or []})
+    x_span = [1, max(epochs, default=0) + 1]
+    best = _table_best(runs)
+    dashes = ("dot", "dashdot", "longdash", "longdashdot", "solid")
+    for col, metric in enumerate(NB201_DATASETS, start=1):
+        for k, (method, group) in enumerate(groups.items()):
+            color = qualitative.Plotly[k % len(qualitative.Plotly)]
+            points = trajectory_stats(group, metric)
+            xs = [e + 1 for e, _ in points]
+            band = [(x, s) for x, (_, s) in zip(xs, points, strict=True) if s.std is not None]
+            if band:
+                r, g, b = hex_to_rgb(color)
+                fig.add_trace(go.Scatter(x=[x for x, _ in band], y=[s.mean + s.std for _, s in band], mode="lines",
+                                         line={"width": 0}, hoverinfo="skip", showlegend=False,
+                                         legendgroup=method, name=f"{method} + std"), row=1, col=col)
+                fig.add_trace(go.Scatter(x=[x for x, _ in band], y=[s.mean - s.std for _, s in band], mode="lines",
+                                         line={"width": 0}, fill="tonexty", fillcolor=f"rgba({r},{g},{b},0.15)",
+                                         hoverinfo="skip", showlegend=False, legendgroup=method,
+                                         name=f"{method} - std"), row=1, col=col)
+            fig.add_trace(go.Scatter(
+                x=xs, y=[s.mean for _, s in points], mode="lines+markers", name=method, legendgroup=method,
+                showlegend=col == 1, line={"color": color, "width": 2}, marker={"size": 4},
+                customdata=[[s.text(), s.n] for _, s in points],
+                hovertemplate=f"{method}, epoch %{{x}}: %{{customdata[0]}} % (n=%{{customdata[1]}})<extra></extra>"),
+                row=1, col=col)
+        lines = ([("table best", best[metric], "NAS-Bench-201 table", "black", "dash")] if metric in best else [])
+        lines += [(f"published: {m}", values[col - 1], source, "#888888", dashes[j % len(dashes)])
+                  for j, (m, values, source) in enumerate(published_nb201())]
+        for label, value, source, color, dash in lines:
+            fig.add_trace(go.Scatter(x=x_span, y=[value, value], mode="lines", name=label, legendgroup=label,
+                                     showlegend=col == 1, line={"color": color, "dash": dash, "width": 1},
+                                     hovertemplate=f"{label}: {value:.2f} % ({source})<extra></extra>"),
+                          row=1, col=col)
+        fig.update_xaxes(title_text="search epochs done", row=1, col=col)
+        fig.update_yaxes(title_text="test accuracy (%)" if col == 1 else None, row=1, col=col)
+    fig.update_layout(height=470, margin={"t": 60, "b": 40}, legend={"orientation": "h", "y": -0.18},
+                      title_text=("NAS-Bench-201 test accuracy of the cell derived after each search epoch (mean ± "
+                                  "sample std over seeds; lines: table best, published at paper size)"),
+                      title_font_size=13)
+    return fig
 
 
 def _table_best(runs: list) -> dict[str, float]:

@@ -10,6 +10,8 @@ One role per module:
 - `info`: `benchmark_info`, the `BenchmarkInfo` of a benchmark from the params model (`itnas.params`) and the
   prepare stage's summaries (size line, data line, settings);
 - `stats`: mean ± sample std over seeds (`Stat`, `method_stats`) and the metrics file (`summary_metrics`);
+- `pairs`: one method vs another over seeds: Welch's interval of the mean difference, Mann-Whitney U, a plain
+  reading (`compare_pair`);
 - `tables`: `Table` and what the evaluators' tables share (formats, published numbers of ``published.json``,
   `load_published`); `benchmark_tables` asks the benchmark's evaluator (`itnas.evaluators`) for its tables;
 - `markdown`: the markdown report (`write_markdown`);

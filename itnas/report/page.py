@@ -40,7 +40,8 @@ def write_html(sections: list[tuple[BenchmarkInfo, list[RunResult]]], path: Path
 
     One section per benchmark (`BenchmarkInfo`, its runs): its label, size line and data line; its tables
     (`itnas.report.tables.benchmark_tables`); (a) its evaluator's headline figure (`itnas.evaluators.Evaluator.figure`:
-    test accuracy per run and method, or the NAS-Bench-201 accuracies per method and derivation); (e) collapse count
+    test accuracy per run and method, or the NAS-Bench-201 accuracies per method and derivation, then its further
+    figures (`Evaluator.figures`: the nb201 search trajectories)); (e) collapse count
     per search epoch;
     then per run: (b) the cell graphs, (c) alpha heatmaps with an epoch slider and the mean alpha entropy (nats),
     (d) the last epoch's transition matrices and attention (ITNAS variants; darts and pcdarts have none).
@@ -78,9 +79,9 @@ def write_html(sections: list[tuple[BenchmarkInfo, list[RunResult]]], path: Path
             continue
         for table in benchmark_tables(info, runs):
             parts.append(table.html())
-        heading, figure = get_evaluator(info.evaluation).figure(runs)
-        text("h3", f"{info.label}: {heading}")
-        add(figure)
+        for heading, figure in get_evaluator(info.evaluation).figures(runs):
+            text("h3", f"{info.label}: {heading}")
+            add(figure)
         if any(r.history for r in runs):
             text("h3", f"{info.label}: collapse count per search epoch")
             add(collapse_figure(runs))
