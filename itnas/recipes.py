@@ -1,11 +1,12 @@
 """Named final-training recipes: the published settings as presets (docs/method.md 4.1, 4.3, 4.4).
 
-Each preset is a dict shaped like the `train` block of params.yaml (`itnas.config.TrainConfig`: epochs,
-network{C, layers, stem_stride, auxiliary[, kind]}, optimizer{lr, lr_min, momentum, weight_decay, grad_clip[,
-schedule, gamma]}, regularization{auxiliary_weight, drop_path, label_smoothing}, data{batch_size, image_size, cutout,
-crop_padding, hflip[, color_jitter, test_resize]}; a key left out takes TrainConfig's default), channels_last, amp, tf32, deterministic, compile: how it computes, not part of the papers' recipes, at the
-float32 defaults) plus "source", a string naming the paper, its section and the reference code. Units: epochs,
-images per batch, learning rates per step, pixels (cutout side, crop padding, image side).
+Each preset is a dict shaped like the `train` block of params.yaml (`itnas.config.TrainConfig`: epochs, network{C,
+layers, stem_stride, auxiliary[, kind]}, optimizer{lr, lr_min, momentum, weight_decay, grad_clip[, schedule,
+gamma]}, regularization{auxiliary_weight, drop_path, label_smoothing}, data{batch_size, image_size, cutout,
+crop_padding, hflip[, color_jitter, test_resize]}; a key left out takes TrainConfig's default), channels_last, amp,
+tf32, deterministic, compile: how it computes, not part of the papers' recipes, at the float32 defaults) plus
+"source", a string naming the paper, its section and the reference code. Units: epochs, images per batch, learning
+rates per step, pixels (cutout side, crop padding, image side).
 
 Presets (`RECIPES`; `get_recipe(name)` returns a copy, `list_recipes()` the names):
 
@@ -21,12 +22,12 @@ Presets (`RECIPES`; `get_recipe(name)` returns a copy, `list_recipes()` the name
   so both are on, as here; it leaves the width at the argument defaults 16 channels / 8 cells for every data set;
   the C=36 / 20 cells of CIFAR-10 follow docs/method.md 4.1 and the papers' reported evaluation.)
 - `darts_imagenet`: the DARTS ImageNet mobile setting (DARTS section 3, ImageNet transfer; DARTS repo
-  cnn/train_imagenet.py): network kind "imagenet" (`itnas.networks.FinalNetworkImageNet`), C=48, 14 cells,
-  250 epochs, batch 128, SGD lr 0.1 decayed by 0.97 after every epoch, momentum 0.9, wd 3e-5, grad clip 5,
-  label smoothing 0.1 (main and auxiliary loss, as train_imagenet.py's CrossEntropyLabelSmooth), auxiliary 0.4,
-  224 px images: training random resized crop 224 + flip + ColorJitter(0.4, 0.4, 0.4, 0.2), test resize 256 + centre
-  crop 224; drop-path 0 (train_imagenet.py's default; the paper names none); no cutout or crop padding; stem_stride 1 (the ImageNet stem has a fixed
-  stride of 8; the network rejects any other value).
+  cnn/train_imagenet.py): network kind "imagenet" (`itnas.networks.FinalNetworkImageNet`), C=48, 14 cells, 250 epochs,
+  batch 128, SGD lr 0.1 decayed by 0.97 after every epoch, momentum 0.9, wd 3e-5, grad clip 5, label smoothing 0.1
+  (main and auxiliary loss, as train_imagenet.py's CrossEntropyLabelSmooth), auxiliary 0.4, 224 px images: training
+  random resized crop 224 + flip + ColorJitter(0.4, 0.4, 0.4, 0.2), test resize 256 + centre crop 224; drop-path 0
+  (train_imagenet.py's default; the paper names none); no cutout or crop padding; stem_stride 1 (the ImageNet stem has
+  a fixed stride of 8; the network rejects any other value).
 
 Keys beyond the CIFAR recipes (`darts_imagenet`), all `TrainConfig` keys now:
 

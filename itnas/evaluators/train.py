@@ -254,8 +254,9 @@ class TrainEvaluator(Evaluator):
         notes = [
             f"Mean ± sample std over seeds (ddof=1); one seed: the value and n=1. Selection rule: {SELECTION_RULE}.",
             ("Test accuracy of the final network trained from scratch, on test images that search, derivation and "
-             "training never see" + ("; top-5: the true class among the network's 5 largest outputs" if top5
-                                     else "") + ". Margins (docs/method.md 2.6; alpha units): for every choice of the last search "
+             "training never see"
+             + ("; top-5: the true class among the network's 5 largest outputs" if top5 else "")
+             + ". Margins (docs/method.md 2.6; alpha units): for every choice of the last search "
              "epoch's marginal genotype, the gap to the runner-up; the smallest and the median per search, averaged "
              f"over seeds (a choice within float rounding is < {NOISE_MARGIN:g}). Collapse count: parameter-free ops "
              "(skip, pools, none, noise) in the normal cell; a search collapsed when all of them are.")]
