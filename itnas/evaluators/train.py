@@ -10,7 +10,6 @@ import math
 from typing import Any, Literal
 
 import torch
-
 from pydantic import model_serializer
 
 from ..contracts import Contract
