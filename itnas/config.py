@@ -284,6 +284,11 @@ class DeriveConfig(_Strict):
 
 
 # ------------------------------------------------------------------------------------------------------- train
+#: Values of `train.network.kind`: the keys of `itnas.networks.FINAL_NETWORK_KINDS` (a literal here, so that the
+#: config does not import the networks; tests/test_imagefolder.py checks that the two agree).
+FinalNetworkKind = Literal["cifar", "imagenet"]
+
+
 class NetworkConfig(_Strict):
     """The final network's size and layout (DARTS CIFAR: C=36, 20 cells, stem stride 1, auxiliary head).
 
@@ -297,16 +302,7 @@ class NetworkConfig(_Strict):
     layers: int = Field(20, ge=1)
     stem_stride: int = Field(1, ge=1, le=2)
     auxiliary: bool = True
-    kind: str = "cifar"
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        from .networks import list_final_network_kinds
-
-        if v not in list_final_network_kinds():
-            raise ValueError(f"unknown final-network kind {v!r}; valid kinds: {', '.join(list_final_network_kinds())}")
-        return v
+    kind: FinalNetworkKind = "cifar"
 
 
 class RegularizationConfig(_Strict):

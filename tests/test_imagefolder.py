@@ -108,6 +108,17 @@ def test_unreadable_image_is_named_by_its_path(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- recipe pieces
+def test_network_kinds_of_the_config_are_those_of_the_networks():
+    from typing import get_args
+
+    from itnas.config import ConfigError, FinalNetworkKind, parse_config
+    from itnas.networks import list_final_network_kinds
+
+    assert list(get_args(FinalNetworkKind)) == list_final_network_kinds()
+    with pytest.raises(ConfigError, match=r"train.network.kind='mobile': Input should be 'cifar' or 'imagenet'"):
+        parse_config(TrainConfig, {"network": {"kind": "mobile"}}, "train")
+
+
 def test_exponential_lr_decays_by_gamma_per_epoch_and_cosine_is_unchanged():
     cfg = TrainConfig.model_validate({"epochs": 4, "optimizer": {"lr": 0.1, "schedule": "exponential",
                                                                  "gamma": 0.97}})
