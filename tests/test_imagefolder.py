@@ -4,10 +4,11 @@
 - the reader: root/train/<class>/ + root/test/<class>/ (else val/), classes from the folder names, and its errors
   (missing root, no test tree, empty class folder, classes that differ, an unreadable image), each naming the paths;
 - the recipe pieces: the exponential learning rate, the top-5 accuracy of the test pass against a hand count;
-- two chains through the stage commands (check-params -> prepare -> search -> derive -> train -> evaluate): a
+- three chains through the stage commands (check-params -> prepare -> search -> derive -> train -> evaluate): a
   3-class imagefolder with test/ (then a test image copied into train/ is refused by prepare's leak check, and a
   corrupt test image stops evaluate naming its file), and a 6-class ImageNet-layout tree (train/ + val/) trained with
-  `recipe: darts_imagenet` at 32 px, whose metrics, summary and report carry top-5.
+  `recipe: darts_imagenet` at 32 px, whose metrics, summary and report carry top-5; and colour jitter refused on
+  digits (a data set in RAM) with one line.
 """
 
 from __future__ import annotations
@@ -245,3 +246,19 @@ def test_chain_with_the_darts_imagenet_recipe(tmp_path, monkeypatch):
     report = Path("reports/report.md").read_text()
     assert "top-5 acc (%)" in report and f"top-5 {metrics['test_top5_acc']:.2f} %" in report
     assert "lr x 0.97 per epoch, label smoothing 0.1, colour jitter 0.4/0.4/0.4/0.2, test resize 36 px" in report
+
+
+@pytest.mark.slow
+def test_colour_jitter_is_refused_for_a_data_set_in_ram(tmp_path, monkeypatch):
+    """train.data.color_jitter (ImageNet recipe) on digits (a tensor in RAM): one line naming the key and the data."""
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params()
+    params["benchmarks"]["tiny"]["train"] = {"data": {"color_jitter": [0.4, 0.4, 0.4, 0.2]}}
+    write_params(tmp_path, params)
+    for args in (["prepare", "tiny"], ["search", "tiny", "darts", "0"], ["derive", "tiny", "darts", "0"]):
+        assert itnas(*args).exit_code == 0, args
+    result = itnas("train", "tiny", "darts", "0")
+    assert result.exit_code == 2
+    assert one_line_error(result) == (
+        "error: train.data.color_jitter=[0.4, 0.4, 0.4, 0.2]: colour jitter applies to streamed image files (dataset "
+        "imagefolder or imagenet) only; benchmark 'tiny' trains on digits, held in RAM: remove color_jitter")
