@@ -21,8 +21,8 @@ from .errors import ItnasError
 from .samplers import DEFAULT_DIRICHLET_ANCHOR, DEFAULT_DIRICHLET_KL, DEFAULT_TAU_MAX, DEFAULT_TAU_MIN
 from .spaces import list_spaces
 
-__all__ = ["AMP_MODES", "ArchOptimizerConfig", "ArchitectureConfig", "ConfigError", "DataConfig", "DeriveConfig",
-           "EvalConfig", "NetworkConfig", "PrecisionConfig", "PrecisionWarning", "RegularizationConfig",
+__all__ = ["AMP_MODES", "LR_SCHEDULES", "ArchOptimizerConfig", "ArchitectureConfig", "ConfigError", "DataConfig",
+           "DeriveConfig", "EvalConfig", "NetworkConfig", "PrecisionConfig", "PrecisionWarning", "RegularizationConfig",
            "ScheduleConfig", "SearchConfig", "SearchDataConfig", "SGDConfig", "SupernetConfig", "TrainConfig",
            "TrainDataConfig", "TrainSGDConfig", "config_error", "deep_merge", "parse_config", "resolve_dtype",
            "resolve_search_config", "unknown_keys"]
@@ -285,16 +285,25 @@ class DeriveConfig(_Strict):
 
 
 # ------------------------------------------------------------------------------------------------------- train
+#: Values of `train.network.kind`: the keys of `itnas.networks.FINAL_NETWORK_KINDS` (a literal here, so that the
+#: config does not import the networks; tests/test_imagefolder.py checks that the two agree).
+FinalNetworkKind = Literal["cifar", "imagenet"]
+
+
 class NetworkConfig(_Strict):
     """The final network's size and layout (DARTS CIFAR: C=36, 20 cells, stem stride 1, auxiliary head).
 
     stem_stride: 2 halves H and W before the first cell (~4x cheaper cells; the CPU defaults use it).
+    kind: the macro network (`itnas.networks.FINAL_NETWORK_KINDS`): "cifar" (DARTS NetworkCIFAR, the default) or
+    "imagenet" (DARTS NetworkImageNet: two stride-2 stems, stride 8 before the first cell, for 224 px images;
+    stem_stride must be 1 there, the network says so otherwise).
     """
 
     C: int = Field(36, ge=1)
     layers: int = Field(20, ge=1)
     stem_stride: int = Field(1, ge=1, le=2)
     auxiliary: bool = True
+    kind: FinalNetworkKind = "cifar"
 
 
 class RegularizationConfig(_Strict):
@@ -310,7 +319,14 @@ class TrainDataConfig(_Strict):
 
     image_size: resize training and test images to this side in px (0 keeps the data's size).
     on_device, num_workers: as in `SearchDataConfig` (training batches; on the device, the crop, flip and cutout are
-    computed per batch there, with DeVries' cutout: `itnas.data.augment`).
+    computed per batch there, with DeVries' cutout: `itnas.data.augment`); num_workers also serves the evaluate
+    stage's test loader.
+
+    Streamed image files (imagefolder, imagenet) are cut ImageNet style instead (`itnas.data.ImageDataset`; DARTS
+    cnn/train_imagenet.py): training images by a random resized crop to image_size (scale 0.08-1) + flip (hflip),
+    crop_padding unused; test images resized to test_resize px on the shorter side (0 = image_size * 256 / 224),
+    then centre cropped to image_size. color_jitter: [brightness, contrast, saturation, hue] of torchvision's
+    ColorJitter on the training images (DARTS ImageNet: [0.4, 0.4, 0.4, 0.2]); None = off; streamed files only.
     """
 
     batch_size: int = Field(96, ge=1)
@@ -320,14 +336,42 @@ class TrainDataConfig(_Strict):
     hflip: bool = True
     on_device: bool | Literal["auto"] = "auto"
     num_workers: int | Literal["auto"] = "auto"
+    color_jitter: tuple[float, float, float, float] | None = None
+    test_resize: int = Field(0, ge=0)
 
     _num_workers = field_validator("num_workers")(_workers)
 
+    @field_validator("color_jitter")
+    @classmethod
+    def _jitter(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if v is not None and (min(v) < 0 or v[3] > 0.5):
+            raise ValueError("color_jitter is [brightness, contrast, saturation, hue], each >= 0 and hue <= 0.5 "
+                             "(torchvision ColorJitter)")
+        return v
+
+    @model_validator(mode="after")
+    def _test_resize_covers_crop(self) -> TrainDataConfig:
+        if self.test_resize and self.test_resize < self.image_size:
+            raise ValueError(f"test_resize={self.test_resize} must be >= image_size={self.image_size}: the test "
+                             f"images are resized to test_resize px, then centre cropped to image_size")
+        return self
+
+
+#: Values of `train.optimizer.schedule` (the learning rate of each epoch, `itnas.engine.epoch_lr`).
+LR_SCHEDULES = ("cosine", "exponential")
+
 
 class TrainSGDConfig(SGDConfig):
-    """`SGDConfig` of the final training: the cosine schedule ends at lr_min = 0 (DARTS CIFAR recipe)."""
+    """`SGDConfig` of the final training: the cosine schedule ends at lr_min = 0 (DARTS CIFAR recipe).
+
+    schedule: cosine (lr -> lr_min over the epochs, PyTorch CosineAnnealingLR; DARTS CIFAR) or exponential (lr *
+    gamma^epoch: the learning rate multiplied by gamma after every epoch, PyTorch StepLR(step_size=1, gamma); DARTS
+    ImageNet, gamma 0.97, Liu et al. 2019 appendix A.2; lr_min unused).
+    """
 
     lr_min: float = Field(0.0, ge=0)
+    schedule: Literal["cosine", "exponential"] = "cosine"
+    gamma: float = Field(0.97, gt=0, le=1)
 
 
 class TrainConfig(_Strict):

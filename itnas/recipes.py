@@ -1,11 +1,12 @@
 """Named final-training recipes: the published settings as presets (docs/method.md 4.1, 4.3, 4.4).
 
-Each preset is a dict shaped like the `train` block of params.yaml (`itnas.config.TrainConfig`: epochs,
-network{C, layers, stem_stride, auxiliary}, optimizer{lr, lr_min, momentum, weight_decay, grad_clip},
-regularization{auxiliary_weight, drop_path, label_smoothing}, data{batch_size, image_size, cutout, crop_padding,
-hflip}, channels_last, amp, tf32, deterministic, compile: how it computes, not part of the papers' recipes, at the
-float32 defaults) plus "source", a string naming the paper, its section and the reference code. Units: epochs,
-images per batch, learning rates per step, pixels (cutout side, crop padding, image side).
+Each preset is a dict shaped like the `train` block of params.yaml (`itnas.config.TrainConfig`: epochs, network{C,
+layers, stem_stride, auxiliary[, kind]}, optimizer{lr, lr_min, momentum, weight_decay, grad_clip[, schedule,
+gamma]}, regularization{auxiliary_weight, drop_path, label_smoothing}, data{batch_size, image_size, cutout,
+crop_padding, hflip[, color_jitter, test_resize]}; a key left out takes TrainConfig's default), channels_last, amp,
+tf32, deterministic, compile: how it computes, not part of the papers' recipes, at the float32 defaults) plus
+"source", a string naming the paper, its section and the reference code. Units: epochs, images per batch, learning
+rates per step, pixels (cutout side, crop padding, image side).
 
 Presets (`RECIPES`; `get_recipe(name)` returns a copy, `list_recipes()` the names):
 
@@ -21,23 +22,26 @@ Presets (`RECIPES`; `get_recipe(name)` returns a copy, `list_recipes()` the name
   so both are on, as here; it leaves the width at the argument defaults 16 channels / 8 cells for every data set;
   the C=36 / 20 cells of CIFAR-10 follow docs/method.md 4.1 and the papers' reported evaluation.)
 - `darts_imagenet`: the DARTS ImageNet mobile setting (DARTS section 3, ImageNet transfer; DARTS repo
-  cnn/train_imagenet.py): network kind "imagenet" (`itnas.networks.FinalNetworkImageNet`), C=48, 14 cells,
-  250 epochs, batch 128, SGD lr 0.1 decayed by 0.97 after every epoch, momentum 0.9, wd 3e-5, grad clip 5,
-  label smoothing 0.1, auxiliary 0.4, 224 px images; drop-path 0 (train_imagenet.py's default; the paper names
-  none); no cutout or crop padding (random-resized crops instead); stem_stride 1 (the ImageNet stem has a fixed
-  stride of 8; the network rejects any other value).
+  cnn/train_imagenet.py): network kind "imagenet" (`itnas.networks.FinalNetworkImageNet`), C=48, 14 cells, 250 epochs,
+  batch 128, SGD lr 0.1 decayed by 0.97 after every epoch, momentum 0.9, wd 3e-5, grad clip 5, label smoothing 0.1
+  (main and auxiliary loss, as train_imagenet.py's CrossEntropyLabelSmooth), auxiliary 0.4, 224 px images: training
+  random resized crop 224 + flip + ColorJitter(0.4, 0.4, 0.4, 0.2), test resize 256 + centre crop 224; drop-path 0
+  (train_imagenet.py's default; the paper names none); no cutout or crop padding; stem_stride 1 (the ImageNet stem has
+  a fixed stride of 8; the network rejects any other value).
 
-Needs config support (keys TrainConfig cannot express today; only `darts_imagenet` uses them, and
-`unsupported_keys(name)` lists those of a preset that the current TrainConfig does not know):
+Keys beyond the CIFAR recipes (`darts_imagenet`), all `TrainConfig` keys now:
 
-- `network.kind`: "imagenet" (final-network macro, `itnas.networks.FINAL_NETWORK_KINDS`); until the config has
-  it, `final_network_from_config` builds the CIFAR network.
+- `network.kind`: "imagenet" (final-network macro, `itnas.networks.FINAL_NETWORK_KINDS`).
 - `optimizer.schedule`: "exponential" with `optimizer.gamma`: 0.97, the learning rate multiplied by gamma after
-  every epoch (torch StepLR(step_size=1, gamma=0.97)); TrainConfig only has the cosine schedule (lr -> lr_min,
-  where lr_min is unused by the exponential schedule).
-- `data.random_resized_crop`: true (RandomResizedCrop(image_size)), `data.color_jitter`: [brightness, contrast,
-  saturation, hue] = [0.4, 0.4, 0.4, 0.2], `data.test_resize`: 256 (test images resized to 256 px, then centre
-  cropped to image_size).
+  every epoch (`itnas.train.final_lr`; PyTorch StepLR(step_size=1, gamma=0.97); lr_min unused).
+- `data.color_jitter`: [brightness, contrast, saturation, hue] = [0.4, 0.4, 0.4, 0.2] (torchvision ColorJitter, as
+  train_imagenet.py), `data.test_resize`: 256 (test images resized to 256 px, then centre cropped to image_size).
+  The random resized crop (RandomResizedCrop(image_size) + flip) is how every streamed data set (ImageFolder trees:
+  imagenet, imagefolder) is cut for training (`itnas.data.ImageDataset`), so it needs no key; colour jitter applies
+  to streamed data sets only (the train stage refuses it for a data set in RAM).
+
+`unsupported_keys(name)` lists the keys of a preset that the current TrainConfig does not know (none today; the
+params refuse a recipe that has some).
 """
 
 from __future__ import annotations
@@ -100,14 +104,12 @@ RECIPES: dict[str, dict[str, Any]] = {
                    "schedule": "exponential", "gamma": 0.97},
         regularization={"auxiliary_weight": 0.4, "drop_path": 0.0, "label_smoothing": 0.1},
         data={"batch_size": 128, "image_size": 224, "cutout": 0, "crop_padding": 0, "hflip": True,
-              "random_resized_crop": True, "color_jitter": [0.4, 0.4, 0.4, 0.2], "test_resize": 256}),
+              "color_jitter": [0.4, 0.4, 0.4, 0.2], "test_resize": 256}),
 }
 """Named final-training presets (the `train` block of params.yaml plus "source"); see the module docstring."""
 
-NEEDS_CONFIG_SUPPORT: tuple[str, ...] = (
-    "network.kind", "optimizer.schedule", "optimizer.gamma", "data.random_resized_crop", "data.color_jitter",
-    "data.test_resize")
-"""Dotted preset keys that TrainConfig could not express when the presets were written (module docstring)."""
+NEEDS_CONFIG_SUPPORT: tuple[str, ...] = ()
+"""Dotted preset keys that TrainConfig cannot express (none: the ImageNet keys are config keys now)."""
 
 
 def list_recipes() -> list[str]:

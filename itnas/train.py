@@ -1,7 +1,8 @@
 """Final training from scratch (DARTS CIFAR recipe, Liu et al. 2019, section 3.3; docs/method.md 4),
 as a step function on the shared epoch loop of `itnas.engine`.
 
-SGD with momentum and cosine schedule, auxiliary loss (weight `regularization.auxiliary_weight`), drop-path
+SGD with momentum and a cosine schedule (or, `optimizer.schedule: exponential`, the DARTS ImageNet decay: lr x
+gamma after every epoch, `final_lr`), auxiliary loss (weight `regularization.auxiliary_weight`), drop-path
 probability growing linearly to `regularization.drop_path` over the epochs, gradient clipping, optional label
 smoothing; `amp` (bf16 / fp16 autocast of the forward and loss, fp16 with a loss scaler) and `channels_last` through
 `itnas.engine.Precision` (docs/method.md 2.8). No test image is used during training or for any selection: the model
@@ -33,13 +34,14 @@ from .engine import (
     check_amp_device,
     compile_forward,
     cosine_lr,
+    exponential_lr,
     full_batches,
     optimizer_kwargs,
     run_epochs,
 )
 from .identity import run_identity
 
-__all__ = ["FinalTrainTask", "cosine_lr", "final_train_step", "make_final_optimizer", "train_final",
+__all__ = ["FinalTrainTask", "cosine_lr", "final_lr", "final_train_step", "make_final_optimizer", "train_final",
            "train_precision"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -51,6 +53,16 @@ def make_final_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
     o = cfg.optimizer
     return torch.optim.SGD(model.parameters(), o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
                            **optimizer_kwargs())
+
+
+def final_lr(cfg: TrainConfig, epoch: int) -> float:
+    """The learning rate of `epoch` (0-based) of a final training: `optimizer.schedule` cosine (lr -> lr_min over
+    `cfg.epochs`, `cosine_lr`; DARTS CIFAR) or exponential (lr * gamma^epoch, `exponential_lr`; DARTS ImageNet,
+    gamma 0.97)."""
+    o = cfg.optimizer
+    if o.schedule == "exponential":
+        return exponential_lr(o.lr, o.gamma, epoch)
+    return cosine_lr(o.lr, o.lr_min, epoch, cfg.epochs)
 
 
 def train_precision(cfg: TrainConfig, device: torch.device | str) -> Precision:
@@ -187,5 +199,7 @@ def train_final(model: nn.Module, cfg: TrainConfig, train_set, seed: int = 0, de
     task.precision.configure_backends()  # CUDA: TF32 and cuDNN policy of this run (a CPU: nothing)
     config = config if config is not None else run_identity(cfg, seed=seed)
     o = cfg.optimizer
+    lr_at = None if o.schedule == "cosine" else (lambda epoch: final_lr(cfg, epoch))  # cosine: the loop's own
     return run_epochs(task, o.lr, o.lr_min, cfg.epochs, device, checkpoint_path, config, stop_after_epochs,
-                      on_step, on_epoch, name=name or f"final training (seed {seed})", ctx=task.ctx).history
+                      on_step, on_epoch, name=name or f"final training (seed {seed})", ctx=task.ctx,
+                      lr_at=lr_at).history

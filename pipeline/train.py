@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import torch
 
+from itnas.config import ConfigError
 from itnas.contracts import FinalNetworkConfig
-from itnas.data import DeviceDataset, load_train_data, make_dataset
+from itnas.data import DeviceDataset, ImageFiles, load_train_data, make_dataset
 from itnas.networks import final_network_from_config
 from itnas.params import load_params
 from itnas.run import TrainedNetwork
@@ -38,11 +39,17 @@ def train(benchmark: str, method: str, seed: int, params_file: str = "params.yam
     genotype = run.genotype_of()  # a genotype that cannot be trained stops here, before any data is read
     data = load_train_data(prepared_dirs(benchmark)[1], dcfg.root, dcfg.download)
     d = cfg.data
+    jitter = {"color_jitter": list(d.color_jitter)} if d.color_jitter is not None else {}
+    if jitter and not isinstance(data.train.images, ImageFiles):
+        raise ConfigError(f"train.data.color_jitter={list(d.color_jitter)}: colour jitter applies to streamed image "
+                          f"files (dataset imagefolder or imagenet) only; benchmark {benchmark!r} trains on "
+                          f"{dcfg.target_dataset or dcfg.dataset}, held in RAM: remove color_jitter")
     with distributed_run(params) as (ctx, device):
         say = rank_zero(ctx)
         # on the device (uploaded once, augmented per batch there) or per sample in a DataLoader: train.data.on_device
         train_set = make_dataset(data.train, data.mean, data.std, device, d.on_device, augment=True,
-                                 crop_padding=d.crop_padding, hflip=d.hflip, cutout=d.cutout, image_size=d.image_size)
+                                 crop_padding=d.crop_padding, hflip=d.hflip, cutout=d.cutout, image_size=d.image_size,
+                                 **jitter)
         net = FinalNetworkConfig(genotype=genotype.to_dict(), network=cfg.network, num_classes=len(data.classes),
                                  in_channels=data.in_channels, image_size=d.image_size or data.image_size,
                                  mean=data.mean, std=data.std)

@@ -6,7 +6,8 @@ By role, one module each:
   `ImageFiles` (streamed images, decoded on request) and `DataError`, the one error of the data API;
 - `registry`: the data-set registry (`create_dataset`, `list_datasets`, `register_dataset`,
   `dataset_num_classes`); `readers/`: one module per data set (fashion_mnist, digits, cifar10/cifar100, svhn,
-  imagenet; `read_image_folder` for any pair of ImageFolder trees, streamed);
+  imagenet, imagefolder: your own ImageFolder trees from params; `read_image_folder` for any pair of ImageFolder
+  trees, streamed);
 - `normalisation`: `channel_mean_std` of the training images (exact), `IMAGENET_MEAN` / `IMAGENET_STD`;
 - `splits`: splits as index arrays (`make_splits`, `SplitIndices`: the prepared folder's bytes);
 - `prepared`: a prepared folder read back and checked against its source (`load_search_data`, `load_train_data`);

@@ -111,8 +111,10 @@ def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.
                checkpoint_path: str | Path | None = None, identity: dict | None = None,
                stop_after_epochs: int | None = None, on_step: StepCallback | None = None,
                on_epoch: Callable[[dict], None] | None = None, progress_interval_s: float = 0.25,
-               name: str = "run", ctx: DistContext | None = None) -> EngineResult:
-    """Run `task` for `epochs` epochs (cosine lr from `lr` to `lr_min`), resuming from `checkpoint_path`.
+               name: str = "run", ctx: DistContext | None = None,
+               lr_at: Callable[[int], float] | None = None) -> EngineResult:
+    """Run `task` for `epochs` epochs (cosine lr from `lr` to `lr_min`, or `lr_at(epoch)`), resuming from
+    `checkpoint_path`.
 
     Args:
         task: the step function and its state (see `Task`).
@@ -125,6 +127,8 @@ def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.
         ctx: the process's place in a data-parallel run (default: one process). With several, every rank calls
             this with its own task; statistics are summed over ranks, rank 0 writes the checkpoint and calls
             on_step / on_epoch, and all ranks resume from the checkpoint file (which they must all see).
+        lr_at(epoch) -> the learning rate of that epoch (0-based), replacing the cosine schedule (e.g.
+            `exponential_lr`); lr and lr_min are then unused.
 
     Returns:
         EngineResult: records {epoch, lr, **task.epoch_stats, time_s (s), **task.record}.
@@ -155,7 +159,7 @@ def run_epochs(task: Task, lr: float, lr_min: float, epochs: int, device: torch.
     end = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
     for epoch in range(start, end):
         t0 = time.perf_counter()
-        epoch_lr = cosine_lr(lr, lr_min, epoch, epochs)
+        epoch_lr = cosine_lr(lr, lr_min, epoch, epochs) if lr_at is None else lr_at(epoch)
         task.set_lr(epoch_lr)
         batches = task.batches(epoch)
         n_steps = len(batches) if isinstance(batches, Sized) else 0

@@ -1,6 +1,7 @@
 """Evaluator ``train``: the final network of the derived genotype, trained from scratch by the `train` stage
 (train/model.pt), tested once on the benchmark's test split (images that search, derivation and training never
-see). metrics.json: `TrainMetrics`; evaluate/details.json: `TrainDetails` (per-class accuracy, confusion matrix).
+see). metrics.json: `TrainMetrics` (top-1 and, for more than 5 classes, top-5 accuracy); evaluate/details.json:
+`TrainDetails` (per-class accuracy, confusion matrix).
 """
 
 from __future__ import annotations
@@ -9,11 +10,16 @@ import math
 from typing import Any, Literal
 
 import torch
+from pydantic import model_serializer
 
 from ..contracts import Contract
 from . import EvalJob, Evaluator, register_evaluator
 
-__all__ = ["TrainDetails", "TrainEvaluator", "TrainMetrics", "test_network"]
+__all__ = ["TOP5_MIN_CLASSES", "TrainDetails", "TrainEvaluator", "TrainMetrics", "test_network"]
+
+#: Top-5 accuracy is measured (and reported) for data sets of more than this many classes (with 5 or fewer every
+#: prediction is in the top 5).
+TOP5_MIN_CLASSES = 5
 
 PAPER_C, PAPER_LAYERS = 36, 20  # DARTS CIFAR final-network size (docs/method.md 4)
 #: (C, cells) of the paper final trainings (600 epochs): DARTS CIFAR-10 (36, 20), RobustDARTS CIFAR-100 / SVHN (16, 8)
@@ -22,7 +28,9 @@ PAPER_TRAIN_EPOCHS = 600
 
 
 class TrainMetrics(Contract):
-    """metrics.json of a trained chain: test accuracy (%) and loss (nats) on `test_images` images, parameters (M,
+    """metrics.json of a trained chain: test accuracy (top-1, %), top-5 accuracy (`test_top5_acc`, %: the true
+    class among the 5 largest logits, as ImageNet results are reported; only for more than `TOP5_MIN_CLASSES`
+    classes, else left out of the file) and loss (nats) on `test_images` images, parameters (M,
     without the auxiliary head) and multiply-adds (M) of the trained network and of the same genotype at the DARTS
     CIFAR size (C=36, 20 cells, 32x32), collapse count and train time (s).
 
@@ -32,6 +40,7 @@ class TrainMetrics(Contract):
 
     evaluation: Literal["train"] = "train"
     test_acc: float
+    test_top5_acc: float | None = None
     test_loss: float
     test_images: int
     params_m: float
@@ -41,6 +50,14 @@ class TrainMetrics(Contract):
     collapse_count: int
     search_time_s: float | None = None
     train_time_s: float
+
+    @model_serializer(mode="wrap")
+    def _without_absent_top5(self, handler: Any) -> dict[str, Any]:
+        """The fields, without test_top5_acc when it was not measured (<= 5 classes): such files stay as before."""
+        out = handler(self)
+        if out.get("test_top5_acc", 0) is None:
+            del out["test_top5_acc"]
+        return out
 
 
 class TrainDetails(Contract):
@@ -59,11 +76,14 @@ class TrainDetails(Contract):
 @torch.no_grad()
 def test_network(model: torch.nn.Module, dataset, batch_size: int = 500, device: torch.device | str = "cpu",
                  num_classes: int | None = None, loader_kw: dict | None = None) -> dict:
-    """The test pass: accuracy (%), mean cross-entropy (nats), per-class accuracy (%) and confusion matrix
-    (scikit-learn) of a final network on `dataset` (once, in eval mode). `model(x)` may return logits or (logits,
-    aux). `loader_kw`: more `itnas.data.make_loader` keywords (workers, pinned memory).
+    """The test pass: accuracy (top-1, %), top-5 accuracy (%), mean cross-entropy (nats), per-class accuracy (%)
+    and confusion matrix (scikit-learn) of a final network on `dataset` (once, in eval mode). `model(x)` may return
+    logits or (logits, aux). `loader_kw`: more `itnas.data.make_loader` keywords (workers, pinned memory).
+    num_classes: the classes (default: the largest label or prediction + 1).
 
-    Returns a JSON-ready dict {accuracy, loss, n, per_class_accuracy, confusion_matrix}.
+    Returns a JSON-ready dict {accuracy, top5_accuracy, loss, n, per_class_accuracy, confusion_matrix};
+    top5_accuracy: % of images whose label is among the 5 largest logits (ties broken by `torch.topk`), None for
+    `TOP5_MIN_CLASSES` classes or fewer (or a model with fewer logits).
     """
     import numpy as np
     from sklearn.metrics import accuracy_score, confusion_matrix
@@ -73,18 +93,26 @@ def test_network(model: torch.nn.Module, dataset, batch_size: int = 500, device:
 
     device = torch.device(device)
     model.eval()
+    top5: list[torch.Tensor] = []  # (B, 5) label indices per batch, in the loader's order (that of r.labels)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         out = model(x)
-        return out[0] if isinstance(out, tuple) else out
+        logits = out[0] if isinstance(out, tuple) else out
+        if (num_classes is None or num_classes > TOP5_MIN_CLASSES) and logits.shape[1] > TOP5_MIN_CLASSES:
+            top5.append(logits.topk(5, dim=1).indices.cpu())
+        return logits
 
     r = evaluate_loop(forward, make_loader(dataset, batch_size, False, **(loader_kw or {})), device, collect=True)
     y_pred, y_true = r.predictions.numpy(), r.labels.numpy()
     k = num_classes or int(max(y_true.max(), y_pred.max()) + 1)
     cm = confusion_matrix(y_true, y_pred, labels=np.arange(k))
     per_class = (100.0 * cm.diagonal() / np.maximum(cm.sum(1), 1)).tolist()
-    return {"accuracy": 100.0 * accuracy_score(y_true, y_pred), "loss": r.loss, "n": r.n,
-            "per_class_accuracy": per_class, "confusion_matrix": cm.tolist()}
+    top5_acc = None
+    if top5 and k > TOP5_MIN_CLASSES:
+        hits = int((torch.cat(top5) == r.labels[:, None]).any(1).sum())
+        top5_acc = 100.0 * hits / r.n
+    return {"accuracy": 100.0 * accuracy_score(y_true, y_pred), "top5_accuracy": top5_acc, "loss": r.loss,
+            "n": r.n, "per_class_accuracy": per_class, "confusion_matrix": cm.tolist()}
 
 
 @register_evaluator
@@ -114,12 +142,16 @@ class TrainEvaluator(Evaluator):
         model.to(job.device)
         if trained.train.get("channels_last"):  # tested in the memory format it was trained in
             model.to(memory_format=torch.channels_last)
-        test_set = ImageDataset(data.test, data.mean, data.std, image_size=net.image_size)
+        # streamed files: resized to test_resize px (0: image_size * 256 / 224), centre cropped (itnas.data.samples)
+        test_resize = (trained.train.get("data") or {}).get("test_resize", 0)
+        test_set = ImageDataset(data.test, data.mean, data.std, image_size=net.image_size, test_resize=test_resize)
         result = test_network(model, test_set, job.batch_size, job.device, len(data.classes), loader_kw=job.loader_kw)
+        top5 = result.pop("top5_accuracy")
         paper_net = create_final_network(genotype, PAPER_C, PAPER_LAYERS, 10, False, 3)
         model.cpu()
         metrics = TrainMetrics(
             test_acc=round(result["accuracy"], 2),
+            test_top5_acc=None if top5 is None else round(top5, 2),
             test_loss=round(result["loss"], 4),
             test_images=result["n"],
             params_m=round(count_parameters(model) / 1e6, 4),
@@ -130,7 +162,8 @@ class TrainEvaluator(Evaluator):
             train_time_s=round(sum(r["time_s"] for r in history), 1),
         )
         details = TrainDetails(classes=data.classes, **result)
-        line = (f"{run.name}: test accuracy {metrics.test_acc:.2f}% on {result['n']} test images "
+        top5_text = "" if top5 is None else f" (top-5 {metrics.test_top5_acc:.2f}%)"
+        line = (f"{run.name}: test accuracy {metrics.test_acc:.2f}%{top5_text} on {result['n']} test images "
                 f"({metrics.params_m:.3f} M params)")
         return metrics, details, line
 
@@ -140,26 +173,42 @@ class TrainEvaluator(Evaluator):
         """Test accuracy (%) of a run's trained final network."""
         return float(run.metrics["test_acc"])
 
+    @staticmethod
+    def test_top5_acc(run: Any) -> float | None:
+        """Top-5 test accuracy (%) of a run's trained final network; None when not measured (<= 5 classes, or a
+        metrics file written before top-5 was)."""
+        value = run.metrics.get("test_top5_acc")
+        return None if value is None else float(value)
+
+    @classmethod
+    def has_top5(cls, runs: list) -> bool:
+        """Whether any of `runs` has a top-5 accuracy (the report then shows a top-5 column)."""
+        return any(cls.test_top5_acc(r) is not None for r in runs)
+
     def headline(self, run: Any) -> str:
-        return f"test acc {self.test_acc(run):.2f} %"
+        top5 = self.test_top5_acc(run)
+        return f"test acc {self.test_acc(run):.2f} %" + ("" if top5 is None else f", top-5 {top5:.2f} %")
 
     def method_stats(self, group: list) -> dict[str, Any]:
-        """n, min_margin / median_margin (alpha units), test_acc (%), params_m (M), collapse_count (`Stat`),
-        collapsed (number of collapsed searches)."""
+        """n, min_margin / median_margin (alpha units), test_acc and test_top5_acc (%), params_m (M),
+        collapse_count (`Stat`), collapsed (number of collapsed searches)."""
         from ..report.stats import margin_stats, stat
 
         out = margin_stats(group)
         out["test_acc"] = stat(self.test_acc(r) for r in group)
+        out["test_top5_acc"] = stat(self.test_top5_acc(r) for r in group)
         out["params_m"] = stat(r.metrics.get("params_m") for r in group)
         out["collapse_count"] = stat(r.collapse_count for r in group)
         out["collapsed"] = sum(r.collapsed() for r in group)
         return out
 
     def summary(self, group: list) -> dict[str, Any]:
-        """``test_acc`` and ``collapsed`` = {"count", "n"}."""
+        """``test_acc``, ``test_top5_acc`` (when measured: more than 5 classes) and ``collapsed`` = {"count",
+        "n"}."""
         from ..report.stats import stat
 
-        return {"test_acc": stat(self.test_acc(r) for r in group).rounded(),
+        top5 = {"test_top5_acc": stat(self.test_top5_acc(r) for r in group).rounded()} if self.has_top5(group) else {}
+        return {"test_acc": stat(self.test_acc(r) for r in group).rounded(), **top5,
                 "collapsed": {"count": sum(r.collapsed() for r in group), "n": len(group)}}
 
     def tables(self, info: Any, runs: list) -> list:
@@ -178,18 +227,22 @@ class TrainEvaluator(Evaluator):
             seeds_text,
         )
 
-        header = ["method", "seeds", "test acc (%)", "params (M)", "smallest margin", "median margin",
-                  "collapse count", "collapsed searches"]
+        top5 = self.has_top5(runs)  # a top-5 column beside the test accuracy (more than 5 classes)
+        header = ["method", "seeds", "test acc (%)", *(["top-5 acc (%)"] if top5 else []), "params (M)",
+                  "smallest margin", "median margin", "collapse count", "collapsed searches"]
         rows = []
         for method, group in method_groups(runs).items():
             s = self.method_stats(group)
-            rows.append([method, seeds_text(group), s["test_acc"].text(), s["params_m"].text(".3f"),
+            rows.append([method, seeds_text(group), s["test_acc"].text(),
+                         *([s["test_top5_acc"].text()] if top5 else []), s["params_m"].text(".3f"),
                          margin_text(s["min_margin"]), margin_text(s["median_margin"]),
                          s["collapse_count"].text(".1f"), f"{s['collapsed']} of {s['n']}"])
         notes = [
             f"Mean ± sample std over seeds (ddof=1); one seed: the value and n=1. Selection rule: {SELECTION_RULE}.",
             ("Test accuracy of the final network trained from scratch, on test images that search, derivation and "
-             "training never see. Margins (docs/method.md 2.6; alpha units): for every choice of the last search "
+             "training never see"
+             + ("; top-5: the true class among the network's 5 largest outputs" if top5 else "")
+             + ". Margins (docs/method.md 2.6; alpha units): for every choice of the last search "
              "epoch's marginal genotype, the gap to the runner-up; the smallest and the median per search, averaged "
              f"over seeds (a choice within float rounding is < {NOISE_MARGIN:g}). Collapse count: parameter-free ops "
              "(skip, pools, none, noise) in the normal cell; a search collapsed when all of them are.")]
@@ -200,10 +253,11 @@ class TrainEvaluator(Evaluator):
             tables[0].notes.append(f"No published numbers are shown beside {info.label}: the published DARTS-family "
                                    "results are for CIFAR-10 (DARTS space) and NAS-Bench-201 at paper size.")
         header = ["method", "seed", "normal cell", "reduction cell", "smallest / median margin", "params (M)",
-                  "collapse count", "search time (s)", "test acc (%)"]
+                  "collapse count", "search time (s)", "test acc (%)", *(["top-5 acc (%)"] if top5 else [])]
         rows = [[r.method, str(r.seed), compact_cell(r.genotype, "normal"), compact_cell(r.genotype, "reduce"),
                  margins(r.decisiveness), fmt(r.metrics.get("params_m"), ".3f"), str(r.collapse_count),
-                 fmt(r.search_time_s, ".1f"), fmt(self.test_acc(r))] for r in runs]
+                 fmt(r.search_time_s, ".1f"), fmt(self.test_acc(r)), *([fmt(self.test_top5_acc(r))] if top5 else [])]
+                for r in runs]
         notes = ["Edges are written op(src->dst) (node ids of docs/method.md 2.1); * = a choice within float "
                  "rounding."]
         return [*tables, Table(f"{info.label}: every run", info.size, header, rows, notes, code_columns=(2, 3))]
@@ -251,7 +305,19 @@ class TrainEvaluator(Evaluator):
         return f"training: C={n.C}, {n.layers} cells, {epochs} epochs"
 
     def settings(self, train_cfg: Any) -> dict[str, str]:
-        n, d = train_cfg.network, train_cfg.data
+        n, d, o = train_cfg.network, train_cfg.data, train_cfg.optimizer
+        extra = ""  # what the CIFAR defaults leave out (the DARTS ImageNet recipe's settings), only when set
+        if n.kind != "cifar":
+            extra += f", {n.kind} network"
+        if o.schedule != "cosine":
+            extra += f", lr x {o.gamma:g} per epoch"
+        if train_cfg.regularization.label_smoothing:
+            extra += f", label smoothing {train_cfg.regularization.label_smoothing:g}"
+        if d.color_jitter is not None:
+            extra += f", colour jitter {'/'.join(f'{v:g}' for v in d.color_jitter)}"
+        if d.test_resize:
+            extra += f", test resize {d.test_resize} px"
         return {"final training": (f"C={n.C}, {n.layers} cells, stem stride {n.stem_stride}, {train_cfg.epochs} "
                                    f"epochs, batch {d.batch_size}, images {d.image_size or 'native'} px, auxiliary "
-                                   f"{n.auxiliary}, drop-path {train_cfg.regularization.drop_path}, cutout {d.cutout}")}
+                                   f"{n.auxiliary}, drop-path {train_cfg.regularization.drop_path}, cutout {d.cutout}"
+                                   f"{extra}")}

@@ -9,12 +9,13 @@ names them). A new data set is one new module here, imported below.
 | `cifar10`, `cifar100` | `cifar` | the python batches / pickles (no MD5 check), CIFAR-10 also ImageFolder trees |
 | `svhn` | `svhn` | `svhn/{train,test}_32x32.mat` or directly under `root` |
 | `imagenet` | `imagenet` | ImageFolder trees `imagenet/{train,val}/<wnid>/`, streamed (`image_folder`) |
+| `imagefolder` | `user_folder` | your own trees `train/<class>/`, `test/<class>/` (or `val/`) in `root`, streamed |
 
 A data set not found, or a file unreadable or of the wrong shape, raises one `DataError` naming the paths looked for
 and the ways to provide the data (`common.not_found`).
 """
 
-from . import fashion_mnist, digits, cifar, svhn, imagenet  # noqa: F401, I001  (registration order)
+from . import fashion_mnist, digits, cifar, svhn, imagenet, user_folder  # noqa: F401, I001  (registration order)
 from .image_folder import read_image_folder
 
 __all__ = ["read_image_folder"]
