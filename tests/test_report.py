@@ -467,7 +467,7 @@ def test_nb201_pair_table_states_interval_rank_test_and_reading(nb_runs):
 
 
 def test_nb201_trajectory_figure_has_the_means_bands_and_reference_lines(nb_runs):
-    from itnas.evaluators import get_evaluator
+    from itnas.evaluators.registry import get_evaluator
     from itnas.evaluators.nb201 import published_nb201
 
     figures = get_evaluator("nb201").figures(nb_runs)
@@ -500,7 +500,7 @@ def test_no_trajectory_no_trajectory_figure_or_table(tmp_path):
     for (method, seed), cells in NB201_CELLS.items():
         run = write_nb201_run(tmp_path / "nb" / f"{method}-s{seed}", cells, None)
         runs.append(load_run(_record(run), "nb201"))
-    from itnas.evaluators import get_evaluator
+    from itnas.evaluators.registry import get_evaluator
 
     assert len(get_evaluator("nb201").figures(runs)) == 1
     assert not [t for t in benchmark_tables(NB201, runs) if "trajector" in t.title]
