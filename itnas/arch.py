@@ -8,7 +8,8 @@ fixed in docs/method.md 2.3 and 2.5:
 - inner edge e, in topological order: ``alpha_e = sum_{p in P(e)} w_e[p] * (alpha_p^T T_{p->e})`` with
   ``T_{p->e} = row_softmax(Theta_{p->e})`` (K x K) and ``w_e = softmax(b_e)`` over the predecessors P(e).
 
-Methods (registry `METHODS`, `create_architecture`, `list_methods`):
+Methods (the registry `itnas.methods.METHODS`, light so that the params model does not import this module;
+`create_architecture`):
 
 | method          | outer       | inner                                          | default base |
 | --------------- | ----------- | ---------------------------------------------- | ------------ |
@@ -38,99 +39,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import UnknownNameError
-from .samplers import (
+from .methods import (
     DEFAULT_DIRICHLET_ANCHOR,
     DEFAULT_DIRICHLET_KL,
-    ArchSampler,
-    dirichlet_kl,
-    dirichlet_rsample,
-    gumbel_softmax_st,
+    DEFAULT_TRANSITION_GAMMA,
+    DEFAULT_TRANSITION_INIT,
+    METHODS,
+    MethodSpec,
+    get_base,
+    get_method,
 )
+from .samplers import ArchSampler, dirichlet_kl, dirichlet_rsample, gumbel_softmax_st
 from .spaces import SearchSpace
 
-__all__ = ["BASES", "BASE_SPECS", "METHODS", "BaseSpec", "get_base",
-           "Architecture", "ArchState", "CellArchitecture", "MethodSpec", "create_architecture",
-           "get_method", "list_methods"]
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """What a method learns.
-
-    Attributes:
-        name: registry name.
-        inner: "independent" (own softmax per inner edge) or "transition" (docs/method.md 2.3).
-        learn_transition: Theta is learned (else T is the fixed op-identity matrix).
-        learn_attention: b_e is learned (else w_e is uniform over P(e)).
-        default_base: supernet base used when the params say `base: auto`.
-        sampler: None (deterministic alphas), "gumbel" (gdas) or "dirichlet" (drnas): what a training forward draws
-            (docs/method.md 2.12).
-    """
-
-    name: str
-    inner: str
-    learn_transition: bool
-    learn_attention: bool
-    default_base: str
-    sampler: str | None = None
-
-
-METHODS: dict[str, MethodSpec] = {
-    "itnas": MethodSpec("itnas", "transition", True, True, "pcdarts"),
-    "itnas_noattn": MethodSpec("itnas_noattn", "transition", True, False, "pcdarts"),
-    "itnas_notrans": MethodSpec("itnas_notrans", "transition", False, True, "pcdarts"),
-    "darts": MethodSpec("darts", "independent", False, False, "darts"),
-    "pcdarts": MethodSpec("pcdarts", "independent", False, False, "pcdarts"),
-    "gdas": MethodSpec("gdas", "independent", False, False, "darts", sampler="gumbel"),
-    "drnas": MethodSpec("drnas", "independent", False, False, "darts", sampler="dirichlet"),
-}
-
-@dataclass(frozen=True)
-class BaseSpec:
-    """A supernet base (docs/method.md 2.4).
-
-    Attributes:
-        partial_channels: 1/K of the channels go through each mixed op (PC-DARTS partial channel connections).
-        edge_normalization: node j weights its incoming edges by softmax(beta_j) (PC-DARTS edge normalisation).
-    """
-
-    name: str
-    partial_channels: bool
-    edge_normalization: bool
-
-
-BASE_SPECS: dict[str, BaseSpec] = {
-    "darts": BaseSpec("darts", partial_channels=False, edge_normalization=False),
-    "pcdarts": BaseSpec("pcdarts", partial_channels=True, edge_normalization=True),
-}
-BASES = tuple(BASE_SPECS)
-
-
-def get_base(name: str) -> BaseSpec:
-    """Look up a base. Raises ValueError naming the valid bases."""
-    try:
-        return BASE_SPECS[name]
-    except KeyError:
-        raise ValueError(f"unknown base {name!r}; valid bases: auto, {', '.join(BASES)}") from None
-
-
-#: Default initialisation of the transitions (docs/method.md 2.3; measured in itnas/config.py ArchitectureConfig).
-DEFAULT_TRANSITION_INIT = "identity"
-DEFAULT_TRANSITION_GAMMA = 2.0
-
-
-def list_methods() -> list[str]:
-    """Names of the registered methods."""
-    return list(METHODS)
-
-
-def get_method(name: str) -> MethodSpec:
-    """Look up a method. Raises KeyError naming the valid methods."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown method {name!r}; valid methods: {', '.join(list_methods())}") from None
+__all__ = ["Architecture", "ArchState", "CellArchitecture", "create_architecture"]
 
 
 def op_identity(ops_src: tuple[str, ...], ops_dst: tuple[str, ...]) -> torch.Tensor:

@@ -3,7 +3,7 @@
 An unknown key, a wrong type or a bad value is a `ConfigError` that names the dotted key, the value and what is
 allowed. Cross-field rules (warm-up shorter than the search, channels divisible by the PC-DARTS K, ...) are
 validators of the models that hold both fields. Every valid-name list comes from its registry (methods from
-`itnas.arch`, spaces from `itnas.spaces`, bases from `itnas.arch.BASES`): defined once.
+`itnas.methods`, spaces from `itnas.spaces`, bases from `itnas.methods.BASES`): defined once.
 
 The resolved config is stored in every checkpoint and beside every output, so a checkpoint alone rebuilds its
 model. Defaults are the paper recipes (docs/method.md 4); `params.yaml` shrinks them for the CPU.
@@ -14,18 +14,26 @@ from __future__ import annotations
 import warnings
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .arch import BASES, DEFAULT_TRANSITION_GAMMA, DEFAULT_TRANSITION_INIT, get_base, get_method, list_methods
 from .errors import ItnasError
-from .samplers import DEFAULT_DIRICHLET_ANCHOR, DEFAULT_DIRICHLET_KL, DEFAULT_TAU_MAX, DEFAULT_TAU_MIN
+from .methods import (
+    BASES,
+    DEFAULT_DIRICHLET_ANCHOR,
+    DEFAULT_DIRICHLET_KL,
+    DEFAULT_TAU_MAX,
+    DEFAULT_TAU_MIN,
+    DEFAULT_TRANSITION_GAMMA,
+    DEFAULT_TRANSITION_INIT,
+    get_base,
+    get_method,
+    list_methods,
+)
 from .spaces import list_spaces
 
-__all__ = ["AMP_MODES", "LR_SCHEDULES", "ArchOptimizerConfig", "ArchitectureConfig", "ConfigError", "DataConfig",
-           "DeriveConfig", "EvalConfig", "NetworkConfig", "PrecisionConfig", "PrecisionWarning", "RegularizationConfig",
-           "ScheduleConfig", "SearchConfig", "SearchDataConfig", "SGDConfig", "SupernetConfig", "TrainConfig",
-           "TrainDataConfig", "TrainSGDConfig", "config_error", "deep_merge", "parse_config", "resolve_dtype",
-           "resolve_search_config", "unknown_keys"]
+__all__ = ["AMP_MODES", "ArchOptimizerConfig", "ArchitectureConfig", "ConfigError", "DataConfig", "DeriveConfig",
+           "DistributedConfig", "EvalConfig", "PrecisionConfig", "PrecisionWarning", "ScheduleConfig", "SearchConfig",
+           "SearchDataConfig", "SGDConfig", "SupernetConfig", "resolve_dtype", "resolve_search_config"]
 
 AMP_MODES = ("off", "bf16", "fp16")
 """Values of `amp` (search.precision.amp, train.amp): off, or autocast to bfloat16 / float16
@@ -284,126 +292,40 @@ class DeriveConfig(_Strict):
     mode: Literal["marginal", "sequential"] = "marginal"
 
 
-# ------------------------------------------------------------------------------------------------------- train
-#: Values of `train.network.kind`: the keys of `itnas.networks.FINAL_NETWORK_KINDS` (a literal here, so that the
-#: config does not import the networks; tests/test_imagefolder.py checks that the two agree).
-FinalNetworkKind = Literal["cifar", "imagenet"]
-
-
-class NetworkConfig(_Strict):
-    """The final network's size and layout (DARTS CIFAR: C=36, 20 cells, stem stride 1, auxiliary head).
-
-    stem_stride: 2 halves H and W before the first cell (~4x cheaper cells; the CPU defaults use it).
-    kind: the macro network (`itnas.networks.FINAL_NETWORK_KINDS`): "cifar" (DARTS NetworkCIFAR, the default) or
-    "imagenet" (DARTS NetworkImageNet: two stride-2 stems, stride 8 before the first cell, for 224 px images;
-    stem_stride must be 1 there, the network says so otherwise).
-    """
-
-    C: int = Field(36, ge=1)
-    layers: int = Field(20, ge=1)
-    stem_stride: int = Field(1, ge=1, le=2)
-    auxiliary: bool = True
-    kind: FinalNetworkKind = "cifar"
-
-
-class RegularizationConfig(_Strict):
-    """Auxiliary-loss weight, drop-path probability (reached linearly by the last epoch), label smoothing."""
-
-    auxiliary_weight: float = Field(0.4, ge=0)
-    drop_path: float = Field(0.2, ge=0, lt=1)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-
-
-class TrainDataConfig(_Strict):
-    """Final-training batches and augmentation (DARTS CIFAR: crop padding 4, flips, cutout 16 px).
-
-    image_size: resize training and test images to this side in px (0 keeps the data's size).
-    on_device, num_workers: as in `SearchDataConfig` (training batches; on the device, the crop, flip and cutout are
-    computed per batch there, with DeVries' cutout: `itnas.data.augment`); num_workers also serves the evaluate
-    stage's test loader.
-
-    Streamed image files (imagefolder, imagenet) are cut ImageNet style instead (`itnas.data.ImageDataset`; DARTS
-    cnn/train_imagenet.py): training images by a random resized crop to image_size (scale 0.08-1) + flip (hflip),
-    crop_padding unused; test images resized to test_resize px on the shorter side (0 = image_size * 256 / 224),
-    then centre cropped to image_size. color_jitter: [brightness, contrast, saturation, hue] of torchvision's
-    ColorJitter on the training images (DARTS ImageNet: [0.4, 0.4, 0.4, 0.2]); None = off; streamed files only.
-    """
-
-    batch_size: int = Field(96, ge=1)
-    image_size: int = Field(0, ge=0)
-    cutout: int = Field(16, ge=0)
-    crop_padding: int = Field(4, ge=0)
-    hflip: bool = True
-    on_device: bool | Literal["auto"] = "auto"
-    num_workers: int | Literal["auto"] = "auto"
-    color_jitter: tuple[float, float, float, float] | None = None
-    test_resize: int = Field(0, ge=0)
-
-    _num_workers = field_validator("num_workers")(_workers)
-
-    @field_validator("color_jitter")
-    @classmethod
-    def _jitter(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
-        if v is not None and (min(v) < 0 or v[3] > 0.5):
-            raise ValueError("color_jitter is [brightness, contrast, saturation, hue], each >= 0 and hue <= 0.5 "
-                             "(torchvision ColorJitter)")
-        return v
-
-    @model_validator(mode="after")
-    def _test_resize_covers_crop(self) -> TrainDataConfig:
-        if self.test_resize and self.test_resize < self.image_size:
-            raise ValueError(f"test_resize={self.test_resize} must be >= image_size={self.image_size}: the test "
-                             f"images are resized to test_resize px, then centre cropped to image_size")
-        return self
-
-
-#: Values of `train.optimizer.schedule` (the learning rate of each epoch, `itnas.engine.epoch_lr`).
-LR_SCHEDULES = ("cosine", "exponential")
-
-
-class TrainSGDConfig(SGDConfig):
-    """`SGDConfig` of the final training: the cosine schedule ends at lr_min = 0 (DARTS CIFAR recipe).
-
-    schedule: cosine (lr -> lr_min over the epochs, PyTorch CosineAnnealingLR; DARTS CIFAR) or exponential (lr *
-    gamma^epoch: the learning rate multiplied by gamma after every epoch, PyTorch StepLR(step_size=1, gamma); DARTS
-    ImageNet, gamma 0.97, Liu et al. 2019 appendix A.2; lr_min unused).
-    """
-
-    lr_min: float = Field(0.0, ge=0)
-    schedule: Literal["cosine", "exponential"] = "cosine"
-    gamma: float = Field(0.97, gt=0, le=1)
-
-
-class TrainConfig(_Strict):
-    """Final training from scratch (DARTS CIFAR recipe, Liu et al. 2019 section 3.3; docs/method.md 4).
-
-    channels_last: train in the channels-last memory format (faster depthwise convolutions on CPU).
-    amp: off | bf16 | fp16: autocast the forward and loss of every training step (fp16 adds a loss scaler and needs
-    CUDA; see `PrecisionConfig` and docs/method.md 2.8). The weights are always float32.
-    tf32, deterministic: the CUDA backend policy, as in `PrecisionConfig` (no effect on a CPU).
-    compile: run the network's training forward through torch.compile, with static shapes: the tail batch shorter
-    than batch_size is dropped every epoch (the drop-path probability is a tensor: no recompilation per epoch).
-    false (default): eager, and the batches of every run without it.
-    """
-
-    epochs: int = Field(600, ge=1)
-    network: NetworkConfig = NetworkConfig()
-    optimizer: TrainSGDConfig = TrainSGDConfig()
-    regularization: RegularizationConfig = RegularizationConfig()
-    data: TrainDataConfig = TrainDataConfig()
-    channels_last: bool = False
-    amp: AmpMode = "off"
-    tf32: bool = False
-    deterministic: bool = False
-    compile: bool = False
-
-    _amp_off = field_validator("amp", mode="before")(_amp_off_from_yaml)
-
-
 class EvalConfig(_Strict):
     """Evaluation batch size (images)."""
 
     batch_size: int = Field(500, ge=1)
+
+
+# ------------------------------------------------------------------------------------------------ distributed
+class DistributedConfig(_Strict):
+    """How many processes run a search or a final training (params block `distributed`).
+
+    nproc_per_node: processes per machine (1 = a plain process; N > 1: the stage relaunches itself under
+    `torchrun --nproc_per_node=N`); nnodes: machines (> 1 needs rdzv_endpoint "host:port" reachable from all of
+    them, torchrun's c10d rendezvous, and the same command started on each); backend: auto (nccl on CUDA, gloo on
+    CPU), gloo or nccl; sync_batchnorm: synchronise batch-norm statistics over ranks (CUDA only), else each rank
+    keeps its own (DDP's default).
+    """
+
+    nproc_per_node: int = Field(1, ge=1)
+    nnodes: int = Field(1, ge=1)
+    rdzv_endpoint: str = ""
+    backend: str = Field("auto", pattern="^(auto|gloo|nccl)$")
+    sync_batchnorm: bool = False
+
+    @property
+    def world_size(self) -> int:
+        """Processes in all: nproc_per_node x nnodes."""
+        return self.nproc_per_node * self.nnodes
+
+    @model_validator(mode="after")
+    def _rendezvous(self) -> DistributedConfig:
+        if self.nnodes > 1 and ":" not in self.rdzv_endpoint:
+            raise ConfigError(f"distributed.nnodes={self.nnodes} needs distributed.rdzv_endpoint 'host:port' "
+                              f"(torchrun's rendezvous, reachable from every node), got {self.rdzv_endpoint!r}")
+        return self
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -440,74 +362,3 @@ def resolve_search_config(cfg: SearchConfig, device: Any) -> SearchConfig:
     if dtype == p.dtype:
         return cfg
     return cfg.model_copy(update={"precision": p.model_copy(update={"dtype": dtype})})
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    """`base` with `override` merged in, key by key and recursively for nested dicts (neither is modified)."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def unknown_keys(model: type[BaseModel], block: object, skip: tuple[str, ...] = ()) -> list[tuple[str, list[str]]]:
-    """(dotted key, the valid keys of its level) of every key of `block` (a params dict, nested) that `model` (a
-    config class) has no field for, recursively through nested config classes; `skip`: top-level fields that do not
-    count as valid (e.g. method and seed, set by the run). [] for a block that is not a dict."""
-    if not isinstance(block, dict):
-        return []
-    fields = [k for k in model.model_fields if k not in skip]
-    out = []
-    for key, value in block.items():
-        field = model.model_fields.get(key) if key in fields else None
-        if field is None:
-            out.append((str(key), fields))
-        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            out += [(f"{key}.{sub}", valid) for sub, valid in unknown_keys(field.annotation, value)]
-    return out
-
-
-def _valid_keys(cls: type[BaseModel], loc: tuple) -> list[str]:
-    """The valid keys at `loc` (a pydantic error location) inside `cls`."""
-    model = cls
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
-            return []
-        model = field.annotation
-    return list(model.model_fields)
-
-
-def parse_config(cls: type[_Strict], data: dict | None, where: str) -> Any:
-    """Validate `data` into `cls`; raise ConfigError naming `where.key`, the bad value and the valid choices."""
-    try:
-        return cls.model_validate(data or {})
-    except ValidationError as err:
-        raise config_error(err, cls, where) from None
-
-
-def config_error(err: ValidationError, cls: type[BaseModel], where: str) -> ConfigError:
-    """The ConfigError of a failed validation of `cls` (at dotted key `where`): one line per error naming the key,
-    the bad value and what is allowed. A validator that raised a ConfigError (a rule with its own complete message,
-    e.g. the cross-block rules of `itnas.params.Params`) keeps that message; alone, it is returned as it is."""
-    raised = [e.get("ctx", {}).get("error") for e in err.errors()]
-    if len(raised) == 1 and isinstance(raised[0], ConfigError):
-        return raised[0]
-    lines = []
-    for e, own in zip(err.errors(), raised, strict=True):
-        key = ".".join([where, *map(str, e["loc"])]) if where else ".".join(map(str, e["loc"]))
-        if isinstance(own, ConfigError):
-            lines += str(own).removeprefix(_HEAD).split("\n  ")
-        elif e["type"] == "extra_forbidden":
-            lines.append(f"{key}: unknown key; valid keys: {', '.join(_valid_keys(cls, e['loc']))}")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{key}={e.get('input')!r}: {msg}" if e["loc"] else f"{key}: {msg}")
-    return ConfigError(_HEAD + "\n  ".join(lines))
-
-
-_HEAD = "invalid parameters:\n  "
-"""How a ConfigError of several problems starts (one problem per indented line follows)."""

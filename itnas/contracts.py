@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from .config import NetworkConfig, SearchConfig
+from .config import SearchConfig
+from .train_config import NetworkConfig
 
 __all__ = ["Contract", "FinalNetworkConfig", "SearchMetrics", "SupernetMeta"]
 

@@ -4,8 +4,8 @@ Conventions (PyTorch DDP; the DARTS-family recipes assume one device, so a run o
 N-times larger global batch):
 
 - every process holds the whole supernet / final network and the whole architecture; each step it takes its own
-  shard of the batch (`shard_indices`: the global batch order of one process, split N ways, so the union of the
-  shards is the 1-process batch of N x batch_size images);
+  shard of the batch (`itnas.data.shards.shard_indices`: the global batch order of one process, split N ways, so
+  the union of the shards is the 1-process batch of N x batch_size images);
 - weight gradients are averaged by `DistributedDataParallel` (all-reduce in backward); architecture gradients,
   which the search takes on the architecture parameters only, are averaged by `all_reduce_mean_`; the optimizers
   then take identical steps, so weights, architecture parameters and optimizer states stay identical on every rank
@@ -27,51 +27,16 @@ the context is the single-process one and nothing here does any communication.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from torch.utils.data import Sampler
 
-__all__ = ["DistContext", "DistributedConfig", "ShardedBatches", "all_gather_objects", "all_reduce_mean_",
-           "all_reduce_sum_", "broadcast_", "broadcast_buffers_", "shard_indices", "wrap_ddp"]
-
-
-class DistributedConfig(BaseModel):
-    """How many processes run a search or a final training (params block `distributed`).
-
-    nproc_per_node: processes per machine (1 = a plain process; N > 1: the stage relaunches itself under
-    `torchrun --nproc_per_node=N`); nnodes: machines (> 1 needs rdzv_endpoint "host:port" reachable from all of
-    them, torchrun's c10d rendezvous, and the same command started on each); backend: auto (nccl on CUDA, gloo on
-    CPU), gloo or nccl; sync_batchnorm: synchronise batch-norm statistics over ranks (CUDA only), else each rank
-    keeps its own (DDP's default).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    nproc_per_node: int = Field(1, ge=1)
-    nnodes: int = Field(1, ge=1)
-    rdzv_endpoint: str = ""
-    backend: str = Field("auto", pattern="^(auto|gloo|nccl)$")
-    sync_batchnorm: bool = False
-
-    @property
-    def world_size(self) -> int:
-        """Processes in all: nproc_per_node x nnodes."""
-        return self.nproc_per_node * self.nnodes
-
-    @model_validator(mode="after")
-    def _rendezvous(self) -> DistributedConfig:
-        if self.nnodes > 1 and ":" not in self.rdzv_endpoint:
-            from .config import ConfigError
-
-            raise ConfigError(f"distributed.nnodes={self.nnodes} needs distributed.rdzv_endpoint 'host:port' "
-                              f"(torchrun's rendezvous, reachable from every node), got {self.rdzv_endpoint!r}")
-        return self
+__all__ = ["DistContext", "all_gather_objects", "all_reduce_mean_", "all_reduce_sum_", "broadcast_",
+           "broadcast_buffers_", "wrap_ddp"]
 
 
 @dataclass(frozen=True)
@@ -163,19 +128,6 @@ def broadcast_(tensors: Iterable[torch.Tensor], ctx: DistContext, src: int = 0) 
         dist.broadcast(t.data, src)
 
 
-def shard_indices(batch: list[int] | torch.Tensor, ctx: DistContext) -> list[int]:
-    """This rank's share of a global batch of sample indices: positions rank, rank + N, ... (N = world_size), so the
-    shards are disjoint, cover the batch, and differ in size by at most one.
-
-    Raises:
-        ValueError: the batch has fewer samples than ranks (a rank would get none).
-    """
-    items = batch.tolist() if isinstance(batch, torch.Tensor) else list(batch)
-    if len(items) < ctx.world_size:
-        raise ValueError(f"a batch of {len(items)} samples cannot be split over {ctx.world_size} processes")
-    return items[ctx.rank::ctx.world_size]
-
-
 def all_reduce_sum_(tensors: Iterable[torch.Tensor], ctx: DistContext) -> None:
     """Replace every tensor by its sum over the ranks, in place (no-op for one process): running loss / accuracy
     sums of an epoch, so that every rank records the epoch's global statistics."""
@@ -224,35 +176,3 @@ def wrap_ddp(module: nn.Module, ctx: DistContext, device: torch.device) -> nn.Mo
             raise ValueError("wrap_ddp: the module itself is a BatchNorm; wrap a network")
     device_ids = [device.index if device.index is not None else ctx.local_rank] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
-
-
-class ShardedBatches(Sampler[list[int]]):
-    """This rank's batches of a data-parallel epoch: one permutation of range(n) drawn from (seed, epoch) (or the
-    order 0..n-1 without shuffle), cut into global batches of world_size x batch_size indices, each split over the
-    ranks by `shard_indices`. Every rank draws the same permutation, so the ranks' shards of one step are disjoint
-    and together are the step's global batch; every rank has the same number of steps.
-
-    The last global batch is kept only when every rank gets at least `min_per_rank` samples (2 for training:
-    batch norm in train mode needs more than one value per channel; 1 otherwise).
-    """
-
-    def __init__(self, n: int, batch_size: int, ctx: DistContext, shuffle: bool, seed: int = 0, epoch: int = 0,
-                 min_per_rank: int = 1):
-        self.n, self.batch_size, self.ctx, self.shuffle = n, batch_size, ctx, shuffle
-        self.seed, self.epoch, self.min_per_rank = seed, epoch, min_per_rank
-        global_batch = batch_size * ctx.world_size
-        full, last = divmod(n, global_batch)
-        self._n_batches = full + (1 if last >= min_per_rank * ctx.world_size else 0)
-
-    def __len__(self) -> int:
-        return self._n_batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed((self.seed * 100_003 + self.epoch) * 31 + 17)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        global_batch = self.batch_size * self.ctx.world_size
-        for k in range(self._n_batches):
-            yield shard_indices(order[k * global_batch:(k + 1) * global_batch], self.ctx)

@@ -30,23 +30,20 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from .arch import list_methods
 from .config import (
     ConfigError,
     DataConfig,
     DeriveConfig,
+    DistributedConfig,
     EvalConfig,
     SearchConfig,
-    TrainConfig,
-    config_error,
-    deep_merge,
-    parse_config,
     resolve_search_config,
-    unknown_keys,
 )
+from .config_parse import config_error, deep_merge, parse_config, unknown_keys
 from .data import dataset_num_classes, num_batches
-from .distributed import DistributedConfig
 from .evaluators import EvaluatorKind, evaluator_kind, list_evaluators
+from .methods import list_methods
+from .train_config import TrainConfig
 
 __all__ = ["BENCHMARK_KEYS", "RUN_LISTS", "TOP_KEYS", "BenchmarkParams", "Chain", "Params", "RunsParams",
            "load_params", "resolve_device"]

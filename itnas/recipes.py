@@ -136,7 +136,8 @@ def unsupported_keys(name: str) -> list[str]:
     Raises:
         KeyError: unknown recipe name.
     """
-    from .config import TrainConfig, unknown_keys
+    from .config_parse import unknown_keys
+    from .train_config import TrainConfig
 
     recipe = get_recipe(name)
     recipe.pop("source")

@@ -17,16 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DEFAULT_DIRICHLET_ANCHOR", "DEFAULT_DIRICHLET_KL", "DEFAULT_TAU_MAX", "DEFAULT_TAU_MIN", "SAMPLERS",
-           "ArchSampler", "dirichlet_kl", "dirichlet_rsample", "gumbel_softmax_st", "gumbel_tau"]
+from .methods import DEFAULT_TAU_MAX, DEFAULT_TAU_MIN
 
-#: GDAS temperature schedule (docs/method.md 2.12): linear from tau_max at the first epoch to tau_min at the last
-#: (xautodl's GDAS NAS-Bench-201 setting, Dong & Yang 2019 / 2020).
-DEFAULT_TAU_MAX, DEFAULT_TAU_MIN = 10.0, 0.1
-#: DrNAS regulariser (docs/method.md 2.12): coefficient of KL(Dir(beta) || Dir(anchor * 1)) and the anchor
-#: concentration (the public DrNAS code: `--reg_scale 1e-3`, anchor `Dirichlet(ones)`).
-DEFAULT_DIRICHLET_KL, DEFAULT_DIRICHLET_ANCHOR = 1e-3, 1.0
-SAMPLERS = ("gumbel", "dirichlet")
+__all__ = ["ArchSampler", "dirichlet_kl", "dirichlet_rsample", "gumbel_softmax_st", "gumbel_tau"]
 
 
 @dataclass

@@ -49,8 +49,9 @@ from torch.utils.data import DataLoader
 
 from .config import SearchConfig, resolve_dtype, resolve_search_config
 from .data import DeviceDataset, loader_options
+from .data.shards import shard_indices
 from .derive import derive_with_margins, margin_summary
-from .distributed import DistContext, all_reduce_mean_, broadcast_, broadcast_buffers_, shard_indices, wrap_ddp
+from .distributed import DistContext, all_reduce_mean_, broadcast_, broadcast_buffers_, wrap_ddp
 from .engine import (
     Precision,
     RunningMetrics,

@@ -26,11 +26,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .arch import DEFAULT_TRANSITION_GAMMA, DEFAULT_TRANSITION_INIT, Architecture, ArchState
+from .arch import Architecture, ArchState
 from .fused import FusedCell
 from .macro import darts_stack
+from .methods import (
+    DEFAULT_DIRICHLET_ANCHOR,
+    DEFAULT_DIRICHLET_KL,
+    DEFAULT_TRANSITION_GAMMA,
+    DEFAULT_TRANSITION_INIT,
+)
 from .ops import FactorizedReduce, ReLUConvBN, conv_bn_channels_last, create_op
-from .samplers import DEFAULT_DIRICHLET_ANCHOR, DEFAULT_DIRICHLET_KL, ArchSampler
+from .samplers import ArchSampler
 from .spaces import SearchSpace
 
 __all__ = ["SEARCH_NETWORKS", "MixedOp", "NB201SearchNetwork", "PoolBN", "SearchCell", "SearchModel", "SearchNetwork",

@@ -25,7 +25,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import TrainConfig
 from .data import loader_options
 from .distributed import DistContext, broadcast_buffers_, wrap_ddp
 from .engine import (
@@ -40,6 +39,7 @@ from .engine import (
     run_epochs,
 )
 from .identity import run_identity
+from .train_config import TrainConfig
 
 __all__ = ["FinalTrainTask", "cosine_lr", "final_lr", "final_train_step", "make_final_optimizer", "train_final",
            "train_precision"]

@@ -45,14 +45,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from itnas.arch import BASES, ArchState
-from itnas.config import SearchConfig, TrainConfig, parse_config
+from itnas.arch import ArchState
+from itnas.config import SearchConfig
+from itnas.config_parse import parse_config
 from itnas.engine import compile_forward
 from itnas.genotype import PUBLISHED_GENOTYPES, Genotype
+from itnas.methods import BASES
 from itnas.networks import count_parameters, create_final_network
 from itnas.opcount import count_ops
 from itnas.search import arch_step, build_search_model, make_search_optimizers, search_precision, weight_step
 from itnas.train import final_train_step, make_final_optimizer, train_precision
+from itnas.train_config import TrainConfig
 
 from .bench_timing import RATIO_TARGET_MAX, Measures, search_times, step_ratios, time_ms, time_rounds
 from .side_worker import RESULT_PREFIX
@@ -71,7 +74,7 @@ class SearchBenchSpec:
     """One search configuration: a (method, base) supernet and its input size.
 
     Attributes:
-        method, base: see `itnas.arch.list_methods()` and `itnas.arch.BASES`.
+        method, base: see `itnas.methods.list_methods()` and `itnas.methods.BASES`.
         C: initial channels. layers: cells. partial_k: PC-DARTS K (pcdarts base only). space: search space.
         batch_size (B), image_size (H = W, px), in_channels, num_classes: of the random inputs.
         order: "first" or "second" (unrolled) architecture step.

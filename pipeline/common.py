@@ -21,7 +21,8 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from itnas.data import num_batches
-from itnas.distributed import DistContext, ShardedBatches
+from itnas.data.shards import ShardedBatches
+from itnas.distributed import DistContext
 from itnas.errors import ItnasError
 from itnas.identity import identity_diff, run_identity
 from itnas.params import Chain, Params

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from itnas.arch import Architecture, create_architecture, get_method, list_methods
+from itnas.arch import Architecture, create_architecture
+from itnas.methods import get_method, list_methods
 from itnas.spaces import create_space, list_spaces
 
 METHODS = list_methods()

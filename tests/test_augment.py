@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from tiny_project import image_split, itnas, tiny_params, write_params
 
-from itnas.config import ConfigError, SearchConfig, SearchDataConfig, TrainConfig, TrainDataConfig, parse_config
+from itnas.config import ConfigError, SearchConfig, SearchDataConfig
+from itnas.config_parse import parse_config
 from itnas.data import (
     ImageDataset,
     ImageFiles,
@@ -30,6 +31,7 @@ from itnas.genotype import PUBLISHED_GENOTYPES
 from itnas.networks import create_final_network
 from itnas.search import even_batches, run_search
 from itnas.train import train_final
+from itnas.train_config import TrainConfig, TrainDataConfig
 
 MEAN, STD = [0.5], [0.25]
 

@@ -20,8 +20,9 @@ import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
-from itnas.config import SearchConfig, TrainConfig
+from itnas.config import SearchConfig
 from itnas.genotype import PUBLISHED_GENOTYPES
+from itnas.train_config import TrainConfig
 from itnas_bench.bench import _table
 from itnas_bench.bench_timing import search_times, step_ratios, time_ms, time_rounds
 from itnas_bench.benchmark import (

@@ -21,13 +21,15 @@ from torch._dynamo.utils import counters
 import itnas.search
 import itnas.train
 from itnas.checkpoint import load_checkpoint, save_checkpoint
-from itnas.config import SearchConfig, TrainConfig, deep_merge
+from itnas.config import SearchConfig
+from itnas.config_parse import deep_merge
 from itnas.data import make_loader
 from itnas.engine import compile_forward, full_batches
 from itnas.genotype import PUBLISHED_GENOTYPES
 from itnas.networks import create_final_network, drop_path
 from itnas.search import SearchTask, build_search_model, even_batches, make_search_optimizers, run_search, weight_step
 from itnas.train import FinalTrainTask, train_final
+from itnas.train_config import TrainConfig
 
 
 def _search_cfg(method: str = "itnas", **blocks) -> SearchConfig:

@@ -9,21 +9,12 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from itnas.arch import list_methods
 from itnas.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from itnas.config import (
-    ConfigError,
-    DataConfig,
-    DeriveConfig,
-    EvalConfig,
-    RegularizationConfig,
-    SearchConfig,
-    SupernetConfig,
-    TrainConfig,
-    deep_merge,
-    parse_config,
-)
+from itnas.config import ConfigError, DataConfig, DeriveConfig, EvalConfig, SearchConfig, SupernetConfig
+from itnas.config_parse import deep_merge, parse_config
+from itnas.methods import list_methods
 from itnas.spaces import list_spaces
+from itnas.train_config import RegularizationConfig, TrainConfig
 
 
 def _valid_keys_listed(msg: str, key: str) -> list[str]:

@@ -18,9 +18,11 @@ import torch.nn.functional as F
 from tiny_project import ROOT, CountingDataset, tiny_params, write_params
 from tiny_project import image_split as _split
 
-from itnas.config import SearchConfig, TrainConfig, deep_merge
+from itnas.config import SearchConfig
+from itnas.config_parse import deep_merge
 from itnas.data import ImageDataset, make_loader
-from itnas.distributed import DistContext, ShardedBatches, shard_indices
+from itnas.data.shards import ShardedBatches, shard_indices
+from itnas.distributed import DistContext
 from itnas.engine import NonFiniteError, run_epochs
 from itnas.genotype import PUBLISHED_GENOTYPES, Genotype
 from itnas.networks import create_final_network
@@ -34,6 +36,7 @@ from itnas.search import (
     weight_step,
 )
 from itnas.train import train_final
+from itnas.train_config import TrainConfig
 from tests.test_distributed import spawn
 
 N_TRAIN, N_VAL = 40, 36

@@ -13,8 +13,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from tiny_project import tiny_params
 
-from itnas.config import ConfigError
-from itnas.distributed import DistContext, DistributedConfig, all_reduce_mean_, broadcast_, shard_indices
+from itnas.config import ConfigError, DistributedConfig
+from itnas.data.shards import shard_indices
+from itnas.distributed import DistContext, all_reduce_mean_, broadcast_
 from itnas.params import Params
 from pipeline.common import torchrun_command
 

@@ -10,13 +10,12 @@ import shutil
 
 import pytest
 import yaml
+from test_pipeline_e2e import ROOT, _run, tiny_params
 
 from itnas.evaluators.nb201 import NB201Metrics
 from itnas.genotype import Genotype
 from itnas.nb201 import NB201_METRICS, load_nb201_table
 from pipeline.paths import run_record
-
-from test_pipeline_e2e import ROOT, _run, tiny_params
 
 pytestmark = pytest.mark.slow
 

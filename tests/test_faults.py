@@ -18,7 +18,8 @@ from tiny_project import image_split as _split
 from tiny_project import itnas, one_line_error, tiny_params, write_params
 
 from itnas.checkpoint import load_checkpoint
-from itnas.config import ConfigError, SearchConfig, TrainConfig, deep_merge
+from itnas.config import ConfigError, SearchConfig
+from itnas.config_parse import deep_merge
 from itnas.data import ImageDataset, make_loader, num_batches
 from itnas.engine import NonFiniteError
 from itnas.genotype import PUBLISHED_GENOTYPES
@@ -26,6 +27,7 @@ from itnas.networks import create_final_network
 from itnas.params import load_params
 from itnas.search import run_search
 from itnas.train import train_final
+from itnas.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

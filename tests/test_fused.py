@@ -13,9 +13,10 @@ import torch.nn.functional as F
 
 import itnas.fused
 import itnas.ops
-from itnas.arch import ArchState, list_methods
+from itnas.arch import ArchState
 from itnas.config import SearchConfig
 from itnas.fused import FusedCell, plan_waves
+from itnas.methods import list_methods
 from itnas.opcount import count_ops
 from itnas.samplers import ArchSampler
 from itnas.search import arch_step, build_search_model, make_search_optimizers, unrolled_arch_grads, weight_step

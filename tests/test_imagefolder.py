@@ -23,11 +23,11 @@ import pytest
 import torch
 from tiny_project import itnas, one_line_error, tiny_params, write_params
 
-from itnas.config import TrainConfig
 from itnas.data import DataError, create_dataset, list_datasets
 from itnas.evaluators import train as train_evaluator
 from itnas.evaluators.train import TrainMetrics
 from itnas.train import final_lr
+from itnas.train_config import TrainConfig
 from pipeline.paths import run_record
 
 SIZES = [(40, 30), (50, 60), (33, 47), (64, 20)]  # (width, height): any size, any mode
@@ -112,8 +112,10 @@ def test_unreadable_image_is_named_by_its_path(tmp_path):
 def test_network_kinds_of_the_config_are_those_of_the_networks():
     from typing import get_args
 
-    from itnas.config import ConfigError, FinalNetworkKind, parse_config
+    from itnas.config import ConfigError
+    from itnas.config_parse import parse_config
     from itnas.networks import list_final_network_kinds
+    from itnas.train_config import FinalNetworkKind
 
     assert list(get_args(FinalNetworkKind)) == list_final_network_kinds()
     with pytest.raises(ConfigError, match=r"train.network.kind='mobile': Input should be 'cifar' or 'imagenet'"):

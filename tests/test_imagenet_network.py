@@ -144,8 +144,8 @@ def test_final_network_from_config_reads_the_kind():
 def test_final_network_from_real_config_is_cifar():
     """With the project's own FinalNetworkConfig (whether or not NetworkConfig has a `kind` field yet, its default
     is the CIFAR network)."""
-    from itnas.config import NetworkConfig
     from itnas.contracts import FinalNetworkConfig
+    from itnas.train_config import NetworkConfig
 
     config = FinalNetworkConfig(genotype=DARTS_V2.to_dict(), network=NetworkConfig(C=4, layers=3), num_classes=3,
                                 in_channels=1, image_size=8, mean=[0.5], std=[0.25])

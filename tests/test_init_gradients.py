@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
-from itnas.arch import BASES, get_method, list_methods
 from itnas.config import SearchConfig
+from itnas.methods import BASES, get_method, list_methods
 from itnas.search import build_search_model
 
 ADAM_EPS = 1e-8

@@ -12,11 +12,12 @@ import pytest
 from tiny_project import ROOT, itnas, one_line_error, tiny_params, write_params
 
 import pipeline.search
-from itnas.config import ConfigError, DataConfig, SearchConfig, TrainConfig
+from itnas.config import ConfigError, DataConfig, SearchConfig
 from itnas.errors import ItnasError, MissingOutputError, UnknownNameError
 from itnas.evaluators import list_evaluators
 from itnas.identity import identity_diff, run_identity
 from itnas.params import Params
+from itnas.train_config import TrainConfig
 
 # ------------------------------------------------------------------------------------------------ the params model
 

@@ -17,22 +17,15 @@ import torch.nn.functional as F
 import yaml
 from tiny_project import image_split as _split
 
-from itnas.config import (
-    ConfigError,
-    PrecisionConfig,
-    PrecisionWarning,
-    SearchConfig,
-    TrainConfig,
-    deep_merge,
-    parse_config,
-    resolve_dtype,
-)
+from itnas.config import ConfigError, PrecisionConfig, PrecisionWarning, SearchConfig, resolve_dtype
+from itnas.config_parse import deep_merge, parse_config
 from itnas.data import ImageDataset, make_loader
 from itnas.engine import Precision, RunningMetrics, cuda_backend_flags, restore_cuda_backends, run_epochs
 from itnas.genotype import PUBLISHED_GENOTYPES
 from itnas.networks import create_final_network
 from itnas.search import SearchTask, arch_step, build_search_model, make_search_optimizers, run_search, weight_step
 from itnas.train import final_train_step, make_final_optimizer, train_final
+from itnas.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,10 +14,12 @@ import pytest
 import torch
 import yaml
 
-from itnas.config import ConfigError, TrainConfig, parse_config
+from itnas.config import ConfigError
+from itnas.config_parse import parse_config
 from itnas.genotype import PUBLISHED_GENOTYPES
 from itnas.networks import FinalNetwork, FinalNetworkImageNet, count_parameters, create_final_network
 from itnas.recipes import NEEDS_CONFIG_SUPPORT, RECIPES, get_recipe, list_recipes, unsupported_keys
+from itnas.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DESIGN_CANDIDATES = (ROOT.parent / "shared" / "DESIGN.md", ROOT / "shared" / "DESIGN.md")

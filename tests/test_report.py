@@ -21,11 +21,12 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from itnas.arch import Architecture, get_method, list_methods
+from itnas.arch import Architecture
 from itnas.config import ConfigError, SearchConfig
 from itnas.derive import derive_genotype, derive_with_margins, margin_summary
 from itnas.evaluators.nb201 import nb201_cell
 from itnas.genotype import PUBLISHED_GENOTYPES, Genotype
+from itnas.methods import get_method, list_methods
 from itnas.records import transition_records
 from itnas.report import (
     BenchmarkInfo,
@@ -467,8 +468,8 @@ def test_nb201_pair_table_states_interval_rank_test_and_reading(nb_runs):
 
 
 def test_nb201_trajectory_figure_has_the_means_bands_and_reference_lines(nb_runs):
-    from itnas.evaluators.registry import get_evaluator
     from itnas.evaluators.nb201 import published_nb201
+    from itnas.evaluators.registry import get_evaluator
 
     figures = get_evaluator("nb201").figures(nb_runs)
     assert [h for h, _ in figures] == ["NAS-Bench-201 look-up per method", "NAS-Bench-201 search trajectories per "

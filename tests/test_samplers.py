@@ -13,9 +13,8 @@ import torch.nn.functional as F
 from torch.distributions import Dirichlet, kl_divergence
 
 from itnas.arch import Architecture
+from itnas.methods import DEFAULT_TAU_MAX, DEFAULT_TAU_MIN
 from itnas.samplers import (
-    DEFAULT_TAU_MAX,
-    DEFAULT_TAU_MIN,
     ArchSampler,
     dirichlet_kl,
     dirichlet_rsample,

@@ -10,7 +10,8 @@ import torch
 from tiny_project import CountingDataset
 
 from itnas.checkpoint import CheckpointError, CheckpointMismatch, load_checkpoint
-from itnas.config import SearchConfig, deep_merge, resolve_search_config
+from itnas.config import SearchConfig, resolve_search_config
+from itnas.config_parse import deep_merge
 from itnas.data import (
     DataError,
     ImageDataset,

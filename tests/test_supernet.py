@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from itnas.arch import list_methods
+from itnas.methods import list_methods
 from itnas.ops import create_op, list_ops
 from itnas.spaces import DARTS_OPS, create_space, list_spaces
 from itnas.supernet import MixedOp, SearchModel, channel_shuffle, create_search_model

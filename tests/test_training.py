@@ -6,12 +6,14 @@ import pytest
 import torch
 from tiny_project import image_split as _split
 
-from itnas.config import ConfigError, TrainConfig, parse_config
+from itnas.config import ConfigError
+from itnas.config_parse import parse_config
 from itnas.contracts import FinalNetworkConfig
 from itnas.data import ImageDataset
 from itnas.genotype import PUBLISHED_GENOTYPES
 from itnas.networks import count_multiply_adds, count_parameters, create_final_network, final_network_from_config
 from itnas.train import train_final
+from itnas.train_config import TrainConfig
 
 
 def _cfg(drop_path: float = 0.1, stem_stride: int = 1, channels_last: bool = False) -> TrainConfig:

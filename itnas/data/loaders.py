@@ -10,13 +10,18 @@ order, and `loader_options` gives the DataLoader's workers and pinned memory (`d
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..distributed import DistContext, ShardedBatches
 from .augment import DeviceDataset, fits_on_device, split_bytes
 from .containers import ImageFiles, ImageSplit
 from .samples import ImageDataset
+from .shards import ShardedBatches
+
+if TYPE_CHECKING:  # annotations only
+    from ..distributed import DistContext
 
 __all__ = ["CUDA_NUM_WORKERS", "loader_options", "make_dataset", "make_loader", "num_batches", "resolve_on_device"]
 
@@ -46,7 +51,7 @@ def make_loader(dataset: Dataset | DeviceDataset, batch_size: int, shuffle: bool
     the batches still depend only on (seed, epoch, num_workers).
 
     `shard` (a `DistContext` of several processes): this rank's share of data-parallel batches
-    (`itnas.distributed.ShardedBatches`: global batches of world_size x batch_size from one (seed, epoch)
+    (`itnas.data.shards.ShardedBatches`: global batches of world_size x batch_size from one (seed, epoch)
     permutation, split over the ranks; `drop_single` keeps the last global batch only when every rank gets at least
     2 samples); `batch_size` is then per process and `sampler` and `drop_last` must be left unset.
 

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from ..arch import get_method, list_methods
+from ..methods import get_method, list_methods
 from ..spaces import SearchSpace, create_space
 from .runs import RunResult
 from .tables import CELL_TITLES, OP_ABBREVIATIONS
