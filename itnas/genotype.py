@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ItnasError, MissingOutputError
-from .ops import PARAMETER_FREE_OPS
-from .spaces import SearchSpace, create_space
+from .spaces import PARAMETER_FREE_OPS, SearchSpace, create_space
 
 __all__ = ["DERIVE_MODES", "Genotype", "GenotypeError", "PUBLISHED_GENOTYPES"]
 

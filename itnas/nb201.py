@@ -43,6 +43,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
 
+from . import assets
 from .errors import ItnasError, MissingOutputError
 from .genotype import Genotype, GenotypeError
 from .spaces import NB201_OPS
@@ -89,7 +90,7 @@ class NB201TableError(ItnasError, ValueError):
 
 def shipped_table_path() -> Traversable:
     """The table shipped inside the package (``itnas/assets/nb201_results.csv.gz``)."""
-    return resources.files(__package__) / "assets" / _FILE_NAME
+    return resources.files(assets) / _FILE_NAME
 
 
 class NB201Table:

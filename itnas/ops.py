@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from .errors import UnknownNameError
 
 __all__ = [
-    "PARAMETER_FREE_OPS",
     "AvgPool3x3",
     "DilConv",
     "FactorizedReduce",
@@ -211,10 +210,6 @@ _OPS: dict[str, OpFactory] = {
     "nor_conv_3x3": lambda C, s, affine, trs: ReLUConvBN(C, C, 3, s, 1, affine, trs),
     "noise": lambda C, s, affine, trs: NoiseOp(s),
 }
-
-#: Ops without weights; their count in the normal cell is the collapse indicator (docs/method.md 2.6).
-PARAMETER_FREE_OPS = frozenset({"none", "avg_pool_3x3", "max_pool_3x3", "skip_connect", "noise"})
-
 
 def list_ops() -> list[str]:
     """Names of all registered ops, sorted."""

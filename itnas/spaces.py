@@ -19,13 +19,16 @@ from functools import cached_property
 
 from .errors import UnknownNameError
 
-__all__ = ["CELL_TYPES", "SearchSpace", "create_space", "list_spaces"]
+__all__ = ["CELL_TYPES", "PARAMETER_FREE_OPS", "SearchSpace", "create_space", "list_spaces"]
 
 CELL_TYPES = ("normal", "reduce")
 
 DARTS_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
              "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+#: Ops without weights (names of `itnas.ops`; here, with the op sets, so that the genotype does not import the op
+#: modules); their count in the normal cell is the collapse indicator (docs/method.md 2.6).
+PARAMETER_FREE_OPS = frozenset({"none", "avg_pool_3x3", "max_pool_3x3", "skip_connect", "noise"})
 
 
 @dataclass(frozen=True)

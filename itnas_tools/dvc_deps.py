@@ -12,15 +12,16 @@ where the closure (`import_closure`) follows, with `ast` only (nothing is import
 module (inside functions too: the stage commands import lazily). Importing ``a.b.c`` runs ``a/__init__.py``
 and ``a/b/__init__.py`` first, so package ``__init__.py`` files are part of the closure. Only files of the
 repository packages (`PACKAGES`: ``itnas/``, ``itnas_bench/``, ``itnas_tools/``, ``pipeline/``) are followed;
-third-party imports are not. (This module is one of them: ``pipeline.common.code_identity`` imports it at run
-time, so it is a code dep of the stages that checkpoint.)
+third-party imports are not. (No stage imports this module: a checkpoint's code identity hashes the code deps
+that dvc.yaml lists, `pipeline.common.code_identity`, so editing a tool reruns nothing.)
 
 Package data travels with its package: `stage_closure` adds the non-Python files of every imported package's
 folder (``itnas/report/published.json``, read with ``importlib.resources``), recursing into sub-folders that are
 not packages themselves.
 
-The closure over-approximates what runs (an import inside a function that a stage never calls still counts,
-``if TYPE_CHECKING:`` imports count): an extra dependency costs a rerun, a missing one a stale result.
+The closure over-approximates what runs (an import inside a function that a stage never calls still counts): an
+extra dependency costs a rerun, a missing one a stale result. Imports under ``if TYPE_CHECKING:`` do not count: they
+never run (annotations only).
 Other reads (files outside the packages, opened at run time) and dynamic imports (``importlib.import_module``,
 ``__import__``) are not seen: such files are the stage's ordinary deps, and the library has no dynamic imports.
 
@@ -84,10 +85,22 @@ def _with_parents(name: str) -> Iterator[str]:
         yield ".".join(parts[:k])
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    """``TYPE_CHECKING`` or ``typing.TYPE_CHECKING``: a condition that is False whenever the code runs."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def _walk(node: ast.AST, lazy: bool) -> Iterator[ast.AST]:
-    """Every node under `node`; without `lazy`, not the bodies of functions (what runs at import time)."""
+    """Every node under `node`; without `lazy`, not the bodies of functions (what runs at import time); never the
+    body of an ``if TYPE_CHECKING:`` (annotations only: it never runs), only its ``else``."""
     for child in ast.iter_child_nodes(node):
         if not lazy and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(child, ast.If) and _is_type_checking(child.test):
+            for sub in child.orelse:
+                yield sub
+                yield from _walk(sub, lazy)
             continue
         yield child
         yield from _walk(child, lazy)

@@ -1,5 +1,7 @@
-"""What every stage shares: the torchrun relaunch and process group, checkpoint identities with the code hashes,
-progress bars, JSON/CSV writing. The params model and its rules are `itnas.params`; identities `itnas.identity`."""
+"""What every stage shares: the torchrun relaunch, checkpoint identities with the code hashes, progress bars, JSON
+writing. The params model and its rules are `itnas.params`; identities `itnas.identity`; the process group of the
+data-parallel stages `pipeline.parallel` (imported by search and train only, so that the other stages do not depend
+on the data-parallel engine)."""
 
 from __future__ import annotations
 
@@ -15,14 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from itnas.data import num_batches
-from itnas.data.shards import ShardedBatches
-from itnas.distributed import DistContext
+from itnas.config import ConfigError
 from itnas.errors import ItnasError
 from itnas.identity import identity_diff, run_identity
 from itnas.params import Chain, Params
@@ -100,19 +99,52 @@ def report_rank_error(message: str) -> bool:
     return True
 
 
-def code_identity(stage_cmd: str) -> dict[str, str]:
-    """{file: SHA-256 (16 hex chars)} of every repository file that `stage_cmd` (e.g. "itnas search itnas 0") runs:
-    its import closure (`itnas_tools.dvc_deps.stage_closure`, the files dvc.yaml lists as the stage's code deps).
-    Part of a checkpoint's identity, so that a checkpoint of other code is not resumed. Without a source checkout (no
-    pyproject.toml), every file of the two packages is hashed."""
-    from itnas_tools.dvc_deps import REPO_ROOT, DepsError, stage_closure
+CODE_ROOT = Path(__file__).resolve().parents[1]
+"""The source checkout that holds this package (and, in a checkout, dvc.yaml)."""
 
+
+def code_identity(stage_cmd: str, root: Path = CODE_ROOT) -> dict[str, str]:
+    """{file: SHA-256 (16 hex chars)} of every code file that `stage_cmd` (e.g. "itnas search fmnist itnas 0") runs:
+    the code deps that `root`/dvc.yaml lists for the stages whose command runs the same `itnas` subcommand (deps in a
+    folder holding an __init__.py, i.e. a Python package; folders expanded to their files, byte-code aside). Those
+    lists are generated from the imports and checked by `itnas_tools.dvc_deps`, which is not imported here: a dev
+    tool is no part of any stage's code. Part of a checkpoint's identity, so that a checkpoint of other code is not
+    resumed. Without dvc.yaml or a stage of that command (an installed package), every .py file of itnas/ and
+    pipeline/ is hashed.
+
+    Raises:
+        ConfigError: dvc.yaml is not valid YAML.
+    """
+    files = _stage_code_files(stage_cmd.split()[:2], root)
+    if not files:
+        files = {p for pkg in ("itnas", "pipeline") for p in (root / pkg).rglob("*.py") if "__pycache__" not in p.parts}
+    return {f.relative_to(root).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in sorted(files)}
+
+
+def _stage_code_files(command: list[str], root: Path) -> set[Path]:
+    """The code files that root/dvc.yaml lists as deps of the stages whose `cmd` starts with `command` (e.g. ["itnas",
+    "search"]); empty without dvc.yaml or such a stage."""
+    import yaml
+
+    dvc_file = root / "dvc.yaml"
+    if not dvc_file.is_file():
+        return set()
     try:
-        files = sorted(stage_closure(stage_cmd, REPO_ROOT))
-    except (DepsError, OSError):
-        files = sorted(p.relative_to(REPO_ROOT) for pkg in ("itnas", "pipeline")
-                       for p in (REPO_ROOT / pkg).rglob("*.py") if "__pycache__" not in p.parts)
-    return {f.as_posix(): hashlib.sha256((REPO_ROOT / f).read_bytes()).hexdigest()[:16] for f in files}
+        dvc = yaml.safe_load(dvc_file.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{dvc_file} is not valid YAML: {err}") from None
+    files: set[Path] = set()
+    for body in (dvc.get("stages") or {}).values():
+        body = body.get("do", body) if isinstance(body, dict) else {}
+        if not isinstance(body.get("cmd"), str) or body["cmd"].split()[:len(command)] != command:
+            continue
+        for dep in body.get("deps") or []:
+            path = root / (next(iter(dep)) if isinstance(dep, dict) else str(dep))
+            if not (root / path.relative_to(root).parts[0] / "__init__.py").is_file():
+                continue  # data, runs, params: not code
+            files |= ({f for f in path.rglob("*") if f.is_file() and "__pycache__" not in f.parts
+                       and f.suffix not in (".pyc", ".pyo")} if path.is_dir() else {path} if path.is_file() else set())
+    return files
 
 
 STAGE_COMMANDS = {"search": "search", "train": "train"}
@@ -128,39 +160,6 @@ def chain_identity(params: Params, kind: str, chain: Chain, **known) -> dict:
     cfg, seed = (chain.search, None) if kind == "search" else (chain.train, chain.seed)
     code = code_identity(f"itnas {STAGE_COMMANDS[kind]} {chain.benchmark} {chain.method} {chain.seed}")
     return run_identity(cfg, seed=seed, world_size=d.world_size, sync_batchnorm=d.sync_batchnorm, code=code, **known)
-
-
-@contextmanager
-def distributed_run(params: Params) -> Iterator[tuple[DistContext, torch.device]]:
-    """(this process's `DistContext`, its device) for a stage that can run data-parallel: under torchrun, the
-    process group is initialised (backend `distributed.backend`; CUDA: one device per local rank) and destroyed on
-    exit; a plain process gets the single-process context and the `device` param's device.
-
-    Raises:
-        ConfigError: a bad `distributed` or `device` param.
-    """
-    cfg = params.distributed
-    ctx = DistContext.from_env(cfg.sync_batchnorm)
-    device = ctx.device(params.torch_device())
-    ctx.init(device, cfg.backend)
-    try:
-        yield ctx, device
-    finally:
-        ctx.close()
-
-
-def steps_per_epoch(n: int, batch_size: int, ctx: DistContext) -> int:
-    """Training steps of one epoch over n samples at `batch_size` per process (the training loaders drop a last
-    batch that would leave a process a single sample; with several processes, one that leaves any process fewer
-    than 2), for progress bars."""
-    if ctx.enabled:
-        return len(ShardedBatches(n, batch_size, ctx, shuffle=False, min_per_rank=2))
-    return num_batches(n, batch_size, drop_single=True)
-
-
-def rank_zero(ctx: DistContext):
-    """`console.print` on rank 0, a function that prints nothing on the other ranks."""
-    return console.print if ctx.is_main else (lambda *args, **kwargs: None)
 
 
 def checkpoint_for(path: Path, config: dict) -> None:

@@ -13,15 +13,8 @@ from itnas.params import Chain, Params, load_params
 from itnas.run import RunRecord
 from itnas.search import run_search
 
-from .common import (
-    chain_identity,
-    checkpoint_for,
-    console,
-    distributed_run,
-    epoch_progress,
-    rank_zero,
-    steps_per_epoch,
-)
+from .common import chain_identity, checkpoint_for, console, epoch_progress
+from .parallel import distributed_run, rank_zero, steps_per_epoch
 from .paths import checkpoint, prepared_dirs, run_record
 
 CURVE_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "collapse_count", "time_s"]

@@ -15,15 +15,8 @@ from itnas.params import load_params
 from itnas.run import TrainedNetwork
 from itnas.train import train_final
 
-from .common import (
-    chain_identity,
-    checkpoint_for,
-    console,
-    distributed_run,
-    epoch_progress,
-    rank_zero,
-    steps_per_epoch,
-)
+from .common import chain_identity, checkpoint_for, console, epoch_progress
+from .parallel import distributed_run, rank_zero, steps_per_epoch
 from .paths import checkpoint, prepared_dirs, run_record
 
 CURVE_COLUMNS = ["epoch", "lr", "drop_path_prob", "train_loss", "train_acc", "time_s"]

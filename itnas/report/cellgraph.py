@@ -23,8 +23,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..genotype import Genotype
-from ..ops import PARAMETER_FREE_OPS
-from ..spaces import SearchSpace, create_space
+from ..spaces import PARAMETER_FREE_OPS, SearchSpace, create_space
 from .tables import CELL_TITLES, OP_ABBREVIATIONS
 
 __all__ = ["CELL_WIDTH_PX", "FIG_HEIGHT_PX", "LABEL_FONT_PX", "LABEL_GAP_PX", "boxes_overlap", "genotype_figure",
