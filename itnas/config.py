@@ -277,6 +277,15 @@ class SearchConfig(_Strict):
         return get_method(self.method).default_base if b == "auto" else b
 
     @model_validator(mode="after")
+    def _compile_static_sample(self) -> SearchConfig:
+        if self.compile and get_method(self.method).sampler == "gumbel":
+            raise ConfigError(f"compile=true with method {self.method!r}: its Gumbel-softmax sample (the op chosen on "
+                              f"every edge) is a Python value of the compiled forward, so torch.compile would compile "
+                              f"again for every new sample; set compile: false for {self.method} (search.compile or "
+                              f"methods.{self.method}.compile)")
+        return self
+
+    @model_validator(mode="after")
     def _partial_channels(self) -> SearchConfig:
         s = self.supernet
         if get_base(self.base).partial_channels and s.C % s.partial_k:

@@ -39,30 +39,22 @@ from .config import (
     SearchConfig,
     resolve_search_config,
 )
-from .config_parse import config_error, deep_merge, parse_config, unknown_keys
-from .data import dataset_num_classes, num_batches
+from .config_parse import config_error, deep_merge, parse_config
+from .data import dataset_num_classes, dataset_streamed, list_datasets, num_batches
 from .evaluators import EvaluatorKind, evaluator_kind, list_evaluators
-from .methods import list_methods
+from .methods import get_method, list_methods
+from .params_blocks import (
+    RUN_LISTS,
+    TOP_KEYS,
+    benchmark_block,
+    check_keys,
+    did_you_mean,
+    recipe_block,
+    runs_block,
+)
 from .train_config import TrainConfig
 
-__all__ = ["BENCHMARK_KEYS", "RUN_LISTS", "TOP_KEYS", "BenchmarkParams", "Chain", "Params", "RunsParams",
-           "load_params", "resolve_device"]
-
-TOP_KEYS = ("device", "data", "runs", "benchmarks", "search", "methods", "derive", "train", "evaluate",
-            "distributed")
-#: Keys of a `benchmarks.<name>` block; data / search / train are overrides deep-merged over the top-level blocks.
-BENCHMARK_KEYS = ("label", "evaluation", "data", "search", "train")
-_OVERRIDES = ("data", "search", "train")
-#: Lists of `runs`: the benchmarks whose evaluator trains a network (a train stage per chain), the table look-ups.
-#: DVC matrices cannot filter, so the train stage iterates over runs.benchmarks only.
-RUN_LISTS = ("benchmarks", "tables")
-_RUNS_KEYS = (*RUN_LISTS, "methods", "seeds")
-
-
-def _did_you_mean(name: object, valid: list[str] | tuple[str, ...]) -> str:
-    """' (did you mean 'x'?)' for the valid name closest to `name`, '' when none is close."""
-    hint = difflib.get_close_matches(str(name), list(valid), 1)
-    return f" (did you mean {hint[0]!r}?)" if hint else ""
+__all__ = ["BenchmarkParams", "Chain", "Params", "RunsParams", "load_params", "resolve_device"]
 
 
 def resolve_device(name: str) -> Any:
@@ -171,8 +163,8 @@ class Params(_Strict):
         benchmarks = raw.get("benchmarks") or {}
         if not isinstance(benchmarks, dict) or not benchmarks:
             raise ConfigError("params.yaml defines no benchmarks: add a `benchmarks` block (see the README)")
-        raw["benchmarks"] = {name: _benchmark_block(name, block) for name, block in benchmarks.items()}
-        raw["runs"] = _runs_block(raw.get("runs"), list(benchmarks))
+        raw["benchmarks"] = {name: benchmark_block(name, block) for name, block in benchmarks.items()}
+        raw["runs"] = runs_block(raw.get("runs"), list(benchmarks))
         methods = raw.get("methods") or {}
         if isinstance(methods, dict):
             unknown = sorted(set(methods) - set(list_methods()), key=str)
@@ -193,14 +185,20 @@ class Params(_Strict):
     def _feasible(self) -> Params:
         """Every benchmark's data, search (every method of `runs` or `methods`) and training configs resolve (the
         training config of every benchmark: the report reads it), its space fits its evaluator, it is in the run list
-        of its evaluator, and its split sizes can work (`_split_problems`)."""
+        of its evaluator, its split sizes can work (`_split_problems`), colour jitter is asked for streamed image
+        files only, and the data-parallel layout suits the methods run (`_parallel_problem`)."""
         methods = list(dict.fromkeys([*self.runs.methods, *self.methods]))
         problems = []
         for benchmark in self.benchmarks:
             data = self.data_config(benchmark)
             searches = {method: self.search_config(benchmark, method, 0) for method in methods}
-            self.train_config(benchmark)
+            train = self.train_config(benchmark)
+            if self.evaluator(benchmark).trains:
+                _check_jitter(benchmark, data, train)
             problems += self._split_problems(benchmark, data, searches)
+        problem = self._parallel_problem()
+        if problem:
+            raise ConfigError(problem)
         for key in RUN_LISTS:
             for benchmark in getattr(self.runs, key):
                 kind = self.evaluator(benchmark)
@@ -212,6 +210,20 @@ class Params(_Strict):
         if problems:
             raise ConfigError("invalid parameters:\n  " + "\n  ".join(problems))
         return self
+
+    def _parallel_problem(self) -> str | None:
+        """Why the `distributed` layout cannot run a method of runs.methods, or None: a search of the Gumbel-softmax
+        sampler (gdas) is not data-parallel yet (docs/method.md 2.12: each rank's one-hot sample leaves the other ops
+        of an edge without a gradient, which DDP refuses without find_unused_parameters, and the SyncBatchNorm of a
+        sampled subset is not implemented)."""
+        d = self.distributed
+        gumbel = [m for m in self.runs.methods if get_method(m).sampler == "gumbel"]
+        if d.world_size > 1 and gumbel:
+            return (f"distributed: nproc_per_node={d.nproc_per_node} x nnodes={d.nnodes} = {d.world_size} processes, "
+                    f"but method{'s' if len(gumbel) > 1 else ''} {', '.join(gumbel)} (Gumbel-softmax sampling) cannot "
+                    f"search data-parallel yet (docs/method.md 2.12): set distributed.nproc_per_node and "
+                    f"distributed.nnodes to 1, or remove {', '.join(gumbel)} from runs.methods")
+        return None
 
     def _split_problems(self, benchmark: str, data: DataConfig, searches: dict[str, SearchConfig]) -> list[str]:
         """Split sizes that cannot work, each naming its keys and the smallest valid value: a stratified split needs
@@ -261,7 +273,7 @@ class Params(_Strict):
     def benchmark(self, name: str) -> BenchmarkParams:
         """The `benchmarks.<name>` block. Raises ConfigError for an unknown name (with the closest one)."""
         if name not in self.benchmarks:
-            raise ConfigError(f"unknown benchmark {name!r}{_did_you_mean(name, list(self.benchmarks))}; "
+            raise ConfigError(f"unknown benchmark {name!r}{did_you_mean(name, list(self.benchmarks))}; "
                               f"benchmarks defined in params.yaml: {', '.join(self.benchmarks) or 'none'}")
         return self.benchmarks[name]
 
@@ -284,7 +296,7 @@ class Params(_Strict):
     def data_config(self, benchmark: str) -> DataConfig:
         """The `data` block deep-merged with `benchmarks.<benchmark>.data`. Raises ConfigError."""
         override = self.benchmark(benchmark).data
-        _check_keys(DataConfig, override, f"benchmarks.{benchmark}.data")
+        check_keys(DataConfig, override, f"benchmarks.{benchmark}.data")
         return parse_config(DataConfig, deep_merge(self.data, override), f"data (with benchmarks.{benchmark}.data)")
 
     def search_config(self, benchmark: str, method: str, seed: int, device: Any = None) -> SearchConfig:
@@ -297,7 +309,7 @@ class Params(_Strict):
         Raises ConfigError (unknown benchmark or method, unknown key, bad value, a space the benchmark's evaluator
         does not accept: `itnas.evaluators.EvaluatorKind.space_problem`)."""
         if method not in list_methods():
-            raise ConfigError(f"unknown method {method!r}{_did_you_mean(method, list_methods())}; valid methods: "
+            raise ConfigError(f"unknown method {method!r}{did_you_mean(method, list_methods())}; valid methods: "
                               f"{', '.join(list_methods())}")
         block = self.benchmark(benchmark)
         layers = ((self.search, "search"), (block.search, f"benchmarks.{benchmark}.search"),
@@ -305,7 +317,7 @@ class Params(_Strict):
         for layer, where_layer in layers:
             if "method" in layer or "seed" in layer:
                 raise ConfigError(f"{where_layer}: method and seed are set by the run (runs.methods / runs.seeds)")
-            _check_keys(SearchConfig, layer, where_layer, skip=("method", "seed"))
+            check_keys(SearchConfig, layer, where_layer, skip=("method", "seed"))
         merged = {**deep_merge(deep_merge(layers[0][0], layers[1][0]), layers[2][0]), "method": method, "seed": seed}
         used = [w for b, w in layers[1:] if b]
         where = f"search (with {', '.join(used)})" if used else "search"
@@ -322,11 +334,11 @@ class Params(_Strict):
         when the benchmark names it), and the keys beside it override the recipe. Raises ConfigError."""
         shared = dict(self.train)
         override = dict(self.benchmark(benchmark).train)
-        _check_keys(TrainConfig, {k: v for k, v in override.items() if k != "recipe"}, f"benchmarks.{benchmark}.train")
+        check_keys(TrainConfig, {k: v for k, v in override.items() if k != "recipe"}, f"benchmarks.{benchmark}.train")
         if "recipe" in shared:
-            shared = deep_merge(_recipe(shared.pop("recipe"), "train"), shared)
+            shared = deep_merge(recipe_block(shared.pop("recipe"), "train"), shared)
         if "recipe" in override:
-            shared = _recipe(override.pop("recipe"), f"benchmarks.{benchmark}.train")
+            shared = recipe_block(override.pop("recipe"), f"benchmarks.{benchmark}.train")
         return parse_config(TrainConfig, deep_merge(shared, override),
                             "train" + (f" (with benchmarks.{benchmark}.train)" if override else ""))
 
@@ -339,6 +351,18 @@ class Params(_Strict):
                      search=self.search_config(benchmark, method, seed, device),
                      train=self.train_config(benchmark) if kind.trains else None,
                      derive=self.derive, evaluate=self.evaluate, distributed=self.distributed)
+
+
+def _check_jitter(benchmark: str, data: DataConfig, train: TrainConfig) -> None:
+    """Colour jitter (train.data.color_jitter) applies to streamed image files only (`itnas.data.ImageDataset`; the
+    batches of a data set in RAM are augmented as tensors without it). Raises ConfigError naming the benchmark, its
+    training data set and the data sets that stream."""
+    jitter, name = train.data.color_jitter, data.target_dataset or data.dataset
+    if jitter is not None and not dataset_streamed(name):
+        streamed = " or ".join(d for d in list_datasets() if dataset_streamed(d))
+        raise ConfigError(f"train.data.color_jitter={list(jitter)} (benchmark {benchmark!r}): colour jitter applies to "
+                          f"streamed image files (dataset {streamed}) only; benchmark {benchmark!r} trains on {name}, "
+                          f"held in RAM: remove color_jitter")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -354,90 +378,3 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return Params.from_dict(raw, str(path))
 
 
-# ------------------------------------------------------------------------------------------------- helpers
-def _check_keys(model: type[BaseModel], block: object, where: str, skip: tuple[str, ...] = ()) -> None:
-    """Raise ConfigError naming every key of the override `block` that `model` has no field for (`where.path:
-    unknown key; valid keys: ...`), before the merge hides where it came from."""
-    unknown = [f"{where}.{key}: unknown key; valid keys: {', '.join(valid)}"
-               for key, valid in unknown_keys(model, block, skip)]
-    if unknown:
-        raise ConfigError("invalid parameters:\n  " + "\n  ".join(unknown))
-
-
-def _benchmark_block(name: str, block: object) -> object:
-    """One `benchmarks.<name>` block checked: known keys, every key present (DVC tracks `benchmarks.<name>.data`,
-    `.search`, `.train` as params, which must exist; `{}` = no override), overrides that are mappings, a valid
-    evaluation. Raises ConfigError naming the bad key or value and what is allowed."""
-    where = f"benchmarks.{name}"
-    if not isinstance(block, dict):
-        raise ConfigError(f"{where} must be a mapping with keys {', '.join(BENCHMARK_KEYS)}")
-    unknown = sorted(set(block) - set(BENCHMARK_KEYS), key=str)
-    if unknown:
-        hints = "".join(_did_you_mean(k, BENCHMARK_KEYS) for k in unknown[:1])
-        raise ConfigError(f"{where}: unknown keys {unknown}{hints}; valid keys: {', '.join(BENCHMARK_KEYS)}")
-    missing = [k for k in BENCHMARK_KEYS if k not in block]
-    if missing:
-        raise ConfigError(f"{where}: missing keys {missing} (every benchmark names all of {', '.join(BENCHMARK_KEYS)}; "
-                          f"write {{}} for no override)")
-    for key in _OVERRIDES:
-        if not isinstance(block[key] or {}, dict):
-            raise ConfigError(f"{where}.{key} must be a mapping of overrides of the `{key}` block (or {{}})")
-    evaluator_kind(block["evaluation"], f"{where}.evaluation")  # a registered evaluator, else ConfigError
-    return {**block, **{key: block[key] or {} for key in _OVERRIDES}}
-
-
-def _runs_block(runs: object, benchmarks: list[str]) -> dict:
-    """The `runs` block checked, with `benchmarks` defaulting to the first benchmark when neither `RUN_LISTS` list
-    is given. Raises ConfigError on unknown keys, non-list values (empty methods or seeds; empty run lists are fine
-    while one of them lists a benchmark), unknown or twice-listed benchmarks, unknown methods, seeds that are not
-    integers. (Which list a benchmark belongs in is checked with its evaluator, `Params._feasible`.)"""
-    runs = runs or {}
-    if not isinstance(runs, dict):
-        raise ConfigError(f"runs must be a mapping with keys {', '.join(_RUNS_KEYS)}")
-    unknown = sorted(set(runs) - set(_RUNS_KEYS), key=str)
-    if unknown:
-        raise ConfigError(f"runs: unknown keys {unknown}{_did_you_mean(unknown[0], _RUNS_KEYS)}; valid keys: "
-                          f"{', '.join(_RUNS_KEYS)}")
-    given_list = any(key in runs for key in RUN_LISTS)
-    runs = {"benchmarks": [] if given_list else benchmarks[:1], "tables": [], "methods": ["itnas"], "seeds": [0],
-            **runs}
-    for key in _RUNS_KEYS:
-        if not isinstance(runs[key], list) or (not runs[key] and key not in RUN_LISTS):
-            raise ConfigError(f"runs.{key} must be a {'' if key in RUN_LISTS else 'non-empty '}list, got "
-                              f"{runs[key]!r}")
-    listed = [b for key in RUN_LISTS for b in runs[key]]
-    if not listed:
-        raise ConfigError(f"runs: no benchmark to run; list some in runs.{' or runs.'.join(RUN_LISTS)}")
-    bad = [b for b in listed if b not in benchmarks]
-    if bad:
-        raise ConfigError(f"runs: unknown benchmarks {bad}; benchmarks defined in params.yaml: {', '.join(benchmarks)}"
-                          f"{_did_you_mean(bad[0], benchmarks)}")
-    twice = sorted({b for b in listed if listed.count(b) > 1})
-    if twice:
-        raise ConfigError(f"runs: benchmarks {twice} are listed twice (each in runs.benchmarks or runs.tables, once)")
-    bad = [m for m in runs["methods"] if m not in list_methods()]
-    if bad:
-        raise ConfigError(f"runs.methods: unknown methods {bad}{_did_you_mean(bad[0], list_methods())}; valid "
-                          f"methods: {', '.join(list_methods())}")
-    bad = [s for s in runs["seeds"] if not isinstance(s, int) or isinstance(s, bool)]
-    if bad:
-        raise ConfigError(f"runs.seeds: {bad} are not integers")
-    return runs
-
-
-def _recipe(name: object, where: str) -> dict:
-    """The training recipe `name` of `itnas.recipes` as a `train` block. Raises ConfigError for an unknown name
-    or a recipe that needs settings the training does not support yet (listed)."""
-    from .recipes import get_recipe, list_recipes, unsupported_keys
-
-    if name not in list_recipes():
-        raise ConfigError(f"{where}.recipe={name!r}: unknown recipe{_did_you_mean(name, list_recipes())}; valid "
-                          f"recipes: {', '.join(list_recipes())}")
-    missing = unsupported_keys(name)
-    if missing:
-        raise ConfigError(f"{where}.recipe={name!r} needs settings the final training does not support yet: "
-                          f"{', '.join(missing)}; recipes that run: "
-                          f"{', '.join(r for r in list_recipes() if not unsupported_keys(r))}")
-    recipe = get_recipe(name)
-    recipe.pop("source", None)
-    return recipe

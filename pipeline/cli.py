@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 
 from itnas.errors import ItnasError
+from itnas.methods import list_methods
 from itnas.params import load_params
 from itnas.run import RunFileMissing
 
@@ -26,7 +27,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 PARAMS = typer.Option("params.yaml", "--params", help="params file (YAML)")
 BENCHMARK = typer.Argument(..., help="benchmark: a name under `benchmarks` in params.yaml (e.g. fmnist, nb201)")
-METHOD = typer.Argument(..., help="method: itnas, itnas_noattn, itnas_notrans, darts, pcdarts")
+METHOD = typer.Argument(..., help=f"method: {', '.join(list_methods())}")
 SEED = typer.Argument(..., help="search / training seed")
 
 

@@ -9,7 +9,7 @@ import torch
 
 from itnas.config import ConfigError
 from itnas.contracts import FinalNetworkConfig
-from itnas.data import DeviceDataset, ImageFiles, load_train_data, make_dataset
+from itnas.data import DeviceDataset, load_train_data, make_dataset
 from itnas.networks import final_network_from_config
 from itnas.params import load_params
 from itnas.run import TrainedNetwork
@@ -28,15 +28,14 @@ def train(benchmark: str, method: str, seed: int, params_file: str = "params.yam
     params = load_params(params_file)
     run = run_record(benchmark, method, seed)
     chain = params.chain(benchmark, method, seed)
-    cfg, dcfg = params.train_config(benchmark), chain.data
+    if chain.train is None:
+        raise ConfigError(f"benchmark {benchmark!r} is evaluated by {chain.evaluation}, which trains no network: it "
+                          f"has no train stage (run `itnas evaluate {benchmark} {method} {seed}`)")
+    cfg, dcfg = chain.train, chain.data
     genotype = run.genotype_of()  # a genotype that cannot be trained stops here, before any data is read
     data = load_train_data(prepared_dirs(benchmark)[1], dcfg.root, dcfg.download)
-    d = cfg.data
+    d = cfg.data  # colour jitter only on streamed files: checked with the params (`itnas.params.Params`)
     jitter = {"color_jitter": list(d.color_jitter)} if d.color_jitter is not None else {}
-    if jitter and not isinstance(data.train.images, ImageFiles):
-        raise ConfigError(f"train.data.color_jitter={list(d.color_jitter)}: colour jitter applies to streamed image "
-                          f"files (dataset imagefolder or imagenet) only; benchmark {benchmark!r} trains on "
-                          f"{dcfg.target_dataset or dcfg.dataset}, held in RAM: remove color_jitter")
     with distributed_run(params) as (ctx, device):
         say = rank_zero(ctx)
         # on the device (uploaded once, augmented per batch there) or per sample in a DataLoader: train.data.on_device

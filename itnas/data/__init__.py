@@ -35,13 +35,13 @@ from .loaders import (
 from .normalisation import IMAGENET_MEAN, IMAGENET_STD, channel_mean_std
 from .prepared import SearchData, TrainData, load_search_data, load_train_data
 from .readers import read_image_folder
-from .registry import create_dataset, dataset_num_classes, list_datasets, register_dataset
+from .registry import create_dataset, dataset_num_classes, dataset_streamed, list_datasets, register_dataset
 from .samples import ImageDataset
 from .splits import SplitIndices, make_splits
 
 __all__ = ["CUDA_NUM_WORKERS", "IMAGENET_MEAN", "IMAGENET_STD", "ContentOverlap", "DataError", "DeviceDataset",
            "ImageDataset", "ImageFiles", "ImageSplit", "SearchData", "SourceData", "SplitIndices", "TrainData",
            "assert_search_excludes_test", "channel_mean_std", "create_dataset", "dataset_num_classes",
-           "find_test_overlap", "fits_on_device", "list_datasets", "load_search_data", "load_train_data",
-           "loader_options", "make_dataset", "make_loader", "make_splits", "num_batches", "read_image_folder",
-           "readers", "register_dataset", "resolve_on_device", "split_bytes"]
+           "dataset_streamed", "find_test_overlap", "fits_on_device", "list_datasets", "load_search_data",
+           "load_train_data", "loader_options", "make_dataset", "make_loader", "make_splits", "num_batches",
+           "read_image_folder", "readers", "register_dataset", "resolve_on_device", "split_bytes"]

@@ -16,16 +16,21 @@ from pathlib import Path
 from ..errors import UnknownNameError
 from .containers import SourceData
 
-__all__ = ["DatasetReader", "create_dataset", "dataset_num_classes", "list_datasets", "register_dataset"]
+__all__ = ["DatasetReader", "create_dataset", "dataset_num_classes", "dataset_streamed", "list_datasets",
+           "register_dataset"]
 
 DatasetReader = Callable[[Path, bool], SourceData]  # (root, download) -> SourceData
 _DATASETS: dict[str, DatasetReader] = {}
 _NUM_CLASSES: dict[str, int] = {}  # what each entry declares, known before reading it
+_STREAMED: set[str] = set()  # entries whose images are files read per sample (`ImageFiles`), not held in RAM
 
 
-def register_dataset(name: str, num_classes: int | None = None) -> Callable[[DatasetReader], DatasetReader]:
+def register_dataset(name: str, num_classes: int | None = None,
+                     streamed: bool = False) -> Callable[[DatasetReader], DatasetReader]:
     """Decorator: register `reader(root: Path, download: bool) -> SourceData` under `name`, with the number of
-    classes it yields (`num_classes`; lets the params check reject split sizes before any data is read).
+    classes it yields (`num_classes`; lets the params check reject split sizes before any data is read) and whether
+    its images are streamed files (`streamed`: `itnas.data.ImageFiles`, read per sample, e.g. ImageNet; else held in
+    RAM; lets the params check reject file-only augmentation such as colour jitter).
 
     Raises:
         ValueError: `name` is already registered.
@@ -37,6 +42,8 @@ def register_dataset(name: str, num_classes: int | None = None) -> Callable[[Dat
         _DATASETS[name] = reader
         if num_classes is not None:
             _NUM_CLASSES[name] = num_classes
+        if streamed:
+            _STREAMED.add(name)
         return reader
 
     return add
@@ -45,6 +52,12 @@ def register_dataset(name: str, num_classes: int | None = None) -> Callable[[Dat
 def dataset_num_classes(name: str) -> int | None:
     """The number of classes registered data set `name` declares, or None (unknown name, or none declared)."""
     return _NUM_CLASSES.get(name)
+
+
+def dataset_streamed(name: str) -> bool:
+    """Whether registered data set `name` streams its images from files (`itnas.data.ImageFiles`) instead of holding
+    them in RAM (False for an unknown name)."""
+    return name in _STREAMED
 
 
 def list_datasets() -> list[str]:

@@ -21,7 +21,7 @@ __all__ = ["IMAGENET_URL"]
 IMAGENET_URL = "https://image-net.org/download-images.php"
 
 
-@register_dataset("imagenet", num_classes=1000)
+@register_dataset("imagenet", num_classes=1000, streamed=True)
 def _imagenet(root: Path, download: bool) -> SourceData:
     """ImageNet (ILSVRC-2012, Russakovsky et al. 2015): 1,281,167 training and 50,000 val images (JPEG, of
     varying size) of 1000 classes named by their WordNet ids (n01440764 ...), streamed (`read_image_folder`); the

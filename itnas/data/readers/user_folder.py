@@ -51,7 +51,7 @@ def read_user_folder(root: Path, name: str = "imagefolder") -> SourceData:
     return read_image_folder(name, root / "train", test)
 
 
-@register_dataset("imagefolder")
+@register_dataset("imagefolder", streamed=True)
 def _imagefolder(root: Path, download: bool) -> SourceData:
     """Your own images: ImageFolder trees `root/train/<class>/` and `root/test/<class>/` (or `root/val/<class>/`),
     streamed (`read_user_folder`); the number of classes is that of the class folders. `download` has no effect."""
