@@ -141,6 +141,41 @@ def test_import_closure_eager_only_skips_function_bodies(tmp_path):
     assert "stage.py" in {p.name for p in import_closure("pkg.cli", tmp_path, ("pkg",))}
 
 
+def test_import_closure_skips_type_checking_imports(tmp_path):
+    """Imports under `if TYPE_CHECKING:` never run (annotations only): not deps; an `else:` branch is."""
+    write_tree(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/a.py": """
+            import typing
+            from typing import TYPE_CHECKING
+            if TYPE_CHECKING:
+                from . import heavy
+            if typing.TYPE_CHECKING:
+                from . import heavy2
+            else:
+                from . import light
+        """,
+        "pkg/heavy.py": "", "pkg/heavy2.py": "", "pkg/light.py": "",
+    })
+    assert {p.name for p in import_closure("pkg.a", tmp_path, ("pkg",))} == {"__init__.py", "a.py", "light.py"}
+
+
+def test_prepare_and_check_do_not_depend_on_search_code_or_tools():
+    """prepare and check run no search maths, no data-parallel engine, no NB-201 table and no dev tool: editing one
+    of those reruns neither (review defects 1, 2); the search stage does depend on the first three, so the test sees
+    them. No stage depends on itnas_tools."""
+    heavy = ("itnas/arch.py", "itnas/samplers.py", "itnas/ops.py", "itnas/distributed.py",
+             "itnas/assets/nb201_results.csv.gz")
+    for name in ("check", "prepare", "prepare-table"):
+        closure = {f.as_posix() for f in stage_closure(DVC["stages"][name]["cmd"], ROOT)}
+        assert not closure & set(heavy), name
+        assert not [d for d in DVC["stages"][name]["deps"] if str(d).startswith(("itnas_tools", "itnas/assets"))]
+    search = {f.as_posix() for f in stage_closure(DVC["stages"]["search"]["cmd"], ROOT)}
+    assert set(heavy[:4]) <= search
+    for name, body in DVC["stages"].items():
+        assert not [d for d in body["deps"] if str(d).startswith("itnas_tools")], name
+
+
 def test_import_closure_errors_name_file_and_line(tmp_path):
     write_tree(tmp_path, {"pkg/__init__.py": "", "pkg/a.py": "import os\nfrom pkg.gone import x\n"})
     with pytest.raises(DepsError, match=r"a\.py:2: imports 'pkg\.gone'"):

@@ -1,8 +1,8 @@
 """The evaluate stage depends on the derived genotypes only, not on the search: no search folder (supernet.pt), no
 search_metrics.json (its search_time_s differs on every search run) and not the search loop or the supernet (itnas/
 search.py, supernet.py), so a new search, or an edit of that code, that derives the same genotypes retrains no final
-network. (itnas/arch.py, the method registry and the alpha maths, still is a dependency: itnas/config.py imports its
-registry.) The derive stage writes both
+network. (The method registry is itnas/methods.py, light: itnas/config.py imports it, not the alpha maths of
+itnas/arch.py.) The derive stage writes both
 derivations (derivations.json) for the nb201 look-up; the report takes the search time from search_metrics.json.
 
 The chains run in-process on the tiny digits project (tests/tiny_project.py), with the search outputs moved away

@@ -14,7 +14,6 @@ import pytest
 import yaml
 from tiny_project import ROOT, itnas, one_line_error, tiny_params, write_params
 
-import itnas_tools.dvc_deps
 from itnas.checkpoint import save_checkpoint
 from itnas.config import ConfigError
 from itnas.params import Params, load_params
@@ -149,20 +148,33 @@ def test_partial_k_not_dividing_C_names_both_keys(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ checkpoints that know their code (item 3)
 
 
-def test_code_identity_hashes_the_stage_closure(tmp_path, monkeypatch):
-    """The files hashed are the stage's import closure (dvc.yaml's code deps); changing one changes its hash only."""
+def test_code_identity_hashes_the_stage_closure(tmp_path):
+    """The files hashed are the stage's import closure (the code deps dvc.yaml lists for it); changing one changes
+    its hash only; editing a dev tool (itnas_tools) changes no stage's identity (review defect 1)."""
     search = code_identity("itnas search tiny darts 0")
     assert set(search) == {p.as_posix() for p in stage_closure("itnas search darts 0")}
     assert "itnas/search.py" in search and "itnas/search.py" not in code_identity("itnas prepare tiny")
     copy = tmp_path / "repo"
     for name in ("itnas", "itnas_tools", "pipeline"):
         shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    for name in ("pyproject.toml", "dvc.yaml"):
+        shutil.copy(ROOT / name, copy / name)
+    commands = [body["cmd"] for body in stages(yaml.safe_load((ROOT / "dvc.yaml").read_text())).values()]
+    before = {cmd: code_identity(cmd, copy) for cmd in commands}
+    assert before["itnas search ${item.benchmark} ${item.method} ${item.seed}"] == search
+    for tool in sorted((copy / "itnas_tools").glob("*.py")):
+        with tool.open("a") as f:
+            f.write("\n# a tool change\n")
+    assert {cmd: code_identity(cmd, copy) for cmd in commands} == before
+    assert not any(f.startswith("itnas_tools/") for ident in before.values() for f in ident)
     with (copy / "itnas/engine/loop.py").open("a") as f:
         f.write("\n# a code change\n")
-    monkeypatch.setattr(itnas_tools.dvc_deps, "REPO_ROOT", copy)
-    changed = code_identity("itnas search tiny darts 0")
+    changed = code_identity("itnas search tiny darts 0", copy)
     assert {f for f in search if search[f] != changed[f]} == {"itnas/engine/loop.py"}
+    (copy / "dvc.yaml").unlink()  # an installed package: every file of itnas/ and pipeline/
+    every = code_identity("itnas search tiny darts 0", copy)
+    assert set(every) == {p.relative_to(copy).as_posix() for pkg in ("itnas", "pipeline")
+                          for p in (copy / pkg).rglob("*.py")}
 
 
 def search_identity(params: dict, benchmark: str, method: str, seed: int) -> dict:
@@ -272,3 +284,65 @@ def test_unreadable_checkpoint_is_named_by_its_stage(tmp_path, monkeypatch):
     line = one_line_error(result)
     assert line.startswith("error: checkpoint .itnas_ckpt/tiny/darts-s0/search.pt is unreadable")
     assert "delete it" in line
+
+
+# ------------------------------------------------------- rules of the review of the issue-17 refactor (defects 5-9)
+
+
+def test_gdas_is_refused_data_parallel(tmp_path, monkeypatch):
+    """gdas (Gumbel-softmax sampler) with 2 processes: check-params stops with one line naming the layout, the method
+    and the fix (DDP would crash on the unused ops of a one-hot sample); drnas with 2 processes and gdas alone are
+    valid (docs/method.md 2.12)."""
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params()
+    params["runs"]["methods"] = ["darts", "gdas"]
+    params["distributed"] = {"nproc_per_node": 2}
+    write_params(tmp_path, params)
+    result = itnas("check-params")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert one_line_error(result) == (
+        "error: distributed: nproc_per_node=2 x nnodes=1 = 2 processes, but method gdas (Gumbel-softmax sampling) "
+        "cannot search data-parallel yet (docs/method.md 2.12): set distributed.nproc_per_node and "
+        "distributed.nnodes to 1, or remove gdas from runs.methods")
+    params["runs"]["methods"] = ["darts", "drnas"]
+    Params.from_dict(params)
+    params["runs"]["methods"], params["distributed"] = ["gdas"], {"nproc_per_node": 1}
+    Params.from_dict(params)
+
+
+def test_gdas_is_refused_with_compile(tmp_path, monkeypatch):
+    """search.compile with gdas (a new sample per step would recompile the network): refused in one line naming the
+    method and the keys, from the config itself and through check-params; compile with darts stays valid."""
+    params = tiny_params()
+    params["runs"]["methods"] = ["gdas"]
+    params["methods"] = {"gdas": {"compile": True}}
+    message = ("compile=true with method 'gdas': its Gumbel-softmax sample (the op chosen on every edge) is a Python "
+               "value of the compiled forward, so torch.compile would compile again for every new sample; set "
+               "compile: false for gdas (search.compile or methods.gdas.compile)")
+    with pytest.raises(ConfigError) as err:
+        Params.from_dict(params)
+    assert str(err.value) == message
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, params)
+    result = itnas("check-params")
+    assert result.exit_code == 2 and one_line_error(result) == f"error: {message}"
+    params["runs"]["methods"], params["methods"] = ["darts"], {"darts": {"compile": True}}
+    assert Params.from_dict(params).chain("tiny", "darts", 0).search.compile is True
+
+
+def test_search_and_train_stages_list_the_params_they_resolve():
+    """`device` resolves the search dtype (auto: float64 on a CPU, float32 on a GPU) and the training's device: a
+    param of every stage that runs a search or a training, besides evaluate (review defect 9)."""
+    for name in ("search", "search-table", "train", "evaluate"):
+        assert "device" in stages(DVC)[name]["params"], name
+    assert "distributed" in stages(DVC)["search"]["params"] and "distributed" in stages(DVC)["train"]["params"]
+
+
+def test_method_help_lists_every_registered_method():
+    """The METHOD argument of the stage commands (`itnas search --help`) names every method of the registry, gdas and
+    drnas included."""
+    from itnas.methods import list_methods
+    from pipeline.cli import METHOD
+
+    assert METHOD.help == "method: " + ", ".join(list_methods()) and {"gdas", "drnas"} <= set(list_methods())
+    assert "gdas" in itnas("search", "--help").output
