@@ -1,4 +1,6 @@
-"""JSON records of what an ITNAS architecture learns on its inner edges: transition matrices and attention.
+"""JSON records of what an architecture looks like during the search: every epoch's alphas, their entropy, the
+marginal genotype and its margins (`epoch_arch_record`), and what an ITNAS architecture learns on its inner edges:
+transition matrices and attention (`transition_records`).
 
 The search writes them into the last epoch's history record (``rec["transitions"]``, ``rec["attention"]``);
 the report (`itnas.report.figures`) draws them. Edges are written as ``[src, dst]`` node lists (node ids of
@@ -17,11 +19,45 @@ both dicts are empty for those methods.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from typing import TYPE_CHECKING, Any
+
 import torch
 
 from .arch import Architecture
+from .derive import derive_with_margins, margin_summary
 
-__all__ = ["transition_records"]
+if TYPE_CHECKING:  # annotations only
+    from .supernet import SearchModel
+
+__all__ = ["alpha_entropy", "epoch_arch_record", "transition_records"]
+
+
+def alpha_entropy(alpha: torch.Tensor) -> list[float]:
+    """Entropy (nats) of every edge's alpha: (E, K) -> E floats. log(K) = uniform, 0 = one-hot."""
+    return (-(alpha * alpha.clamp_min(1e-12).log()).sum(-1)).tolist()
+
+
+def epoch_arch_record(model: SearchModel) -> dict[str, Any]:
+    """What the architecture looks like now: alphas (cell type -> E x K), alpha entropy per edge (nats) and
+    relative to uniform (H / log K: 1 = uniform, 0 = one-hot), PC-DARTS edge weights (cell type -> E, or None),
+    the marginal genotype (dict), its collapse count, and how decided it is: every decision with its margin to
+    the runner-up (`itnas.derive.Decision`) and their summary (`margin_summary`, plus the largest alpha)."""
+    with torch.no_grad():
+        state = model.arch()
+        genotype, decisions = derive_with_margins(model.arch, "marginal")
+    log_k = {t: math.log(a.shape[1]) for t, a in state.alphas.items()}
+    entropy = {t: alpha_entropy(a) for t, a in state.alphas.items()}
+    return {"alphas": {t: a.cpu().tolist() for t, a in state.alphas.items()},
+            "alpha_entropy": entropy,
+            "alpha_entropy_rel": {t: [h / log_k[t] for h in hs] for t, hs in entropy.items()},
+            "edge_weights": None if state.edge_weights is None else {t: w.cpu().tolist()
+                                                                      for t, w in state.edge_weights.items()},
+            "genotype": genotype.to_dict(), "collapse_count": genotype.collapse_count,
+            "decisions": [dataclasses.asdict(d) for d in decisions],
+            "decisiveness": {**margin_summary(decisions),
+                             "max_alpha": max(float(a.max()) for a in state.alphas.values())}}
 
 
 @torch.no_grad()

@@ -1,12 +1,12 @@
 """The bi-level search (DARTS, Liu et al. 2019, Algorithm 1; PC-DARTS warm-up, Xu et al. 2020, section 4), as a
 step function on the shared epoch loop of `itnas.engine`.
 
-Per step (`SearchTask.step`): one architecture step on a search-val batch (first order: grad of L_val at w;
-second order: the unrolled gradient of `unrolled_arch_grads`), then one weight step on a search-train batch with
-the alphas held constant (computed once under no_grad: the weight step never back-propagates into the
-architecture). Precision (`cfg.precision`, `itnas.engine.Precision`; dtype auto resolved for the device: float64
-on a CPU, float32 on a GPU): the weight step's forward and loss run under autocast when `amp` is on; the alphas
-are computed outside it and the architecture step (first and second order) never autocasts, so the architecture
+Per step (`SearchTask.step`): one architecture step on a search-val batch (first order: grad of L_val at w; second
+order: the unrolled gradient of `itnas.unrolled.unrolled_arch_grads`), then one weight step on a search-train batch
+with the alphas held constant (computed once under no_grad: the weight step never back-propagates into the
+architecture). Precision (`cfg.precision`, `itnas.engine.Precision`; dtype auto resolved for the device: float64 on
+a CPU, float32 on a GPU): the weight step's forward and loss run under autocast when `amp` is on; the alphas are
+computed outside it and the architecture step (first and second order) never autocasts, so the architecture
 parameters, their gradients and Adam state stay float32
 (docs/method.md 2.8). Architecture steps start after `schedule.warmup_epochs`. Every search-val sample is used once per
 epoch (one iterator per epoch over one permutation cut into as many batches as search-train has). Weights: SGD
@@ -35,8 +35,6 @@ search-val batches of one size (`even_batches(equal=True)`), so a few search-val
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +48,6 @@ from torch.utils.data import DataLoader
 from .config import SearchConfig, resolve_dtype, resolve_search_config
 from .data import DeviceDataset, loader_options
 from .data.shards import shard_indices
-from .derive import derive_with_margins, margin_summary
 from .distributed import DistContext, all_reduce_mean_, broadcast_, broadcast_buffers_, wrap_ddp
 from .engine import (
     Precision,
@@ -63,14 +60,14 @@ from .engine import (
     run_epochs,
 )
 from .identity import run_identity
-from .records import transition_records
+from .records import epoch_arch_record, transition_records
 from .samplers import ArchSampler, gumbel_tau
 from .spaces import create_space
 from .supernet import SearchModel, create_search_model
+from .unrolled import grads_or_zeros, unrolled_arch_grads
 
-__all__ = ["SearchResult", "SearchTask", "alpha_entropy", "arch_step", "build_search_model", "even_batches",
-           "make_search_optimizers", "run_search", "search_precision", "unrolled_arch_grads",
-           "weight_step"]
+__all__ = ["SearchResult", "SearchTask", "arch_step", "build_search_model", "even_batches",
+           "make_search_optimizers", "run_search", "search_precision", "weight_step"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -119,66 +116,6 @@ def make_search_optimizers(model: SearchModel, cfg: SearchConfig) -> tuple[torch
     return w_opt, a_opt
 
 
-def alpha_entropy(alpha: torch.Tensor) -> list[float]:
-    """Entropy (nats) of every edge's alpha: (E, K) -> E floats. log(K) = uniform, 0 = one-hot."""
-    return (-(alpha * alpha.clamp_min(1e-12).log()).sum(-1)).tolist()
-
-
-def _grads_or_zeros(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
-
-
-def unrolled_arch_grads(model: SearchModel, train_batch: Batch, val_batch: Batch, xi: float,
-                        weight_decay: float = 0.0, momentum_buffers: list[torch.Tensor | None] | None = None,
-                        momentum: float = 0.0, eps_scale: float = 0.01) -> list[torch.Tensor]:
-    """Second-order architecture gradient (DARTS section 2.3, eq. 7-8), for every architecture parameter.
-
-        w' = w - xi * (momentum * buf + grad_w L_train(w, A) + weight_decay * w)       (the virtual step)
-        grad_A = grad_A L_val(w', A) - xi * [grad_A L_train(w+, A) - grad_A L_train(w-, A)] / (2 eps)
-        w+- = w +- eps * grad_w' L_val(w', A),  eps = eps_scale / ||grad_w' L_val(w', A)||
-
-    A = all architecture parameters (outer logits, transition and attention logits, betas). Weights without a
-    gradient (parameter-free paths, `none` edges) count as zero. Weights are restored on return.
-
-    Args:
-        model: the supernet with its architecture (weights and arch parameters are read, weights restored).
-        train_batch: (x (B, C, H, W), y (B,)) from search-train. val_batch: the same from search-val.
-        xi: learning rate of the virtual step (DARTS: the current weight learning rate).
-        weight_decay, momentum, momentum_buffers: the weight optimizer's decay, momentum and per-weight
-            momentum buffers (aligned with `model.weight_parameters()`; None = no momentum term).
-        eps_scale: the finite-difference step is eps_scale / ||grad_w' L_val|| (DARTS: 0.01).
-
-    Returns:
-        one gradient tensor per `model.arch_parameters()` entry.
-    """
-    weights, arch = model.weight_parameters(), model.arch_parameters()
-    (xt, yt), (xv, yv) = train_batch, val_batch
-    g_train = _grads_or_zeros(F.cross_entropy(model(xt), yt), weights)
-    backup = [w.detach().clone() for w in weights]
-    with torch.no_grad():
-        for k, (w, g) in enumerate(zip(weights, g_train, strict=True)):
-            step = g + weight_decay * w
-            buf = momentum_buffers[k] if momentum_buffers is not None else None
-            if buf is not None and momentum:
-                step = step + momentum * buf
-            w.sub_(xi * step)
-    grads = _grads_or_zeros(F.cross_entropy(model(xv), yv), arch + weights)
-    d_arch, d_w = grads[: len(arch)], grads[len(arch):]
-    norm = torch.sqrt(sum((g * g).sum() for g in d_w))
-    eps = eps_scale / norm.clamp_min(1e-12)
-    hvp_terms = []
-    for sign in (1.0, -1.0):
-        with torch.no_grad():
-            for w, b, d in zip(weights, backup, d_w, strict=True):
-                w.copy_(b + sign * eps * d)
-        hvp_terms.append(_grads_or_zeros(F.cross_entropy(model(xt), yt), arch))
-    with torch.no_grad():
-        for w, b in zip(weights, backup, strict=True):
-            w.copy_(b)
-    return [da - xi * (gp - gm) / (2 * eps) for da, gp, gm in zip(d_arch, *hvp_terms, strict=True)]
-
-
 def arch_step(model: SearchModel, a_opt: torch.optim.Optimizer, train_batch: Batch, val_batch: Batch,
               order: str, xi: float, w_opt: torch.optim.Optimizer | None = None, weight_decay: float = 0.0,
               momentum: float = 0.0, ctx: DistContext | None = None) -> torch.Tensor | None:
@@ -205,7 +142,7 @@ def arch_step(model: SearchModel, a_opt: torch.optim.Optimizer, train_batch: Bat
         grads = unrolled_arch_grads(model, train_batch, val_batch, xi, weight_decay, bufs, momentum)
         reg = model.arch.regularizer()
         if reg is not None:
-            grads = [g + r for g, r in zip(grads, _grads_or_zeros(reg, model.arch_parameters()), strict=True)]
+            grads = [g + r for g, r in zip(grads, grads_or_zeros(reg, model.arch_parameters()), strict=True)]
         for p, g in zip(model.arch_parameters(), grads, strict=True):
             p.grad = g
     else:
@@ -271,27 +208,6 @@ def even_batches(n: int, n_batches: int, generator: torch.Generator, equal: bool
         return [perm[k * m:(k + 1) * m] for k in range(n_batches)]
     bounds = [round(k * n / n_batches) for k in range(n_batches + 1)]
     return [perm[bounds[k]:bounds[k + 1]] for k in range(n_batches)]
-
-
-def epoch_arch_record(model: SearchModel) -> dict[str, Any]:
-    """What the architecture looks like now: alphas (cell type -> E x K), alpha entropy per edge (nats) and
-    relative to uniform (H / log K: 1 = uniform, 0 = one-hot), PC-DARTS edge weights (cell type -> E, or None),
-    the marginal genotype (dict), its collapse count, and how decided it is: every decision with its margin to
-    the runner-up (`itnas.derive.Decision`) and their summary (`margin_summary`, plus the largest alpha)."""
-    with torch.no_grad():
-        state = model.arch()
-        genotype, decisions = derive_with_margins(model.arch, "marginal")
-    log_k = {t: math.log(a.shape[1]) for t, a in state.alphas.items()}
-    entropy = {t: alpha_entropy(a) for t, a in state.alphas.items()}
-    return {"alphas": {t: a.cpu().tolist() for t, a in state.alphas.items()},
-            "alpha_entropy": entropy,
-            "alpha_entropy_rel": {t: [h / log_k[t] for h in hs] for t, hs in entropy.items()},
-            "edge_weights": None if state.edge_weights is None else {t: w.cpu().tolist()
-                                                                      for t, w in state.edge_weights.items()},
-            "genotype": genotype.to_dict(), "collapse_count": genotype.collapse_count,
-            "decisions": [dataclasses.asdict(d) for d in decisions],
-            "decisiveness": {**margin_summary(decisions),
-                             "max_alpha": max(float(a.max()) for a in state.alphas.values())}}
 
 
 class SearchTask:

@@ -26,17 +26,10 @@ from itnas.distributed import DistContext
 from itnas.engine import NonFiniteError, run_epochs
 from itnas.genotype import PUBLISHED_GENOTYPES, Genotype
 from itnas.networks import create_final_network
-from itnas.search import (
-    SearchTask,
-    arch_step,
-    build_search_model,
-    make_search_optimizers,
-    run_search,
-    unrolled_arch_grads,
-    weight_step,
-)
+from itnas.search import SearchTask, arch_step, build_search_model, make_search_optimizers, run_search, weight_step
 from itnas.train import train_final
 from itnas.train_config import TrainConfig
+from itnas.unrolled import unrolled_arch_grads
 from tests.test_distributed import spawn
 
 N_TRAIN, N_VAL = 40, 36

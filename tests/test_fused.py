@@ -19,9 +19,10 @@ from itnas.fused import FusedCell, plan_waves
 from itnas.methods import list_methods
 from itnas.opcount import count_ops
 from itnas.samplers import ArchSampler
-from itnas.search import arch_step, build_search_model, make_search_optimizers, unrolled_arch_grads, weight_step
+from itnas.search import arch_step, build_search_model, make_search_optimizers, weight_step
 from itnas.spaces import create_space, list_spaces
 from itnas.supernet import SearchModel, create_search_model, fuse_cells_
+from itnas.unrolled import unrolled_arch_grads
 
 TOL = 1e-12  # float64, absolute: the fused sums differ from the reference's only in their order (outputs, input,
 # alpha and weight gradients over every case: <= 4e-15)

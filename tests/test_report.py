@@ -27,7 +27,7 @@ from itnas.derive import derive_genotype, derive_with_margins, margin_summary
 from itnas.evaluators.nb201 import nb201_cell
 from itnas.genotype import PUBLISHED_GENOTYPES, Genotype
 from itnas.methods import get_method, list_methods
-from itnas.records import transition_records
+from itnas.records import alpha_entropy, transition_records
 from itnas.report import (
     BenchmarkInfo,
     RunFilesMissing,
@@ -43,7 +43,7 @@ from itnas.report import (
 )
 from itnas.report.cellgraph import boxes_overlap
 from itnas.run import RunRecord
-from itnas.search import alpha_entropy, run_search
+from itnas.search import run_search
 from itnas.spaces import create_space
 
 METHODS, SEEDS = ("itnas", "darts"), (0, 1)

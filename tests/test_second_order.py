@@ -1,4 +1,4 @@
-"""Second-order (unrolled) architecture gradient (itnas.search.unrolled_arch_grads, DARTS eq. 7-8).
+"""Second-order (unrolled) architecture gradient (itnas.unrolled.unrolled_arch_grads, DARTS eq. 7-8).
 
 Reference: the exact gradient d/dA L_val(w'(A), A) with w'(A) = w - xi * (m * buf + grad_w L_train(w, A) + wd * w),
 computed by autograd through the virtual step (create_graph=True) in float64. The library approximates the
@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from itnas.search import unrolled_arch_grads
 from itnas.spaces import create_space
 from itnas.supernet import create_search_model
+from itnas.unrolled import unrolled_arch_grads
 
 pytestmark = pytest.mark.slow
 
