@@ -260,8 +260,8 @@ def test_recipes_are_selectable_from_params():
                                                                                             "train": {}}}}
     cfg = train_config(params, "b")
     assert (cfg.epochs, cfg.network.C, cfg.network.layers) == (7, 16, 8)
-    cfg = train_config({"train": {"recipe": "darts_imagenet", "epochs": 2}, "benchmarks": {"b": {**bench,
-                                                                                         "train": {}}}}, "b")
+    imagenet_like = {**bench, "data": {"dataset": "imagefolder"}, "train": {}}  # colour jitter: streamed files only
+    cfg = train_config({"train": {"recipe": "darts_imagenet", "epochs": 2}, "benchmarks": {"b": imagenet_like}}, "b")
     assert (cfg.epochs, cfg.network.kind, cfg.optimizer.schedule, cfg.optimizer.gamma) == (2, "imagenet",
                                                                                            "exponential", 0.97)
     assert (cfg.regularization.label_smoothing, cfg.data.color_jitter, cfg.data.test_resize) == (
