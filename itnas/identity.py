@@ -40,7 +40,7 @@ def run_identity(config: BaseModel | Mapping[str, Any], *, seed: int | None = No
         config: the resolved config of the run (a search config resolved for its device: never dtype "auto").
         seed: a training's seed (None for a search: its config holds it). network: a training's final network.
         data_fingerprint: of the data the run reads (None where unknown: then not compared).
-        world_size, sync_batchnorm: the data-parallel layout (`itnas.distributed.DistributedConfig`).
+        world_size, sync_batchnorm: the data-parallel layout (`itnas.config.DistributedConfig`).
         code: {file: hash} of the code the run executes (None where unknown: then not compared).
     """
     out: dict[str, Any] = {"config": _json(config)}
