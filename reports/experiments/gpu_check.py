@@ -54,7 +54,7 @@ from itnas.genotype import PUBLISHED_GENOTYPES  # noqa: E402
 from itnas.networks import create_final_network  # noqa: E402
 from itnas.search import arch_step, build_search_model, make_search_optimizers, search_precision, weight_step  # noqa: E402
 from itnas.train import final_train_step, make_final_optimizer, train_precision  # noqa: E402
-from itnas.train_config import TrainConfig
+from itnas.train_config import TrainConfig  # noqa: E402
 
 PAPER = {"C": 16, "layers": 8, "image": 32, "batch": {"darts": 64, "pcdarts": 256}, "final_C": 36,
          "final_layers": 20, "final_batch": 96, "warmup": 3, "steps": 10, "final_steps": 20, "search_images": 25_000}
