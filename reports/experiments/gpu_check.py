@@ -48,7 +48,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from itnas.config import SearchConfig, deep_merge  # noqa: E402
+from itnas.config import SearchConfig  # noqa: E402
+from itnas.config_parse import deep_merge  # noqa: E402
 from itnas.engine import cuda_backend_flags  # noqa: E402
 from itnas.genotype import PUBLISHED_GENOTYPES  # noqa: E402
 from itnas.networks import create_final_network  # noqa: E402
