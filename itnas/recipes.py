@@ -1,6 +1,6 @@
 """Named final-training recipes: the published settings as presets (docs/method.md 4.1, 4.3, 4.4).
 
-Each preset is a dict shaped like the `train` block of params.yaml (`itnas.config.TrainConfig`: epochs, network{C,
+Each preset is a dict shaped like the `train` block of params.yaml (`itnas.train_config.TrainConfig`: epochs, network{C,
 layers, stem_stride, auxiliary[, kind]}, optimizer{lr, lr_min, momentum, weight_decay, grad_clip[, schedule,
 gamma]}, regularization{auxiliary_weight, drop_path, label_smoothing}, data{batch_size, image_size, cutout,
 crop_padding, hflip[, color_jitter, test_resize]}; a key left out takes TrainConfig's default), channels_last, amp,
@@ -129,7 +129,7 @@ def get_recipe(name: str) -> dict[str, Any]:
 
 
 def unsupported_keys(name: str) -> list[str]:
-    """Dotted keys of recipe `name` (besides "source") that the current `itnas.config.TrainConfig` does not define,
+    """Dotted keys of recipe `name` (besides "source") that the current `itnas.train_config.TrainConfig` does not define,
     i.e. the values a training run built from the preset's `train` block would reject today. Computed against the
     config's fields, so a key disappears from this list once the config supports it.
 
