@@ -10,7 +10,7 @@ import statistics
 import pytest
 from scipy import stats
 
-from itnas.report.pairs import compare_pair, rank_test, smallest_p, welch_interval
+from itnas.report.pairs import PairComparison, compare_pair, rank_test, smallest_p, welch_interval
 
 A = [93.1, 92.5, 94.0, 91.8, 93.6]
 B = [54.3, 90.2, 88.1, 54.3, 91.0]
@@ -80,6 +80,12 @@ def test_readings():
     assert "includes 0 and the rank test does not reject" in none.reading()
     assert "no difference shown at n=3 vs 3" in none.reading()
     assert "cannot reach p < 0.05 (smallest p 0.1)" in none.reading()
+    # the interval's own ends, signed: an asymmetric interval does not exclude -13.7 (review defect 10)
+    wide = PairComparison("CIFAR-10", "itnas", "darts", (1.0, 2.0, 3.0), (1.0, 2.0, 3.0), 4.0, (-5.73, 13.73), 3.1,
+                          5.0, 0.7, "exact")
+    assert wide.reading() == ("the 95 % interval [-5.73, 13.73] includes 0 and the rank test does not reject (p=0.7); "
+                              "at this n the rank test cannot reach p < 0.05 (smallest p 0.1): no difference shown at "
+                              "n=3 vs 3; differences from -5.7 to +13.7 points are not excluded")
 
     ranks = compare_pair("CIFAR-10", "itnas", "darts", A, B)  # every seed higher, but two collapses widen the CI
     assert ranks.p < 0.05 and not ranks.ci_excludes_zero()

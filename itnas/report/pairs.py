@@ -144,13 +144,12 @@ class PairComparison:
             return (f"the {pct} interval [{lo:.2f}, {hi:.2f}] excludes 0 ({ref} {side} by {abs(self.diff):.2f} "
                     f"{unit}) but the rank test does not reject (p={self.p:.2g}){no_power}: weak evidence of a "
                     f"difference {at}")
-        bound = max(abs(lo), abs(hi))
         if rejects:
             return (f"the rank test rejects (p={self.p:.2g}), but the {pct} interval [{lo:.2f}, {hi:.2f}] includes "
                     f"0: the seeds rank {ref} {side}, the size of the difference is not pinned down {at}")
         return (f"the {pct} interval [{lo:.2f}, {hi:.2f}] includes 0 and the rank test does not reject "
-                f"(p={self.p:.2g}){no_power}: no difference shown {at}; differences up to {bound:.1f} {unit} either "
-                "way are not excluded")
+                f"(p={self.p:.2g}){no_power}: no difference shown {at}; differences from {lo:+.1f} to {hi:+.1f} {unit} "
+                "are not excluded")
 
 
 def compare_pair(metric: str, reference: str, other: str, a: Sequence[float | None], b: Sequence[float | None],
