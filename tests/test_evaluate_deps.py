@@ -56,8 +56,8 @@ def test_train_and_evaluate_deps_hold_no_search_output_and_no_search_code(stage,
 
 
 def test_the_test_pass_is_no_dependency_of_the_train_stage():
-    """How a trained network is tested (the train evaluator's `test_network`, itnas/evaluators/) and the report are
-    deps of evaluate, not of train: a change of the test pass re-evaluates without retraining. Every stage reads the
+    """How a trained network is tested (the train evaluator's `test_network`, itnas/evaluators/) is a dep of
+    evaluate, not of train (nor is the report): a change of the test pass re-evaluates without retraining. Every stage reads the
     light evaluator registry (itnas/evaluators/__init__.py, through the params model), which imports no evaluator."""
     light = "itnas/evaluators/__init__.py"
     for stage in ("check", "prepare", "search", "derive", "train"):
@@ -67,6 +67,20 @@ def test_the_test_pass_is_no_dependency_of_the_train_stage():
         assert "pipeline/evaluate.py" not in closure
     evaluate = {p.as_posix() for p in stage_closure(_stage("evaluate")["cmd"], ROOT)}
     assert {"itnas/evaluators/train.py", "itnas/evaluators/registry.py", "pipeline/evaluate.py"} <= evaluate
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "evaluate-table"])
+def test_the_report_code_is_no_dependency_of_the_evaluate_stages(stage):
+    """How the report shows a result (itnas/report/*, the evaluators' *_report modules) is a dep of the report stage
+    only (review defect 4): editing it reruns the report, never an evaluate stage."""
+    report_side = ("itnas/report", "itnas/evaluators/train_report.py", "itnas/evaluators/nb201_report.py",
+                   "itnas/evaluators/reports.py")
+    closure = {p.as_posix() for p in stage_closure(_stage(stage)["cmd"], ROOT)}
+    assert {"itnas/evaluators/train.py", "itnas/evaluators/nb201.py", "itnas/evaluators/registry.py"} <= closure
+    assert not {p for p in closure if p.startswith(report_side)}, stage
+    assert not [d for d in _deps(stage) if d.startswith(report_side)], stage
+    report = _deps("report")
+    assert "itnas/report" in report and set(report_side[1:]) <= set(report)
 
 
 def test_derive_writes_derivations_and_the_report_reads_search_metrics():

@@ -211,7 +211,7 @@ def test_label_boxes_are_where_python_places_them(record):
 def test_the_trajectory_figure_is_drawn_with_its_bands_and_reference_lines(record):
     """The nb201 search trajectories as users see them: one panel per data set, per method its mean line and its
     ± std band drawn, the table best and the published numbers drawn as lines and named in the legend."""
-    from itnas.evaluators.nb201 import published_nb201
+    from itnas.evaluators.nb201_report import published_nb201
 
     fig = next(f for f in record["figures"] if f["title"].startswith("NAS-Bench-201 test accuracy of the cell "
                                                                       "derived after each search epoch"))

@@ -1,25 +1,32 @@
 """Evaluators: how a benchmark's derived genotypes are judged (the NNI split: search space / search strategy /
-evaluator). A benchmark names one in params.yaml (`benchmarks.<name>.evaluation`); each is one module here:
+evaluator). A benchmark names one in params.yaml (`benchmarks.<name>.evaluation`); each has a run side and a report
+side here:
 
-- ``train`` (`itnas.evaluators.train`): the final network trained from scratch (the `train` stage) and tested once
-  on the test split;
-- ``nb201`` (`itnas.evaluators.nb201`): both derived cells looked up in the NAS-Bench-201 table (no training).
+- ``train`` (`itnas.evaluators.train`, report side `train_report`): the final network trained from scratch (the
+  `train` stage) and tested once on the test split;
+- ``nb201`` (`itnas.evaluators.nb201`, report side `nb201_report`): both derived cells looked up in the
+  NAS-Bench-201 table (no training).
 
-The registry has two levels, so that the params model (imported by every stage) does not import the test pass and
-the report code (which would make every stage's DVC code deps include them, and rerun search on an edit of how a
-network is tested):
+The registry has three levels, so that a stage imports (and its DVC code deps in dvc.yaml list) only what it uses:
+an edit of how a network is tested reruns no search or training, an edit of how the report shows it no evaluate.
 
 - this package's ``__init__`` is light: `EVALUATOR_KINDS` holds, per evaluator, what the params file is validated
   against (`EvaluatorKind`: its name, description, whether it trains a network, which search spaces it accepts);
-  `list_evaluators` and `evaluator_kind` read it. It imports no evaluator module.
-- `itnas.evaluators.registry` imports every evaluator module; `get_evaluator` gives the full `Evaluator`: its
-  metrics and details models (what metrics.json and evaluate/details.json hold; metrics.json names the evaluator in
-  its ``evaluation`` key), how it runs (`evaluate`), and how the report shows it (headline, statistics, tables,
-  figures, size and settings lines). The evaluate and report stages import it.
+  `list_evaluators` and `evaluator_kind` read it. It imports no evaluator module. Every stage reads it.
+- `itnas.evaluators.registry` imports every run side; `get_evaluator` gives its `Evaluator`: the metrics and
+  details models (what metrics.json and evaluate/details.json hold; metrics.json names the evaluator in its
+  ``evaluation`` key) and how it runs (`evaluate`, handed an `EvalJob`). The evaluate stage imports it.
+- `itnas.evaluators.reports` imports every report side; `get_report` gives its `EvaluatorReport` (a subclass of
+  the run side): headline, statistics, tables, figures, size and settings lines. Only the report stage imports it.
 
-Nothing outside this package branches on an evaluator's name. A new table benchmark (another NAS-Bench) is one new
-module that defines an `Evaluator` subclass decorated with `register_evaluator`, plus its `EvaluatorKind` line in
-`EVALUATOR_KINDS` and its import in `itnas.evaluators.registry`.
+Nothing outside this package branches on an evaluator's name. Adding a table benchmark (another NAS-Bench) takes
+five edits, each checked at import (`ImportError` naming the registries that differ) or by
+tests/test_params_model.py: (1) a module ``<name>.py`` with an `Evaluator` subclass decorated with
+`register_evaluator`, (2) a module ``<name>_report.py`` with its `EvaluatorReport` subclass decorated with
+`register_report`, (3) its `EvaluatorKind` line in `EVALUATOR_KINDS`, (4) its import in `itnas.evaluators.registry`
+and (5) in `itnas.evaluators.reports`. The imports are written out, not discovered by a package scan, because the
+DVC code deps (itnas_tools.dvc_deps) are computed from the import statements: a module found at run time would be
+missing from its stage's deps.
 """
 
 from __future__ import annotations
@@ -39,8 +46,8 @@ if TYPE_CHECKING:  # annotations only
 
     from ..run import RunRecord
 
-__all__ = ["EVALUATOR_KINDS", "EvalJob", "Evaluator", "EvaluatorKind", "evaluator_kind", "list_evaluators",
-           "register_evaluator"]
+__all__ = ["EVALUATOR_KINDS", "EvalJob", "Evaluator", "EvaluatorKind", "EvaluatorReport", "evaluator_kind",
+           "list_evaluators", "register_evaluator", "register_report"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,8 @@ EVALUATOR_KINDS: dict[str, EvaluatorKind] = {kind.name: kind for kind in (
                           "search.supernet.space: nb201, got {space}"),
 )}
 
-_REGISTRY: dict[str, Evaluator] = {}
+_REGISTRY: dict[str, Evaluator] = {}  # run sides (`register_evaluator`; `itnas.evaluators.registry`)
+_REPORTS: dict[str, EvaluatorReport] = {}  # report sides (`register_report`; `itnas.evaluators.reports`)
 
 
 @dataclass(frozen=True)
@@ -131,12 +139,17 @@ class Evaluator:
     def trains(self) -> bool:
         return self.kind.trains
 
-    # ------------------------------------------------------------------------------------------ running
     def evaluate(self, job: EvalJob) -> tuple[BaseModel, BaseModel, str]:
         """Evaluate the chain of `job`: (metrics, details, one summary line for the console)."""
         raise NotImplementedError
 
-    # ------------------------------------------------------------------------------------------ report
+
+class EvaluatorReport(Evaluator):
+    """How the report shows one evaluator's results: a subclass of the evaluator's run side (its `Evaluator`, for
+    the metrics and details models) in a module of its own (``<name>_report``), registered with `register_report`
+    and given by `itnas.evaluators.reports.get_report`. Only the report stage imports these modules, so the evaluate
+    stage's code deps (dvc.yaml) do not include the report code."""
+
     def headline(self, run: Any) -> str:
         """A run's main number as text (`itnas.report.RunResult`), e.g. "test acc 90.29 %"."""
         raise NotImplementedError
@@ -170,15 +183,25 @@ class Evaluator:
         return {}
 
 
-def register_evaluator(cls: type[Evaluator]) -> type[Evaluator]:
-    """Class decorator: register (an instance of) `cls` under `cls.name`. Raises ValueError on a duplicate name or
-    a name without its `EvaluatorKind` in `EVALUATOR_KINDS`."""
-    if cls.name in _REGISTRY:
+def _register(registry: dict, cls: type) -> type:
+    """Register (an instance of) `cls` under `cls.name` in `registry`. Raises ValueError on a duplicate name or a
+    name without its `EvaluatorKind` in `EVALUATOR_KINDS`."""
+    if cls.name in registry:
         raise ValueError(f"evaluator {cls.name!r} is registered twice")
     if cls.name not in EVALUATOR_KINDS:
         raise ValueError(f"evaluator {cls.name!r} has no entry in EVALUATOR_KINDS")
-    _REGISTRY[cls.name] = cls()
+    registry[cls.name] = cls()
     return cls
+
+
+def register_evaluator(cls: type[Evaluator]) -> type[Evaluator]:
+    """Class decorator: register the run side `cls` (an `Evaluator`) under `cls.name` (`_register`)."""
+    return _register(_REGISTRY, cls)
+
+
+def register_report(cls: type[EvaluatorReport]) -> type[EvaluatorReport]:
+    """Class decorator: register the report side `cls` (an `EvaluatorReport`) under `cls.name` (`_register`)."""
+    return _register(_REPORTS, cls)
 
 
 def list_evaluators() -> list[str]:

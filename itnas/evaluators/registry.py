@@ -1,7 +1,7 @@
-"""Every evaluator of `itnas.evaluators.EVALUATOR_KINDS`, imported and registered: `get_evaluator` gives the full
-`Evaluator` (metrics and details models, how it runs, how the report shows it). Importing this module imports each
-evaluator's module (its test pass or table look-up and its report side); only the stages that evaluate or report
-import it (the params model reads the light `itnas.evaluators` alone).
+"""Every evaluator of `itnas.evaluators.EVALUATOR_KINDS`, imported and registered: `get_evaluator` gives its run
+side, an `Evaluator` (metrics and details models, how it runs). Importing this module imports each evaluator's
+module (its test pass or table look-up), not its report side (`itnas.evaluators.reports`); the evaluate stage
+imports it (the params model reads the light `itnas.evaluators` alone).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..evaluators.registry import get_evaluator
+from ..evaluators.reports import get_report
 from ..params import Params
 from .runs import BenchmarkInfo
 
@@ -32,7 +32,7 @@ def size_line(params: Params, benchmark: str, methods: list[str]) -> str:
     search = (f"search: paper recipe (space {s.space})" if paper else
               f"CPU-reduced search: space {s.space}, C={s.C}, {s.layers} {cells}, {data.search_train_size} + "
               f"{data.search_val_size} images at {px}, {'/'.join(map(str, epochs))} epochs")
-    evaluator = get_evaluator(params.evaluation(benchmark))
+    evaluator = get_report(params.evaluation(benchmark))
     return f"{search}; {evaluator.size_text(params.train_config(benchmark))}"
 
 
@@ -70,7 +70,7 @@ def _settings(params: Params, benchmark: str, methods: list[str]) -> dict[str, s
                                     f"epochs ({c.schedule.warmup_epochs} warm-up), batch {d.batch_size}, "
                                     f"{c.arch_optimizer.order}-order, images {d.image_size or 'native'} px")
     out["derive"] = f"mode {params.derive.mode}"
-    out.update(get_evaluator(params.evaluation(benchmark)).settings(params.train_config(benchmark)))
+    out.update(get_report(params.evaluation(benchmark)).settings(params.train_config(benchmark)))
     return out
 
 
@@ -82,4 +82,4 @@ def benchmark_info(params: Params, benchmark: str, methods: list[str], prepared:
         name=benchmark, label=params.label(benchmark), evaluation=evaluation,
         size=size_line(params, benchmark, methods), dataset=params.data_config(benchmark).dataset,
         space=params.search_config(benchmark, methods[0], 0).supernet.space, derivation=params.derive.mode,
-        data=_data_line(prepared, get_evaluator(evaluation).trains), settings=_settings(params, benchmark, methods))
+        data=_data_line(prepared, get_report(evaluation).trains), settings=_settings(params, benchmark, methods))

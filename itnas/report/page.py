@@ -11,7 +11,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from ..evaluators.registry import get_evaluator
+from ..evaluators.reports import get_report
 from .cellgraph import genotype_figure
 from .figures import alpha_figure, collapse_figure, has_transitions, transition_figures
 from .runs import BenchmarkInfo, RunResult
@@ -79,7 +79,7 @@ def write_html(sections: list[tuple[BenchmarkInfo, list[RunResult]]], path: Path
             continue
         for table in benchmark_tables(info, runs):
             parts.append(table.html())
-        for heading, figure in get_evaluator(info.evaluation).figures(runs):
+        for heading, figure in get_report(info.evaluation).figures(runs):
             text("h3", f"{info.label}: {heading}")
             add(figure)
         if any(r.history for r in runs):

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..evaluators.registry import get_evaluator
+from ..evaluators.reports import get_report
 from ..genotype import Genotype
 from ..run import EPOCHS, RunFileMissing, RunRecord
 
@@ -100,7 +100,7 @@ class RunResult:
     @property
     def headline(self) -> str:
         """The run's main number as text, as its evaluator writes it ("test acc 90.29 %", ...)."""
-        return get_evaluator(self.evaluation).headline(self)
+        return get_report(self.evaluation).headline(self)
 
     @property
     def collapse_count(self) -> int:
@@ -168,7 +168,7 @@ def load_run(record: RunRecord, evaluation: str | None = None) -> RunResult:
     if evaluation is not None and kind != evaluation:
         raise ValueError(f"{record.metrics} holds {kind} metrics, but benchmark {record.benchmark} is evaluated by "
                          f"{evaluation}; rerun its evaluate step")
-    evaluator = get_evaluator(kind, f"{record.metrics}: evaluation")
+    evaluator = get_report(kind, f"{record.metrics}: evaluation")
     _validate(record, "metrics", evaluator.metrics_model, metrics)
     genotype = record.genotype_of()
     details = _optional(record, "details", dict)

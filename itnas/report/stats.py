@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..evaluators.registry import get_evaluator
+from ..evaluators.reports import get_report
 from .runs import RunResult
 
 __all__ = ["Stat", "group_runs", "margin_stats", "method_stats", "stat", "summary_metrics"]
@@ -67,7 +67,7 @@ def margin_stats(group: list[RunResult]) -> dict[str, Any]:
 def method_stats(group: list[RunResult]) -> dict[str, Any]:
     """Statistics of one method's runs (one benchmark) over seeds, as their evaluator computes them
     (`itnas.evaluators.Evaluator.method_stats`; e.g. test_acc, or ``<mode>:<metric>`` of an NB201 look-up)."""
-    return get_evaluator(group[0].evaluation).method_stats(group)
+    return get_report(group[0].evaluation).method_stats(group)
 
 
 def summary_metrics(runs: list[RunResult]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -77,6 +77,6 @@ def summary_metrics(runs: list[RunResult]) -> dict[str, dict[str, dict[str, Any]
     configured derivation and ``seq_nb201_*`` of the sequential one), and ``collapsed`` = {"count": searches whose
     derived cell is all parameter-free, "n": runs}.
     """
-    return {benchmark: {method: get_evaluator(group[0].evaluation).summary(group)
+    return {benchmark: {method: get_report(group[0].evaluation).summary(group)
                         for method, group in methods.items()}
             for benchmark, methods in group_runs(runs).items()}

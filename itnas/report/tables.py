@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..evaluators.registry import get_evaluator
+from ..evaluators.reports import get_report
 from ..genotype import Genotype
 from .runs import BenchmarkInfo, RunResult
 from .stats import Stat
@@ -154,4 +154,4 @@ def margins(d: dict[str, Any]) -> str:
 
 def benchmark_tables(info: BenchmarkInfo, runs: list[RunResult]) -> list[Table]:
     """The tables of one benchmark, in report order, as its evaluator makes them (`itnas.evaluators`)."""
-    return get_evaluator(info.evaluation).tables(info, runs)
+    return get_report(info.evaluation).tables(info, runs)
