@@ -27,8 +27,10 @@ from .common import console, write_json
 from .paths import REPORT_DIR, RUNS_DIR, prepared_dirs
 
 COMMANDS = ["dvc repro            # runs, in order:", "itnas check-params", "itnas prepare BENCHMARK",
-            "itnas search BENCHMARK METHOD SEED   # then derive, evaluate; once per chain of `runs`",
+            "itnas search BENCHMARK METHOD SEED   # then derive, train (runs.benchmarks only), evaluate; once per "
+            "chain of `runs`",
             "itnas report"]
+"""The commands the report names as the way to reproduce it (every stage command of dvc.yaml, in order)."""
 
 def _load(runs_dir: Path, benchmark: str, method: str, seed: int, evaluation: str) -> RunResult:
     """`load_run`; a missing run file becomes a MissingOutputError that names the file and the command writing it."""

@@ -1,7 +1,8 @@
 """The named training recipes (itnas.recipes) hold the published values.
 
-Two independent checks per recipe: an exact transcribed table (works anywhere), and the numbers of the recipe
-sentences of the design page (DESIGN.md 3 and 4), parsed from the file when it is present.
+Two independent checks per recipe: an exact transcribed table, and the numbers parsed from the recipe sentences of
+the project's design page (DESIGN.md sections 3 and 4, which is not in the repository: the sentences are quoted
+here verbatim, `DESIGN_SENTENCES`, so the check runs everywhere, CI included).
 """
 
 from __future__ import annotations
@@ -22,7 +23,18 @@ from itnas.recipes import NEEDS_CONFIG_SUPPORT, RECIPES, get_recipe, list_recipe
 from itnas.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-DESIGN_CANDIDATES = (ROOT.parent / "shared" / "DESIGN.md", ROOT / "shared" / "DESIGN.md")
+
+#: The recipe sentences of the design page (DESIGN.md 3 and 4, quoted verbatim; their sources: DARTS, Liu et al.,
+#: ICLR 2019, section 3 and cnn/train.py, cnn/train_imagenet.py; RobustDARTS, Zela et al., ICLR 2020).
+DESIGN_SENTENCES = (
+    "DARTS CIFAR recipe C=36, 20 cells, auxiliary head (weight 0.4) at 2/3 depth, cutout 16, drop-path 0.2, 600 "
+    "epochs, batch 96, SGD 0.025 cosine, momentum 0.9, wd 3e-4, grad clip 5. ImageNet",
+    "evaluation uses C=36 / 20 cells on CIFAR-10 and C=16 / 8 cells on CIFAR-100 and SVHN",
+    "ImageNet (mobile setting, < 600M multiply-adds): C=48, 14 cells, 250 epochs, label smoothing 0.1, auxiliary "
+    "0.4. Search",
+    "Training: 250 epochs, batch 128, SGD lr 0.1 (decay 0.97 per epoch), momentum 0.9, wd 3e-5, label smoothing "
+    "0.1, auxiliary 0.4, grad clip 5 (DARTS)",
+)
 
 _CIFAR_COMMON = {
     "epochs": 600,
@@ -113,11 +125,8 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _design_text() -> str:
-    for path in DESIGN_CANDIDATES:
-        if path.is_file():
-            return " ".join(path.read_text(encoding="utf-8").split())
-    pytest.skip(f"DESIGN.md not found (looked in {', '.join(map(str, DESIGN_CANDIDATES))}); the exact values are "
-                f"checked by test_recipe_values_transcribed")
+    """The quoted design-page sentences as one text (`DESIGN_SENTENCES`)."""
+    return " | ".join(DESIGN_SENTENCES)
 
 
 # ------------------------------------------------------------------------------------------------- registry
@@ -150,7 +159,7 @@ def test_recipe_values_transcribed(name):
 
 @pytest.mark.parametrize("name", list_recipes())
 def test_recipe_values_match_design(name):
-    """The numbers of the recipe sentences of DESIGN.md 3 and 4 equal the preset's."""
+    """The numbers of the recipe sentences of DESIGN.md 3 and 4 (`DESIGN_SENTENCES`) equal the preset's."""
     text = _design_text()
     flat = _flatten(get_recipe(name))
     for sentence_pattern, fields in DESIGN_SPECS[name]:

@@ -680,3 +680,19 @@ def test_report_stage_advises_the_command(project, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"runs/nb/darts-s1/metrics\.json.*evaluate stage.*"
                                                 r"`itnas evaluate nb darts 1`"):
         report("params.yaml")
+
+
+def test_the_reproduce_commands_name_every_stage_in_dvc_order():
+    """The report's "how to reproduce" lines (pipeline.report.COMMANDS) name every stage command of dvc.yaml, in
+    the order of dvc.yaml (review defect 12: train was missing)."""
+    import yaml
+
+    from pipeline.report import COMMANDS
+
+    root = Path(__file__).resolve().parents[1]
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"].values()
+    order = list(dict.fromkeys(re.match(r"itnas (\S+)", s["cmd"]).group(1) for s in stages))
+    assert order == ["check-params", "prepare", "search", "derive", "train", "evaluate", "report"]
+    text = " ".join(COMMANDS)
+    positions = [text.find(name) for name in order]
+    assert -1 not in positions and positions == sorted(positions), (order, text)
