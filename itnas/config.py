@@ -302,9 +302,14 @@ class DeriveConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    """Evaluation batch size (images)."""
+    """How the evaluate stage tests a trained network: batch size (images) and, for streamed image files
+    (imagefolder, imagenet), test_resize: the test images' shorter side is resized to test_resize px, then centre
+    cropped to the network's image_size (0 = image_size * 256 / 224, e.g. 256 for 224: DARTS cnn/train_imagenet.py;
+    must be >= image_size, checked by the evaluate stage). Test-pass settings live here, not in `train`, so that
+    changing them re-evaluates without retraining."""
 
     batch_size: int = Field(500, ge=1)
+    test_resize: int = Field(0, ge=0)
 
 
 # ------------------------------------------------------------------------------------------------ distributed

@@ -3,7 +3,7 @@
 Each preset is a dict shaped like the `train` block of params.yaml (`itnas.train_config.TrainConfig`: epochs, network{C,
 layers, stem_stride, auxiliary[, kind]}, optimizer{lr, lr_min, momentum, weight_decay, grad_clip[, schedule,
 gamma]}, regularization{auxiliary_weight, drop_path, label_smoothing}, data{batch_size, image_size, cutout,
-crop_padding, hflip[, color_jitter, test_resize]}; a key left out takes TrainConfig's default), channels_last, amp,
+crop_padding, hflip[, color_jitter]}; a key left out takes TrainConfig's default), channels_last, amp,
 tf32, deterministic, compile: how it computes, not part of the papers' recipes, at the float32 defaults) plus
 "source", a string naming the paper, its section and the reference code. Units: epochs, images per batch, learning
 rates per step, pixels (cutout side, crop padding, image side).
@@ -25,9 +25,11 @@ Presets (`RECIPES`; `get_recipe(name)` returns a copy, `list_recipes()` the name
   cnn/train_imagenet.py): network kind "imagenet" (`itnas.networks.FinalNetworkImageNet`), C=48, 14 cells, 250 epochs,
   batch 128, SGD lr 0.1 decayed by 0.97 after every epoch, momentum 0.9, wd 3e-5, grad clip 5, label smoothing 0.1
   (main and auxiliary loss, as train_imagenet.py's CrossEntropyLabelSmooth), auxiliary 0.4, 224 px images: training
-  random resized crop 224 + flip + ColorJitter(0.4, 0.4, 0.4, 0.2), test resize 256 + centre crop 224; drop-path 0
+  random resized crop 224 + flip + ColorJitter(0.4, 0.4, 0.4, 0.2); drop-path 0
   (train_imagenet.py's default; the paper names none); no cutout or crop padding; stem_stride 1 (the ImageNet stem has
-  a fixed stride of 8; the network rejects any other value).
+  a fixed stride of 8; the network rejects any other value). Its test images (resize 256 + centre crop 224) are
+  the evaluate stage's default (`evaluate.test_resize: 0` = image_size * 256 / 224 = 256 px at 224 px), a test-pass
+  setting outside the `train` block, so the recipe has no key for them.
 
 Keys beyond the CIFAR recipes (`darts_imagenet`), all `TrainConfig` keys now:
 
@@ -35,7 +37,7 @@ Keys beyond the CIFAR recipes (`darts_imagenet`), all `TrainConfig` keys now:
 - `optimizer.schedule`: "exponential" with `optimizer.gamma`: 0.97, the learning rate multiplied by gamma after
   every epoch (`itnas.train.final_lr`; PyTorch StepLR(step_size=1, gamma=0.97); lr_min unused).
 - `data.color_jitter`: [brightness, contrast, saturation, hue] = [0.4, 0.4, 0.4, 0.2] (torchvision ColorJitter, as
-  train_imagenet.py), `data.test_resize`: 256 (test images resized to 256 px, then centre cropped to image_size).
+  train_imagenet.py).
   The random resized crop (RandomResizedCrop(image_size) + flip) is how every streamed data set (ImageFolder trees:
   imagenet, imagefolder) is cut for training (`itnas.data.ImageDataset`), so it needs no key; colour jitter applies
   to streamed data sets only (the train stage refuses it for a data set in RAM).
@@ -104,7 +106,7 @@ RECIPES: dict[str, dict[str, Any]] = {
                    "schedule": "exponential", "gamma": 0.97},
         regularization={"auxiliary_weight": 0.4, "drop_path": 0.0, "label_smoothing": 0.1},
         data={"batch_size": 128, "image_size": 224, "cutout": 0, "crop_padding": 0, "hflip": True,
-              "color_jitter": [0.4, 0.4, 0.4, 0.2], "test_resize": 256}),
+              "color_jitter": [0.4, 0.4, 0.4, 0.2]}),
 }
 """Named final-training presets (the `train` block of params.yaml plus "source"); see the module docstring."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from .config import AmpMode, SGDConfig, _amp_off_from_yaml, _Strict, _workers
 
@@ -54,8 +54,8 @@ class TrainDataConfig(_Strict):
 
     Streamed image files (imagefolder, imagenet) are cut ImageNet style instead (`itnas.data.ImageDataset`; DARTS
     cnn/train_imagenet.py): training images by a random resized crop to image_size (scale 0.08-1) + flip (hflip),
-    crop_padding unused; test images resized to test_resize px on the shorter side (0 = image_size * 256 / 224),
-    then centre cropped to image_size. color_jitter: [brightness, contrast, saturation, hue] of torchvision's
+    crop_padding unused; test images are resized and centre cropped by the evaluate stage (`EvalConfig.test_resize`).
+    color_jitter: [brightness, contrast, saturation, hue] of torchvision's
     ColorJitter on the training images (DARTS ImageNet: [0.4, 0.4, 0.4, 0.2]); None = off; streamed files only.
     """
 
@@ -67,7 +67,6 @@ class TrainDataConfig(_Strict):
     on_device: bool | Literal["auto"] = "auto"
     num_workers: int | Literal["auto"] = "auto"
     color_jitter: tuple[float, float, float, float] | None = None
-    test_resize: int = Field(0, ge=0)
 
     _num_workers = field_validator("num_workers")(_workers)
 
@@ -78,13 +77,6 @@ class TrainDataConfig(_Strict):
             raise ValueError("color_jitter is [brightness, contrast, saturation, hue], each >= 0 and hue <= 0.5 "
                              "(torchvision ColorJitter)")
         return v
-
-    @model_validator(mode="after")
-    def _test_resize_covers_crop(self) -> TrainDataConfig:
-        if self.test_resize and self.test_resize < self.image_size:
-            raise ValueError(f"test_resize={self.test_resize} must be >= image_size={self.image_size}: the test "
-                             f"images are resized to test_resize px, then centre cropped to image_size")
-        return self
 
 
 #: Values of `train.optimizer.schedule` (the learning rate of each epoch, `itnas.engine.epoch_lr`).

@@ -25,7 +25,8 @@ def evaluate(benchmark: str, method: str, seed: int, params_file: str = "params.
     job = EvalJob(record=run_record(benchmark, method, seed), derivation=params.derive.mode,
                   batch_size=params.evaluate.batch_size, device=device,
                   loader_kw=loader_options(params.train_config(benchmark).data.num_workers, device),  # {} on a CPU
-                  load_data=lambda: load_train_data(prepared_dirs(benchmark)[1], dcfg.root, dcfg.download))
+                  load_data=lambda: load_train_data(prepared_dirs(benchmark)[1], dcfg.root, dcfg.download),
+                  test_resize=params.evaluate.test_resize)
     metrics, details, line = evaluator.evaluate(job)
     job.record.write_json("details", details)
     job.record.write_json("metrics", metrics, exclude={"search_time_s"})  # the report reads search_metrics.json

@@ -57,8 +57,8 @@ def test_train_and_evaluate_deps_hold_no_search_output_and_no_search_code(stage,
 
 def test_the_test_pass_is_no_dependency_of_the_train_stage():
     """How a trained network is tested (the train evaluator's `test_network`, itnas/evaluators/) is a dep of
-    evaluate, not of train (nor is the report): a change of the test pass re-evaluates without retraining. Every stage reads the
-    light evaluator registry (itnas/evaluators/__init__.py, through the params model), which imports no evaluator."""
+    evaluate, not of train (nor is the report): a change of the test pass re-evaluates without retraining. Every
+    stage reads the light evaluator registry (itnas/evaluators/__init__.py, through the params model), which imports no evaluator."""
     light = "itnas/evaluators/__init__.py"
     for stage in ("check", "prepare", "search", "derive", "train"):
         closure = {p.as_posix() for p in stage_closure(_stage(stage)["cmd"], ROOT)}
@@ -81,6 +81,34 @@ def test_the_report_code_is_no_dependency_of_the_evaluate_stages(stage):
     assert not [d for d in _deps(stage) if d.startswith(report_side)], stage
     report = _deps("report")
     assert "itnas/report" in report and set(report_side[1:]) <= set(report)
+
+
+def test_the_test_resize_is_an_evaluate_param_not_a_train_param():
+    """How test images are resized (`evaluate.test_resize`, review defect 3) is a key of the evaluate block, which the
+    evaluate stages list as a param and train does not; no train key holds it (so it is in no train config,
+    model.pt or train checkpoint identity), and a change of it leaves every resolved train config unchanged."""
+    from itnas.config import EvalConfig, TrainConfig
+    from itnas.params import Params
+
+    def keys(model: type) -> set[str]:
+        out = set()
+        for name, field in model.model_fields.items():
+            sub = field.annotation
+            out |= {f"{name}.{k}" for k in keys(sub)} if isinstance(sub, type) and hasattr(sub, "model_fields") \
+                else {name}
+        return out
+
+    assert "test_resize" in EvalConfig.model_fields
+    assert not [k for k in keys(TrainConfig) if "test_resize" in k]
+    for stage in ("evaluate", "evaluate-table"):
+        assert "evaluate" in _stage(stage)["params"]
+    assert not [p for p in _stage("train")["params"] if str(p).startswith("evaluate")]
+    params = tiny_params()
+    before = Params.from_dict(params)
+    params["evaluate"] = {"test_resize": 64}
+    after = Params.from_dict(params)
+    assert after.evaluate.test_resize == 64 and before.evaluate.test_resize == 0
+    assert after.train_config("tiny") == before.train_config("tiny")
 
 
 def test_derive_writes_derivations_and_the_report_reads_search_metrics():
@@ -137,6 +165,18 @@ def test_train_chain_evaluates_without_search_outputs(tmp_path, monkeypatch):
     metrics = json.loads(run.metrics.read_text())
     assert metrics.get("search_time_s") is None
     assert RunMetrics.model_validate(metrics).test_images == 100
+
+    # evaluate.test_resize below the trained network's image size (8 px digits): one line, nothing retrained
+    params = tiny_params()
+    params["evaluate"] = {"test_resize": 4}
+    write_params(tmp_path, params)
+    model_bytes = run.model.read_bytes()
+    result = itnas("evaluate", "tiny", "darts", "0")
+    assert result.exit_code == 2
+    assert one_line_error(result).startswith("error: evaluate.test_resize=4 must be >= the image size of "
+                                             "tiny/darts-s0's trained network (8 px): the test images are resized")
+    assert run.model.read_bytes() == model_bytes
+    write_params(tmp_path, tiny_params())
 
     _restore_search_metrics(run, tmp_path / "away")
     search_time = SearchMetrics.model_validate_json(run.search_metrics.read_text()).search_time_s

@@ -226,14 +226,17 @@ def test_chain_with_the_darts_imagenet_recipe(tmp_path, monkeypatch):
     classes = [f"n0{k}" for k in range(6)]
     write_tree(tmp_path / "mine", classes, test="val", n_train=3, n_test=2)
     train = {"recipe": "darts_imagenet", "epochs": 2, "network": {"C": 8, "layers": 3},
-             "data": {"image_size": 32, "test_resize": 36, "batch_size": 9}}
-    write_params(tmp_path, _params("inet", train, 16))
+             "data": {"image_size": 32, "batch_size": 9}}
+    params = _params("inet", train, 16)
+    params["evaluate"] = {**params.get("evaluate", {}), "test_resize": 36}  # a test-pass setting, not a train one
+    write_params(tmp_path, params)
     _chain("inet")
     run = run_record("inet", "darts", 0)
     trained = json.loads(run.train_config.read_text())
     assert trained["final"]["network"]["kind"] == "imagenet" and trained["final"]["image_size"] == 32
     assert trained["train"]["regularization"] == {"auxiliary_weight": 0.4, "drop_path": 0.0, "label_smoothing": 0.1}
     assert trained["train"]["data"]["color_jitter"] == [0.4, 0.4, 0.4, 0.2]
+    assert "test_resize" not in trained["train"]["data"]  # evaluate.test_resize: no train param
     history = json.loads(run.train_history.read_text())
     assert [h["lr"] for h in history] == pytest.approx([0.1, 0.097], rel=1e-12)
     metrics = json.loads(run.metrics.read_text())

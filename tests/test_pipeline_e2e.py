@@ -230,6 +230,15 @@ def test_editing_the_test_pass_reevaluates_without_retraining(project):
     assert not [s for s in changed if s.startswith(("train@", "search", "derive", "prepare"))], changed
 
 
+def test_changing_the_test_resize_reevaluates_without_retraining(project):
+    """evaluate.test_resize (how streamed test images are resized) is a param of the evaluate stages only: changing
+    it reruns every evaluate stage and no train stage (review defect 3; it was train.data.test_resize)."""
+    block = yaml.safe_load((project / "params.yaml").read_text()).get("evaluate") or {}
+    changed = _changed_by(project, ("evaluate",), {**block, "test_resize": 64})
+    assert {"evaluate@tiny-itnas-0", "evaluate@tiny-darts-0"} <= changed
+    assert not [s for s in changed if s.startswith(("train@", "search", "derive", "prepare", "check"))], changed
+
+
 def test_nb201_chain_looks_the_cells_up_under_both_derivations(project):
     """The nb201 evaluation: metrics.json holds the table's numbers of genotype.json's cell; details.json holds the
     cells of both derivations, each with its own look-up, and the table's best cells."""

@@ -64,7 +64,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "regularization.auxiliary_weight": 0.4, "regularization.drop_path": 0.0,
         "regularization.label_smoothing": 0.1,
         "data.batch_size": 128, "data.image_size": 224, "data.cutout": 0, "data.crop_padding": 0, "data.hflip": True,
-        "data.color_jitter": [0.4, 0.4, 0.4, 0.2], "data.test_resize": 256,
+        "data.color_jitter": [0.4, 0.4, 0.4, 0.2],
         "channels_last": False, "amp": "off", "tf32": False, "deterministic": False, "compile": False,
     },
 }
@@ -204,7 +204,7 @@ def test_darts_cifar_equals_paper_config():
 # ------------------------------------------------------------------------------------------------- config
 #: TrainConfig keys the CIFAR recipes leave out (the ImageNet recipe's), at their defaults: what DARTS CIFAR does.
 IMAGENET_KEYS_AT_DEFAULT = {"network.kind": "cifar", "optimizer.schedule": "cosine", "optimizer.gamma": 0.97,
-                            "data.color_jitter": None, "data.test_resize": 0}
+                            "data.color_jitter": None}
 
 
 @pytest.mark.parametrize("name", list_recipes())
@@ -273,8 +273,7 @@ def test_recipes_are_selectable_from_params():
     cfg = train_config({"train": {"recipe": "darts_imagenet", "epochs": 2}, "benchmarks": {"b": imagenet_like}}, "b")
     assert (cfg.epochs, cfg.network.kind, cfg.optimizer.schedule, cfg.optimizer.gamma) == (2, "imagenet",
                                                                                            "exponential", 0.97)
-    assert (cfg.regularization.label_smoothing, cfg.data.color_jitter, cfg.data.test_resize) == (
-        0.1, (0.4, 0.4, 0.4, 0.2), 256)
+    assert (cfg.regularization.label_smoothing, cfg.data.color_jitter) == (0.1, (0.4, 0.4, 0.4, 0.2))
     with pytest.raises(ConfigError, match="unknown recipe; valid recipes: darts_cifar"):
         train_config({"train": {"recipe": "dart"}, "benchmarks": {"b": {**bench, "train": {}}}}, "b")
 

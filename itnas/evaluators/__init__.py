@@ -102,8 +102,10 @@ _REPORTS: dict[str, EvaluatorReport] = {}  # report sides (`register_report`; `i
 @dataclass(frozen=True)
 class EvalJob:
     """What the evaluate stage hands an evaluator: the chain's `record` (its files), the configured derivation
-    (`derive.mode`), the test batch size, the device, the DataLoader options (`itnas.data.loader_options`) and
-    `load_data()`, which loads the benchmark's prepared train/test splits (`itnas.data.TrainData`) when called."""
+    (`derive.mode`), the test batch size, the device, the DataLoader options (`itnas.data.loader_options`),
+    `load_data()`, which loads the benchmark's prepared train/test splits (`itnas.data.TrainData`) when called, and
+    `test_resize` (px; `evaluate.test_resize`, `itnas.config.EvalConfig`: how streamed test images are resized before
+    the centre crop, 0 = image_size * 256 / 224)."""
 
     record: RunRecord
     derivation: str
@@ -111,6 +113,7 @@ class EvalJob:
     device: torch.device
     loader_kw: dict
     load_data: Callable[[], Any]
+    test_resize: int = 0
 
 
 class Evaluator:
@@ -178,8 +181,9 @@ class EvaluatorReport(Evaluator):
         """What the report's size line says after the search part (`train_cfg`: the benchmark's TrainConfig)."""
         raise NotImplementedError
 
-    def settings(self, train_cfg: Any) -> dict[str, str]:
-        """Extra "label: text" settings lines of the markdown report (`train_cfg`: the benchmark's TrainConfig)."""
+    def settings(self, train_cfg: Any, eval_cfg: Any = None) -> dict[str, str]:
+        """Extra "label: text" settings lines of the markdown report (`train_cfg`: the benchmark's TrainConfig,
+        `eval_cfg`: the `evaluate` block, `itnas.config.EvalConfig`)."""
         return {}
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import torch
 from pydantic import model_serializer
 
+from ..config import ConfigError
 from ..contracts import Contract
 from . import EvalJob, Evaluator, register_evaluator
 
@@ -133,6 +134,10 @@ class TrainEvaluator(Evaluator):
         run = job.record
         trained, state, history = run.trained_network()
         net = trained.final
+        if job.test_resize and job.test_resize < net.image_size:
+            raise ConfigError(f"evaluate.test_resize={job.test_resize} must be >= the image size of {run.name}'s "
+                              f"trained network ({net.image_size} px): the test images are resized to test_resize "
+                              f"px, then centre cropped to the image size (0 = image size * 256 / 224)")
         genotype = Genotype.from_dict(net.genotype)
         data = job.load_data()
         model = final_network_from_config(net)
@@ -141,8 +146,8 @@ class TrainEvaluator(Evaluator):
         if trained.train.get("channels_last"):  # tested in the memory format it was trained in
             model.to(memory_format=torch.channels_last)
         # streamed files: resized to test_resize px (0: image_size * 256 / 224), centre cropped (itnas.data.samples)
-        test_resize = (trained.train.get("data") or {}).get("test_resize", 0)
-        test_set = ImageDataset(data.test, data.mean, data.std, image_size=net.image_size, test_resize=test_resize)
+        test_set = ImageDataset(data.test, data.mean, data.std, image_size=net.image_size,
+                                test_resize=job.test_resize)
         result = test_network(model, test_set, job.batch_size, job.device, len(data.classes), loader_kw=job.loader_kw)
         top5 = result.pop("top5_accuracy")
         paper_net = create_final_network(genotype, PAPER_C, PAPER_LAYERS, 10, False, 3)

@@ -160,7 +160,7 @@ class TrainReport(TrainEvaluator, EvaluatorReport):
             return f"training: paper recipe (C={n.C}, {n.layers} cells, {epochs} epochs)"
         return f"training: C={n.C}, {n.layers} cells, {epochs} epochs"
 
-    def settings(self, train_cfg: Any) -> dict[str, str]:
+    def settings(self, train_cfg: Any, eval_cfg: Any = None) -> dict[str, str]:
         n, d, o = train_cfg.network, train_cfg.data, train_cfg.optimizer
         extra = ""  # what the CIFAR defaults leave out (the DARTS ImageNet recipe's settings), only when set
         if n.kind != "cifar":
@@ -171,8 +171,8 @@ class TrainReport(TrainEvaluator, EvaluatorReport):
             extra += f", label smoothing {train_cfg.regularization.label_smoothing:g}"
         if d.color_jitter is not None:
             extra += f", colour jitter {'/'.join(f'{v:g}' for v in d.color_jitter)}"
-        if d.test_resize:
-            extra += f", test resize {d.test_resize} px"
+        if eval_cfg is not None and eval_cfg.test_resize:
+            extra += f", test resize {eval_cfg.test_resize} px"
         return {"final training": (f"C={n.C}, {n.layers} cells, stem stride {n.stem_stride}, {train_cfg.epochs} "
                                    f"epochs, batch {d.batch_size}, images {d.image_size or 'native'} px, auxiliary "
                                    f"{n.auxiliary}, drop-path {train_cfg.regularization.drop_path}, cutout {d.cutout}"

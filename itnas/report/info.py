@@ -70,7 +70,7 @@ def _settings(params: Params, benchmark: str, methods: list[str]) -> dict[str, s
                                     f"epochs ({c.schedule.warmup_epochs} warm-up), batch {d.batch_size}, "
                                     f"{c.arch_optimizer.order}-order, images {d.image_size or 'native'} px")
     out["derive"] = f"mode {params.derive.mode}"
-    out.update(get_report(params.evaluation(benchmark)).settings(params.train_config(benchmark)))
+    out.update(get_report(params.evaluation(benchmark)).settings(params.train_config(benchmark), params.evaluate))
     return out
 
 
