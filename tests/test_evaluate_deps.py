@@ -58,7 +58,8 @@ def test_train_and_evaluate_deps_hold_no_search_output_and_no_search_code(stage,
 def test_the_test_pass_is_no_dependency_of_the_train_stage():
     """How a trained network is tested (the train evaluator's `test_network`, itnas/evaluators/) is a dep of
     evaluate, not of train (nor is the report): a change of the test pass re-evaluates without retraining. Every
-    stage reads the light evaluator registry (itnas/evaluators/__init__.py, through the params model), which imports no evaluator."""
+    stage reads the light evaluator registry (itnas/evaluators/__init__.py, through the params model), which
+    imports no evaluator."""
     light = "itnas/evaluators/__init__.py"
     for stage in ("check", "prepare", "search", "derive", "train"):
         closure = {p.as_posix() for p in stage_closure(_stage(stage)["cmd"], ROOT)}
