@@ -12,6 +12,8 @@ says what is wrong, where, and what to do. Anything else that escapes is a bug a
       NonFiniteError (itnas.engine)         a run diverged (NaN / inf)
       NB201TableError (itnas.nb201)         an unreadable NAS-Bench-201 table
       MissingOutputError (here)             a stage output (or another file a stage needs) does not exist
+      StageOutputError (here)               a stage output that exists but cannot be used: not valid JSON, not of its
+                                            model, or of another evaluator than its benchmark's
       UnknownNameError (here)               a name that is not in its registry (method, space, op, recipe, ...)
 
 Each keeps the built-in base it had (ValueError, RuntimeError, FileNotFoundError, KeyError), so code that catches
@@ -20,7 +22,7 @@ those still does.
 
 from __future__ import annotations
 
-__all__ = ["ItnasError", "MissingOutputError", "UnknownNameError"]
+__all__ = ["ItnasError", "MissingOutputError", "StageOutputError", "UnknownNameError"]
 
 
 class ItnasError(Exception):
@@ -30,6 +32,12 @@ class ItnasError(Exception):
 class MissingOutputError(ItnasError, FileNotFoundError):
     """A file a stage reads does not exist (a stage output not produced yet, a checkpoint, a table); the message
     names the file and the command that writes or restores it."""
+
+
+class StageOutputError(ItnasError, ValueError):
+    """A stage output (a run file) exists but cannot be used: not valid JSON, not of its typed model, or written for
+    another evaluator than the benchmark's; the message names the file, what is wrong and the stage to rerun (or
+    `dvc checkout` to restore it)."""
 
 
 class UnknownNameError(ItnasError, KeyError):

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from .contracts import FinalNetworkConfig
-from .errors import MissingOutputError
+from .errors import MissingOutputError, StageOutputError
 from .genotype import DERIVE_MODES, Genotype, GenotypeError
 
 __all__ = ["RUN_FILES", "Derivations", "EpochGenotype", "EpochGenotypes", "RunFile", "RunFileMissing", "RunRecord",
@@ -182,7 +182,7 @@ class RunRecord:
     (``record.metrics``, ``record.model``, ...), and typed reads and writes of its files.
 
     Reads raise RunFileMissing (a FileNotFoundError naming the file and the stage that writes it) when a file is
-    missing, ValueError naming the file when it is not valid JSON or not of its model.
+    missing, StageOutputError (a ValueError) naming the file when it is not valid JSON or not of its model.
     """
 
     benchmark: str
@@ -215,21 +215,22 @@ class RunRecord:
 
     # ------------------------------------------------------------------------------------------------ reading
     def read_json(self, key: str) -> Any:
-        """The parsed JSON of file `key`. Raises RunFileMissing, ValueError (not valid JSON)."""
+        """The parsed JSON of file `key`. Raises RunFileMissing, StageOutputError (a ValueError: not valid JSON)."""
         path = self.require(key)
         try:
             return json.loads(path.read_text())
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from None
+            raise StageOutputError(f"{path} is not valid JSON: {err}") from None
 
     def read(self, key: str, model: type[BaseModel] | TypeAdapter) -> Any:
-        """File `key` validated by `model` (a pydantic model or TypeAdapter). Raises RunFileMissing, ValueError."""
+        """File `key` validated by `model` (a pydantic model or TypeAdapter). Raises RunFileMissing, StageOutputError
+        (a ValueError)."""
         data = self.read_json(key)
         try:
             return model.validate_python(data) if isinstance(model, TypeAdapter) else model.model_validate(data)
         except ValidationError as err:
-            raise ValueError(f"{getattr(self, key)} is not the run's {self.FILES[key].what} ({_errors(err)}); "
-                             f"rerun its {self.FILES[key].stage} stage") from None
+            raise StageOutputError(f"{getattr(self, key)} is not the run's {self.FILES[key].what} ({_errors(err)}); "
+                                   f"rerun its {self.FILES[key].stage} stage") from None
 
     def genotype_of(self) -> Genotype:
         """genotype.json as a Genotype. Raises RunFileMissing, GenotypeError."""

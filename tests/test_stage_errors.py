@@ -83,3 +83,49 @@ def test_foreign_output_advises_dvc_checkout_in_one_line(tmp_path, monkeypatch):
     line = one_line_error(result)
     assert line.startswith(f"error: {output} is not {what} of this version (")
     assert line.endswith("restore it with `dvc checkout` or rebuild it with `dvc repro`")
+
+
+def _report_of(tmp_path, metrics: str, details: str | None = None) -> str:
+    """`itnas report` over the tiny project's one chain whose metrics.json (and evaluate/details.json) hold the given
+    text; asserts exit code 2 and returns its one error line."""
+    write_params(tmp_path, tiny_params())
+    run = tmp_path / "runs" / "tiny" / "darts-s0"
+    (run / "evaluate").mkdir(parents=True)
+    PUBLISHED_GENOTYPES["darts_v2"].save(run / "genotype.json")
+    (run / "metrics.json").write_text(metrics)
+    if details is not None:
+        (run / "evaluate" / "details.json").write_text(details)
+    result = itnas("report")
+    assert result.exit_code == 2, result.output
+    return one_line_error(result)
+
+
+TRAIN_METRICS = {"evaluation": "train", "test_acc": 90.0, "test_loss": 0.3, "test_images": 100, "params_m": 0.1,
+                 "madds_m": 1.0, "params_m_c36_l20": 3.3, "madds_m_c36_l20_32px": 500.0, "collapse_count": 0,
+                 "train_time_s": 1.0}
+
+
+@pytest.mark.parametrize("metrics,details,expected", [
+    ("{not json", None, "error: runs/tiny/darts-s0/metrics.json is not valid JSON: Expecting property name enclosed "
+                        "in double quotes: line 1 column 2 (char 1)"),
+    (json.dumps({"evaluation": "nb201"}), None,
+     "error: runs/tiny/darts-s0/metrics.json holds nb201 metrics, but benchmark tiny is evaluated by train; rerun its "
+     "evaluate step"),
+    (json.dumps({"evaluation": "train", "test_acc": 90.0}), None,
+     "error: runs/tiny/darts-s0/metrics.json is not of its evaluator's model (test_loss: Field required; 8 errors); "
+     "rerun the evaluate step"),
+    (json.dumps(TRAIN_METRICS), json.dumps({"evaluation": "nb201"}),
+     "error: runs/tiny/darts-s0/evaluate/details.json holds nb201 details, but runs/tiny/darts-s0/metrics.json holds "
+     "train metrics; rerun the evaluate step"),
+], ids=["not-json", "other-evaluator", "not-its-model", "details-of-another-evaluator"])
+def test_a_run_file_the_report_cannot_use_is_one_line(tmp_path, monkeypatch, metrics, details, expected):
+    """A stage output that exists but cannot be used (review defect 7): `StageOutputError`, one line and exit 2,
+    naming the file and the stage to rerun (no traceback)."""
+    monkeypatch.chdir(tmp_path)
+    assert _report_of(tmp_path, metrics, details) == expected
+
+
+def test_stage_output_error_is_a_user_error_and_a_value_error():
+    from itnas.errors import ItnasError, StageOutputError
+
+    assert issubclass(StageOutputError, ItnasError) and issubclass(StageOutputError, ValueError)

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..errors import StageOutputError
 from ..evaluators.reports import get_report
 from ..genotype import Genotype
 from ..run import EPOCHS, RunFileMissing, RunRecord
@@ -153,33 +154,41 @@ def load_run(record: RunRecord, evaluation: str | None = None) -> RunResult:
         RunFilesMissing: genotype.json or metrics.json is missing (a FileNotFoundError naming the file).
         GenotypeError: genotype.json is malformed or does not fit its space.
         ConfigError: the evaluator named is not registered.
-        ValueError: a file is not valid JSON or not of its model (metrics and details: the evaluator's), metrics.json
-            names another evaluator than `evaluation` or none (and `evaluation` is None), or the history's last
-            transitions / attention are not in the format of `itnas.records`.
+        StageOutputError (a ValueError): a file is not valid JSON or not of its model (metrics and details: the
+            evaluator's; the search history: `itnas.run.EPOCHS`), metrics.json names another evaluator than
+            `evaluation` or none (and `evaluation` is None), or the history's last transitions / attention are not in
+            the format of `itnas.records`.
     """
     record.require("genotype")
     metrics = record.read_json("metrics")
     if not isinstance(metrics, dict):
-        raise ValueError(f"{record.metrics} must hold a dict (evaluation metrics), got {type(metrics).__name__}")
+        raise StageOutputError(f"{record.metrics} must hold a dict (evaluation metrics), got "
+                               f"{type(metrics).__name__}")
     kind = metrics.get("evaluation", evaluation)
     if kind is None:
-        raise ValueError(f"{record.metrics} names no evaluation (a file written before it was recorded): give the "
-                         f"benchmark's evaluation")
+        raise StageOutputError(f"{record.metrics} names no evaluation (a file written before it was recorded): give "
+                               f"the benchmark's evaluation")
     if evaluation is not None and kind != evaluation:
-        raise ValueError(f"{record.metrics} holds {kind} metrics, but benchmark {record.benchmark} is evaluated by "
-                         f"{evaluation}; rerun its evaluate step")
+        raise StageOutputError(f"{record.metrics} holds {kind} metrics, but benchmark {record.benchmark} is evaluated "
+                               f"by {evaluation}; rerun its evaluate step")
     evaluator = get_report(kind, f"{record.metrics}: evaluation")
     _validate(record, "metrics", evaluator.metrics_model, metrics)
     genotype = record.genotype_of()
     details = _optional(record, "details", dict)
     if details:
         if details.get("evaluation", kind) != kind:
-            raise ValueError(f"{record.details} holds {details['evaluation']} details, but {record.metrics} holds "
-                             f"{kind} metrics; rerun the evaluate step")
+            raise StageOutputError(f"{record.details} holds {details['evaluation']} details, but {record.metrics} "
+                                   f"holds {kind} metrics; rerun the evaluate step")
         _validate(record, "details", evaluator.details_model, details)
     history = _optional(record, "search_history", list)
     if history:
-        EPOCHS.validate_python(history)
+        try:
+            EPOCHS.validate_python(history)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            raise StageOutputError(f"{record.search_history} is not the run's search history ({where}: "
+                                   f"{first['msg']}; {err.error_count()} errors); rerun its search stage") from None
         _check_transition_records(record.search_history, history[-1])
     search_metrics = _optional(record, "search_metrics", dict)
     return RunResult(record.benchmark, record.method, int(record.seed), kind, metrics, genotype, history, details,
@@ -187,35 +196,36 @@ def load_run(record: RunRecord, evaluation: str | None = None) -> RunResult:
 
 
 def _validate(record: RunRecord, key: str, model: type, data: dict) -> None:
-    """Raise ValueError naming the file when `data` (file `key`) is not of `model`."""
+    """Raise StageOutputError naming the file when `data` (file `key`) is not of `model`."""
     try:
         model.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
-        raise ValueError(f"{getattr(record, key)} is not of its evaluator's model ({'.'.join(map(str, first['loc']))}: "
-                         f"{first['msg']}; {err.error_count()} errors); rerun the evaluate step") from None
+        where = ".".join(map(str, first["loc"]))
+        raise StageOutputError(f"{getattr(record, key)} is not of its evaluator's model ({where}: {first['msg']}; "
+                               f"{err.error_count()} errors); rerun the evaluate step") from None
 
 
 def _optional(record: RunRecord, key: str, kind: type) -> Any:
-    """The parsed JSON of an optional run file (`kind()` and a warning when missing). Raises ValueError when it
-    is not valid JSON or not a `kind`."""
+    """The parsed JSON of an optional run file (`kind()` and a warning when missing). Raises StageOutputError
+    when it is not valid JSON or not a `kind`."""
     path, what = getattr(record, key), record.FILES[key].what
     if not path.exists():
         log.warning("%s is missing (the %s); the report leaves out what needs it for %s", path, what, record.name)
         return kind()
     value = record.read_json(key)
     if not isinstance(value, kind):
-        raise ValueError(f"{path} must hold a {kind.__name__} ({what}), got {type(value).__name__}")
+        raise StageOutputError(f"{path} must hold a {kind.__name__} ({what}), got {type(value).__name__}")
     return value
 
 
 def _check_transition_records(path, rec: dict) -> None:
-    """Raise ValueError unless rec["transitions"] / rec["attention"] (where present) map every cell type to a list
-    of records with the keys of `itnas.records` (an older history stored dicts keyed by strings instead)."""
+    """Raise StageOutputError unless rec["transitions"] / rec["attention"] (where present) map every cell type to a
+    list of records with the keys of `itnas.records` (an older history stored dicts keyed by strings instead)."""
     for key, fields in _TRANSITION_KEYS.items():
         for cell_type, records in (rec.get(key) or {}).items():
             if not isinstance(records, list) or not all(isinstance(r, dict) and set(fields) <= set(r)
                                                          for r in records):
-                raise ValueError(f"{path}: last record's {key}[{cell_type!r}] must be a list of records with keys "
-                                 f"{', '.join(fields)} (itnas.records); got {type(records).__name__} "
-                                 "(a history written in an older format?)")
+                raise StageOutputError(f"{path}: last record's {key}[{cell_type!r}] must be a list of records with "
+                                       f"keys {', '.join(fields)} (itnas.records); got {type(records).__name__} "
+                                       "(a history written in an older format?)")
