@@ -48,18 +48,100 @@ def test_gumbel_sample_is_one_hot_at_the_argmax_of_the_soft_sample(tau, scale, d
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("tau", [10.0, 0.5])
-def test_straight_through_gradient_equals_the_soft_relaxation_gradient(tau, dtype):
-    """d/d logits of <upstream, weights> (weights = hard - soft.detach() + soft) equals that of <upstream, soft>,
-    the soft sample recomputed here from the same exponential draws."""
+def test_straight_through_gradient_is_the_analytic_soft_sample_jacobian(tau, dtype):
+    """d/d logits of <upstream, weights> equals the Jacobian of the soft sample written out by hand:
+    soft = softmax((logits + g) / tau), so d soft_k / d logits_j = soft_k (delta_jk - soft_j) / tau and the gradient
+    is soft_j (upstream_j - <upstream, soft>) / tau, with g = -log(u) from the same exponential draws."""
     logits = _logits((6, 5), 1.0, dtype, seed=3)
     upstream = torch.randn(6, 5, generator=torch.Generator().manual_seed(4), dtype=dtype)
     weights, _ = gumbel_softmax_st(logits, tau, torch.Generator().manual_seed(7))
     (g_st,) = torch.autograd.grad((weights * upstream).sum(), logits)
-    u = torch.empty(6, 5, dtype=dtype).exponential_(generator=torch.Generator().manual_seed(7))
-    soft = F.softmax((F.log_softmax(logits, -1) - u.log()) / tau, -1)
-    (g_soft,) = torch.autograd.grad((soft * upstream).sum(), logits)
+    u = torch.empty(6, 5, dtype=torch.float64).exponential_(generator=torch.Generator().manual_seed(7))
+    z = (logits.detach().double() - u.log()) / tau
+    soft = z.exp() / z.exp().sum(-1, keepdim=True)
+    expected = soft * (upstream.double() - (upstream.double() * soft).sum(-1, keepdim=True)) / tau
     assert g_st.abs().max() > 1e-4  # a real gradient, not zero on both sides
-    torch.testing.assert_close(g_st, g_soft, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-7)
+    torch.testing.assert_close(g_st.double(), expected, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-7)
+
+
+@pytest.mark.parametrize("space_name,fused", [("nb201", True), ("nb201", False), ("darts", True)])
+def test_gdas_model_logit_gradient_is_the_sampled_weight_gradient_through_the_soft_sample(space_name, fused):
+    """The search's gradient of a gdas supernet's loss w.r.t. the edge logits, with only the sampled op of every
+    edge computed, against an independent computation: dL/dw_e of the sampled op's weight (the same forward with
+    the one-hot weights as leaves), times the soft sample's Jacobian written out by hand, d soft_k / d a_e =
+    soft_k (onehot_k - soft) / tau (soft recomputed from the same exponential draws). Only the sampled op's weight
+    carries a gradient: the other ops' soft weights do not enter."""
+    from itnas.arch import ArchState
+    from itnas.supernet import create_search_model
+
+    space, tau = create_space(space_name), 0.7
+    torch.manual_seed(0)
+    layers = 3 if space.layout == "darts" else 1  # darts: a normal cell and two reduction cells
+    model = create_search_model(space, "gdas", C=4, layers=layers, num_classes=3, in_channels=3, fused=fused).double()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for cell in model.arch.cells.values():
+            cell.edge_logits.copy_(torch.randn(cell.edge_logits.shape, generator=g, dtype=torch.float64))
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 2])
+    state = model.arch.sample(ArchSampler(torch.Generator().manual_seed(5), tau))
+    logits = [cell.edge_logits for cell in model.arch.cells.values()]
+    grads = torch.autograd.grad(F.cross_entropy(model(x, state), y), logits)
+
+    leaves = {t: F.one_hot(torch.tensor(state.sampled[t]), space.n_ops).double().requires_grad_()
+              for t in model.arch.cells}
+    loss = F.cross_entropy(model.net(x, ArchState(leaves, state.edge_weights, state.sampled)), y)
+    d_w = [torch.zeros_like(leaf) if d is None else d  # a sampled `none` computes nothing: no weight is used
+           for leaf, d in zip(leaves.values(), torch.autograd.grad(loss, list(leaves.values()), allow_unused=True),
+                              strict=True)]
+    draws = torch.Generator().manual_seed(5)
+    for (t, cell), grad, dw in zip(model.arch.cells.items(), grads, d_w, strict=True):
+        a = cell.edge_logits.detach()
+        u = torch.empty_like(a).exponential_(generator=draws)  # the draws of Architecture.sample, cell by cell
+        z = (a - u.log()) / tau
+        soft = z.exp() / z.exp().sum(-1, keepdim=True)
+        k = torch.tensor(state.sampled[t])
+        assert torch.equal(k, soft.argmax(-1))
+        rows = torch.arange(len(k))
+        soft_k = soft[rows, k]
+        expected = (dw[rows, k] * soft_k / tau)[:, None] * (F.one_hot(k, space.n_ops).double() - soft)
+        assert grad.abs().max() > 1e-6, t
+        torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["gdas", "drnas"])
+def test_second_order_draws_an_independent_sample_in_every_forward(method):
+    """The unrolled (second-order) architecture gradient runs the supernet 4 times (virtual step on search-train,
+    search-val at w', search-train at w+ and w-); with a sampler set, each forward draws its own architecture, the
+    k-th draw being the k-th draw of the sampler's generator (as the public GDAS / DrNAS code, which samples in every
+    forward; docs/method.md 2.12)."""
+    from itnas.search import unrolled_arch_grads
+    from itnas.supernet import create_search_model
+
+    space = create_space("nb201")
+    torch.manual_seed(0)
+    model = create_search_model(space, method, C=4, layers=1, num_classes=3, in_channels=3).double()
+    model.sampler = ArchSampler(torch.Generator().manual_seed(9), 1.0)
+    drawn = []
+    sample = model.arch.sample
+
+    def recording(sampler):
+        state = sample(sampler)
+        drawn.append(state)
+        return state
+
+    model.arch.sample = recording
+    g = torch.Generator().manual_seed(2)
+    batch = lambda: (torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2, 0]))  # noqa
+    unrolled_arch_grads(model, batch(), batch(), xi=0.01)
+    assert len(drawn) == 4
+    reference = ArchSampler(torch.Generator().manual_seed(9), 1.0)
+    expected = [sample(reference) for _ in range(4)]
+    for got, want in zip(drawn, expected, strict=True):
+        torch.testing.assert_close(got.alphas["normal"].detach(), want.alphas["normal"].detach(), rtol=0, atol=0)
+        assert got.sampled == want.sampled
+    firsts = [d.alphas["normal"].detach() for d in drawn]
+    assert all(not torch.equal(firsts[0], other) for other in firsts[1:])  # independent draws, not one reused
 
 
 def test_gumbel_argmax_follows_the_softmax_of_the_logits():
