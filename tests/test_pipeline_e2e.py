@@ -236,7 +236,8 @@ def test_changing_the_test_resize_reevaluates_without_retraining(project):
     block = yaml.safe_load((project / "params.yaml").read_text()).get("evaluate") or {}
     changed = _changed_by(project, ("evaluate",), {**block, "test_resize": 64})
     assert {"evaluate@tiny-itnas-0", "evaluate@tiny-darts-0"} <= changed
-    assert not [s for s in changed if s.startswith(("train@", "search", "derive", "prepare", "check"))], changed
+    # check validates the whole file (its marker output never changes, so nothing after it reruns for it)
+    assert not [s for s in changed if s.startswith(("train@", "search", "derive", "prepare"))], changed
 
 
 def test_nb201_chain_looks_the_cells_up_under_both_derivations(project):
