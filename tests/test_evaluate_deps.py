@@ -88,8 +88,9 @@ def test_the_test_resize_is_an_evaluate_param_not_a_train_param():
     """How test images are resized (`evaluate.test_resize`, review defect 3) is a key of the evaluate block, which the
     evaluate stages list as a param and train does not; no train key holds it (so it is in no train config,
     model.pt or train checkpoint identity), and a change of it leaves every resolved train config unchanged."""
-    from itnas.config import EvalConfig, TrainConfig
+    from itnas.config import EvalConfig
     from itnas.params import Params
+    from itnas.train_config import TrainConfig
 
     def keys(model: type) -> set[str]:
         out = set()

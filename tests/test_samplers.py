@@ -115,8 +115,8 @@ def test_second_order_draws_an_independent_sample_in_every_forward(method):
     search-val at w', search-train at w+ and w-); with a sampler set, each forward draws its own architecture, the
     k-th draw being the k-th draw of the sampler's generator (as the public GDAS / DrNAS code, which samples in every
     forward; docs/method.md 2.12)."""
-    from itnas.search import unrolled_arch_grads
     from itnas.supernet import create_search_model
+    from itnas.unrolled import unrolled_arch_grads
 
     space = create_space("nb201")
     torch.manual_seed(0)
