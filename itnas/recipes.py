@@ -132,8 +132,8 @@ def get_recipe(name: str) -> dict[str, Any]:
 
 def unsupported_keys(name: str) -> list[str]:
     """Dotted keys of recipe `name` (besides "source") that the current `itnas.train_config.TrainConfig` does not
-    define, i.e. the values a training run built from the preset's `train` block would reject today. Computed against the
-    config's fields, so a key disappears from this list once the config supports it.
+    define, i.e. the values a training run built from the preset's `train` block would reject today. Computed against
+    the config's fields, so a key disappears from this list once the config supports it.
 
     Raises:
         KeyError: unknown recipe name.
