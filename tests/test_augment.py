@@ -318,6 +318,6 @@ def test_search_and_train_stages_on_the_device(tmp_path, monkeypatch):
     for stage in ("search", "derive", "train", "evaluate"):
         result = itnas(stage, "tiny", "darts", "0")
         assert result.exit_code == 0, result.output
-        if stage != "derive":
+        if stage in ("search", "train"):  # the stages that make batches (evaluate tests the trained network)
             assert "batches made on the device" in " ".join(result.stderr.split())
     assert (tmp_path / "runs/tiny/darts-s0/metrics.json").exists()
