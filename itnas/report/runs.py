@@ -185,10 +185,8 @@ def load_run(record: RunRecord, evaluation: str | None = None) -> RunResult:
         try:
             EPOCHS.validate_python(history)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(map(str, first["loc"]))
-            raise StageOutputError(f"{record.search_history} is not the run's search history ({where}: "
-                                   f"{first['msg']}; {err.error_count()} errors); rerun its search stage") from None
+            raise _not_of_model(record.search_history, "the run's search history", err,
+                                "rerun its search stage") from None
         _check_transition_records(record.search_history, history[-1])
     search_metrics = _optional(record, "search_metrics", dict)
     return RunResult(record.benchmark, record.method, int(record.seed), kind, metrics, genotype, history, details,
@@ -200,10 +198,14 @@ def _validate(record: RunRecord, key: str, model: type, data: dict) -> None:
     try:
         model.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        raise StageOutputError(f"{getattr(record, key)} is not of its evaluator's model ({where}: {first['msg']}; "
-                               f"{err.error_count()} errors); rerun the evaluate step") from None
+        raise _not_of_model(getattr(record, key), "of its evaluator's model", err, "rerun the evaluate step") from None
+
+
+def _not_of_model(path: Any, what: str, err: ValidationError, fix: str) -> StageOutputError:
+    """'PATH is not WHAT (first field: message; N errors); FIX' for a run file that fails its pydantic model."""
+    first = err.errors()[0]
+    where = ".".join(map(str, first["loc"]))
+    return StageOutputError(f"{path} is not {what} ({where}: {first['msg']}; {err.error_count()} errors); {fix}")
 
 
 def _optional(record: RunRecord, key: str, kind: type) -> Any:
