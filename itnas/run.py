@@ -6,14 +6,22 @@ through it; nothing else names a run file.
         search/supernet.pt, search/config.json    search: weights + `SupernetMeta` (the same meta as JSON)
         search/history.json                       search: one record per epoch (`itnas.search`; the last one also
                                                   holds the transitions and attention, `itnas.records`)
-        search_curves.csv, search_metrics.json    search: per-epoch curves; `SearchMetrics`
+        search_metrics.json                       search: `SearchMetrics`
+        live/search/                              search: its per-epoch curves (DVCLive: plots/metrics/<key>.tsv,
+                                                  one row per epoch; written by the pipeline, not the library)
         genotype.json, derivations.json           derive: the genotype of `derive.mode`; `Derivations` (both modes)
         epoch_genotypes.json                      derive: `EpochGenotypes`, the marginal genotype of every search
                                                   epoch (from search/history.json; the search trajectory)
         train/model.pt, train/config.json         train (evaluators that train a network): weights + `TrainedNetwork`
-        train/history.json, train/train_curves.csv  train: one record per epoch; its curves
+        train/history.json                        train: one record per epoch
+        live/train/                               train: its per-epoch curves (DVCLive, outside the cached train/)
         evaluate/details.json, metrics.json       evaluate: the evaluator's details and metrics models
                                                   (`itnas.evaluators`); metrics.json names its `evaluation`
+        live/evaluate/                            evaluate (chains that train a network): the confusion matrix of
+                                                  the test images as a DVC plot (DVCLive: plots/sklearn/)
+
+The live/ folders are the DVC plots (`dvc plots show`); the histories are the records that resume, derive and the
+report read.
 
 The models of the evaluate files belong to the evaluator (`itnas.evaluators.Evaluator.metrics_model`,
 `details_model`); `RunRecord` reads them as plain dicts and the evaluator validates them.
@@ -57,7 +65,7 @@ RUN_FILES: dict[str, RunFile] = {
     "supernet": RunFile("search/supernet.pt", "search", "searched supernet"),
     "search_config": RunFile("search/config.json", "search", "supernet meta"),
     "search_history": RunFile("search/history.json", "search", "search history"),
-    "search_curves": RunFile("search_curves.csv", "search", "search curves"),
+    "live_search": RunFile("live/search", "search", "search curves (DVCLive)"),
     "search_metrics": RunFile("search_metrics.json", "search", "search metrics"),
     "genotype": RunFile("genotype.json", "derive", "derived genotype"),
     "derivations": RunFile("derivations.json", "derive", "genotypes of both derivations"),
@@ -66,10 +74,11 @@ RUN_FILES: dict[str, RunFile] = {
     "model": RunFile("train/model.pt", "train", "trained network"),
     "train_config": RunFile("train/config.json", "train", "trained network's config"),
     "train_history": RunFile("train/history.json", "train", "training history"),
-    "train_curves": RunFile("train/train_curves.csv", "train", "training curves"),
+    "live_train": RunFile("live/train", "train", "training curves (DVCLive)"),
     "evaluate_dir": RunFile("evaluate", "evaluate", "evaluation outputs"),
     "details": RunFile("evaluate/details.json", "evaluate", "evaluation details"),
     "metrics": RunFile("metrics.json", "evaluate", "evaluation metrics"),
+    "live_evaluate": RunFile("live/evaluate", "evaluate", "confusion matrix plot (DVCLive)"),
 }
 
 
@@ -287,17 +296,6 @@ class RunRecord:
         path = getattr(self, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(obj, indent=2) + "\n")
-        return path
-
-    def write_curves(self, key: str, rows: list[dict], columns: list[str]) -> Path:
-        """Per-epoch curves for `dvc plots`: one CSV row per record, `columns` only (missing values left empty)."""
-        path = getattr(self, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lines = [",".join(columns)]
-        for r in rows:
-            lines.append(",".join("" if r.get(c) is None else f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c])
-                                  for c in columns))
-        path.write_text("\n".join(lines) + "\n")
         return path
 
 

@@ -162,22 +162,28 @@ def chain_identity(params: Params, kind: str, chain: Chain, **known) -> dict:
     return run_identity(cfg, seed=seed, world_size=d.world_size, sync_batchnorm=d.sync_batchnorm, code=code, **known)
 
 
-def checkpoint_for(path: Path, config: dict) -> None:
+def checkpoint_for(path: Path, config: dict) -> list[dict]:
     """Before a stage runs: keep a checkpoint of the same identity (params, data, code: the run resumes from it),
     discard one of another identity with a message saying what differs, and stop with an error naming an
-    unreadable one (CheckpointError). A temporary file of an interrupted checkpoint write is removed."""
+    unreadable one (CheckpointError). A temporary file of an interrupted checkpoint write is removed.
+
+    Returns:
+        The epoch records of the kept checkpoint (its "history", the epochs the run will not rerun, which the
+        stage replays into its curves, `pipeline.live.EpochLog`); [] when none is kept.
+    """
     from itnas.checkpoint import load_checkpoint
 
     path.with_suffix(path.suffix + ".tmp").unlink(missing_ok=True)
     if not path.exists():
-        return
+        return []
     ck = load_checkpoint(path)  # an unreadable one: CheckpointError
     reason = identity_diff(ck["config"], config)
     if reason is None:
         console.print(f"resuming from {path} ({ck['epoch']} epochs done)")
-        return
+        return list(ck["history"])
     console.print(f"[yellow]{path} holds a run of {reason}; discarding it and starting over")
     path.unlink()
+    return []
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -1,7 +1,8 @@
 """Stage `evaluate` of one (benchmark, method, seed) chain: how good the derived genotype is, by the benchmark's
 evaluator (`benchmarks.<name>.evaluation`, `itnas.evaluators`): the network of the train stage tested once on the
 test split (`train`), or both derived cells looked up in the NAS-Bench-201 table (`nb201`) -> runs/<chain>/evaluate/
-details.json and runs/<chain>/metrics.json (which names its evaluator).
+details.json and runs/<chain>/metrics.json (which names its evaluator); a tested network's confusion matrix also
+becomes a DVC plot, runs/<chain>/live/evaluate/ (`pipeline.live.log_confusion_matrix`).
 
 It reads neither the supernet nor search_metrics.json (the report takes the search time from there), so a new
 search that derives the same genotypes re-evaluates nothing, and it trains nothing: testing anew retrains nothing.
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 from itnas.data import load_train_data, loader_options
 from itnas.evaluators import EvalJob
+from itnas.evaluators.train import TrainDetails
 from itnas.evaluators.registry import get_evaluator
 from itnas.params import load_params
 
 from .common import console
+from .live import log_confusion_matrix
 from .paths import prepared_dirs, run_record
 
 
@@ -30,4 +33,6 @@ def evaluate(benchmark: str, method: str, seed: int, params_file: str = "params.
     metrics, details, line = evaluator.evaluate(job)
     job.record.write_json("details", details)
     job.record.write_json("metrics", metrics, exclude={"search_time_s"})  # the report reads search_metrics.json
+    if isinstance(details, TrainDetails):  # a tested network: its confusion matrix as a DVC plot
+        log_confusion_matrix(job.record.live_evaluate, details.confusion_matrix, details.classes)
     console.print(line)

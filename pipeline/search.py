@@ -1,5 +1,5 @@
-"""Stage `search`: supernet search of one (benchmark, method, seed) chain; writes runs/<chain>/search/ and per-epoch
-curves."""
+"""Stage `search`: supernet search of one (benchmark, method, seed) chain; writes runs/<chain>/search/,
+search_metrics.json and the per-epoch curves (DVCLive, runs/<chain>/live/search/, logged as the epochs finish)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from itnas.run import RunRecord
 from itnas.search import run_search
 
 from .common import chain_identity, checkpoint_for, console, epoch_progress
+from .live import SEARCH_KEYS, EpochLog
 from .parallel import distributed_run, rank_zero, steps_per_epoch
 from .paths import checkpoint, prepared_dirs, run_record
-
-CURVE_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "collapse_count", "time_s"]
 
 
 def search(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
@@ -43,8 +42,8 @@ def _search(params: Params, chain: Chain, run: RunRecord, ctx: DistContext, devi
     # code is discarded), as the check stage builds it when it prunes checkpoints
     identity = chain_identity(params, "search", chain, data_fingerprint=data.fingerprint())
     ck_path = checkpoint(run, "search")
-    if ctx.is_main:
-        checkpoint_for(ck_path, identity)
+    # rank 0 logs the curves: the epochs of the checkpoint it resumes from first, then each epoch as it finishes
+    curves = EpochLog(run.live_search, SEARCH_KEYS, checkpoint_for(ck_path, identity)) if ctx.is_main else None
     ctx.barrier()  # every rank resumes from the checkpoint rank 0 kept, or none
     s, sched, prec = cfg.supernet, cfg.schedule, cfg.precision
     amp = f", amp {prec.amp}" if prec.amp != "off" else ""
@@ -61,12 +60,14 @@ def _search(params: Params, chain: Chain, run: RunRecord, ctx: DistContext, devi
             val = f"val {rec['val_acc']:.1f}%" if "val_acc" in rec else ""
             print_(f"epoch {rec['epoch'] + 1}: train {rec['train_acc']:.1f}% {val} "
                    f"collapse {rec['collapse_count']} ({rec['time_s']:.0f} s)")
+            curves(rec)  # the engine calls on_epoch on rank 0 only
 
         result = run_search(cfg, train_set, val_set, len(data.classes), data.in_channels, device,
                             ck_path, identity=identity, on_step=on_step, on_epoch=on_epoch,
                             name=f"search {run.name}", ctx=ctx)
     if not ctx.is_main:
         return  # rank 0 writes the outputs
+    curves.end()
     meta = SupernetMeta(config=cfg, num_classes=len(data.classes), in_channels=data.in_channels,
                         base=result.model.arch.base, data_fingerprint=identity["data_fingerprint"],
                         device=str(device), torch=torch.__version__)
@@ -74,7 +75,6 @@ def _search(params: Params, chain: Chain, run: RunRecord, ctx: DistContext, devi
     torch.save({"meta": meta.model_dump(mode="json"), "model": result.model.state_dict()}, run.supernet)
     run.write_json("search_config", meta)
     run.write_json("search_history", result.history)
-    run.write_curves("search_curves", result.history, CURVE_COLUMNS)
     last = result.history[-1]
     d = last["decisiveness"]
     metrics = SearchMetrics(search_time_s=round(result.search_time_s, 1), search_val_acc=last.get("val_acc"),

@@ -1,7 +1,7 @@
 """Stage `train` (chains of runs.benchmarks, whose evaluator trains a network): the final network of
 runs/<chain>/genotype.json trained from scratch on the benchmark's training split -> runs/<chain>/train/ (model.pt
-with its `TrainedNetwork` config, config.json, history.json, train_curves.csv; `itnas.run`), resumable from
-.itnas_ckpt/<chain>/train.pt. The evaluate stage tests it: a change of how it is tested retrains nothing."""
+with its `TrainedNetwork` config, config.json, history.json; `itnas.run`) and its per-epoch curves (DVCLive,
+runs/<chain>/live/train/, logged as the epochs finish), resumable from .itnas_ckpt/<chain>/train.pt. The evaluate stage tests it: a change of how it is tested retrains nothing."""
 
 from __future__ import annotations
 
@@ -16,10 +16,9 @@ from itnas.run import TrainedNetwork
 from itnas.train import train_final
 
 from .common import chain_identity, checkpoint_for, console, epoch_progress
+from .live import TRAIN_KEYS, EpochLog
 from .parallel import distributed_run, rank_zero, steps_per_epoch
 from .paths import checkpoint, prepared_dirs, run_record
-
-CURVE_COLUMNS = ["epoch", "lr", "drop_path_prob", "train_loss", "train_acc", "time_s"]
 
 
 def train(benchmark: str, method: str, seed: int, params_file: str = "params.yaml") -> None:
@@ -54,8 +53,8 @@ def train(benchmark: str, method: str, seed: int, params_file: str = "params.yam
         ck_path = checkpoint(run, "train")
         torch.manual_seed(seed)
         model = final_network_from_config(net).to(device)
-        if ctx.is_main:
-            checkpoint_for(ck_path, ck_identity)
+        # rank 0 logs the curves: the epochs of the checkpoint it resumes from, then each epoch as it finishes
+        curves = EpochLog(run.live_train, TRAIN_KEYS, checkpoint_for(ck_path, ck_identity)) if ctx.is_main else None
         ctx.barrier()  # every rank resumes from the checkpoint rank 0 kept, or none
         amp = f", amp {cfg.amp}" if cfg.amp != "off" else ""
         procs = f" x {ctx.world_size} processes" if ctx.enabled else ""
@@ -67,14 +66,15 @@ def train(benchmark: str, method: str, seed: int, params_file: str = "params.yam
 
             def on_epoch(rec):
                 print_(f"epoch {rec['epoch'] + 1}: train {rec['train_acc']:.1f}% ({rec['time_s']:.0f} s)")
+                curves(rec)  # the engine calls on_epoch on rank 0 only
 
             history = train_final(model, cfg, train_set, seed, device, ck_path, ck_identity, on_step=on_step,
                                   on_epoch=on_epoch, name=f"train {run.name}", ctx=ctx)
         if not ctx.is_main:
             return  # rank 0 writes the outputs
+    curves.end()
     run.train_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"config": identity, "model": model.state_dict(), "history": history}, run.model)
-    run.write_curves("train_curves", history, CURVE_COLUMNS)
     run.write_json("train_history", history)
     run.write_json("train_config", trained)
     ck_path.unlink(missing_ok=True)  # outputs written: a later rerun starts fresh
