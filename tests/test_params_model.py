@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from tiny_project import ROOT, itnas, one_line_error, tiny_params, write_params
+import torch
+from tiny_project import ROOT, history_curves, itnas, live_curves, one_line_error, tiny_params, write_params
 
 import pipeline.search
 from itnas.config import ConfigError, DataConfig, SearchConfig
@@ -18,6 +19,7 @@ from itnas.evaluators import list_evaluators
 from itnas.identity import identity_diff, run_identity
 from itnas.params import Params
 from itnas.train_config import TrainConfig
+from pipeline.live import SEARCH_KEYS
 
 # ------------------------------------------------------------------------------------------------ the params model
 
@@ -77,7 +79,9 @@ def test_identity_diff_names_the_changed_code_and_keys():
 
 def test_an_interrupted_search_stage_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     """The identity the search stage stores in its checkpoint is the one it (and the check stage) expects: an
-    interrupted search is kept by `check` and resumed by the next run of the stage."""
+    interrupted search is kept by `check` and resumed by the next run of the stage. Its DVCLive curves show the
+    epochs as they finish, and the resumed run's curves are those of the whole history (the checkpoint's epochs
+    replayed, time_s included), as an uninterrupted run's are."""
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, tiny_params())
     assert itnas("prepare", "tiny").exit_code == 0
@@ -97,6 +101,9 @@ def test_an_interrupted_search_stage_resumes_from_its_checkpoint(tmp_path, monke
     assert isinstance(itnas("search", "tiny", "darts", "0").exception, Interrupted)
     ck = tmp_path / ".itnas_ckpt/tiny/darts-s0/search.pt"
     assert ck.exists()
+    live = tmp_path / "runs/tiny/darts-s0/live/search"
+    first = torch.load(ck, weights_only=False)["history"]
+    assert [r["epoch"] for r in first] == [0] and live_curves(live) == history_curves(first, SEARCH_KEYS)
     monkeypatch.setattr(pipeline.search, "run_search", real)
     check = itnas("check-params")
     assert check.exit_code == 0 and "removing" not in check.stderr and ck.exists()
@@ -104,7 +111,10 @@ def test_an_interrupted_search_stage_resumes_from_its_checkpoint(tmp_path, monke
     assert result.exit_code == 0, result.output
     assert "resuming from" in result.stderr and "(1 epochs done)" in " ".join(result.stderr.split())
     history = json.loads((tmp_path / "runs/tiny/darts-s0/search/history.json").read_text())
-    assert [r["epoch"] for r in history] == [0, 1, 2]
+    assert [r["epoch"] for r in history] == [0, 1, 2] and history[0] == first[0]
+    curves = live_curves(live)
+    assert curves == history_curves(history, SEARCH_KEYS) and set(curves["train_loss"]) == {0, 1, 2}
+    assert json.loads((live / "metrics.json").read_text())["step"] == 2
 
 
 # ------------------------------------------------------------------------------------------------- user errors

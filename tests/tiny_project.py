@@ -86,3 +86,25 @@ class CountingDataset(ImageDataset):
     def __getitem__(self, i):
         self.seen.append(i)
         return super().__getitem__(i)
+
+
+def live_curves(folder: Path) -> dict[str, dict[int, float]]:
+    """The curves a DVCLive folder holds (`pipeline.live.EpochLog`): {key: {step: value}} from its
+    plots/metrics/<key>.tsv files (tab-separated, header `step<TAB>key`)."""
+    curves = {}
+    for tsv in sorted((Path(folder) / "plots" / "metrics").glob("*.tsv")):
+        header, *rows = tsv.read_text().splitlines()
+        assert header == f"step\t{tsv.stem}", f"{tsv}: header {header!r}"
+        curves[tsv.stem] = {int(step): float(value) for step, value in (row.split("\t") for row in rows)}
+    return curves
+
+
+def history_curves(history: list[dict], keys: tuple[str, ...]) -> dict[str, dict[int, float]]:
+    """The curves `live_curves` must read for an epoch history: {key: {epoch: value}} of every key of `keys` that
+    an epoch record holds a number for."""
+    out: dict[str, dict[int, float]] = {}
+    for rec in history:
+        for key in keys:
+            if isinstance(rec.get(key), int | float):
+                out.setdefault(key, {})[rec["epoch"]] = float(rec[key])
+    return out
