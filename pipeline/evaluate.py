@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from itnas.data import load_train_data, loader_options
 from itnas.evaluators import EvalJob
-from itnas.evaluators.train import TrainDetails
 from itnas.evaluators.registry import get_evaluator
+from itnas.evaluators.train import TrainDetails
 from itnas.params import load_params
 
 from .common import console

@@ -1,7 +1,8 @@
 """Stage `train` (chains of runs.benchmarks, whose evaluator trains a network): the final network of
 runs/<chain>/genotype.json trained from scratch on the benchmark's training split -> runs/<chain>/train/ (model.pt
 with its `TrainedNetwork` config, config.json, history.json; `itnas.run`) and its per-epoch curves (DVCLive,
-runs/<chain>/live/train/, logged as the epochs finish), resumable from .itnas_ckpt/<chain>/train.pt. The evaluate stage tests it: a change of how it is tested retrains nothing."""
+runs/<chain>/live/train/, logged as the epochs finish), resumable from .itnas_ckpt/<chain>/train.pt. The evaluate
+stage tests it: a change of how it is tested retrains nothing."""
 
 from __future__ import annotations
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from tiny_project import history_curves, live_curves
 
 from itnas.contracts import FinalNetworkConfig, SearchMetrics, SupernetMeta
 from itnas.data import ImageDataset, find_test_overlap, load_search_data, load_train_data
@@ -30,6 +33,7 @@ from itnas.evaluators.train import TrainMetrics as RunMetrics
 from itnas.evaluators.train import test_network as evaluate
 from itnas.genotype import Genotype
 from itnas.networks import final_network_from_config
+from pipeline.live import CONFUSION_NAME, SEARCH_KEYS, TRAIN_KEYS
 from pipeline.paths import REPORT_DIR, prepared_dirs, run_record
 
 # the real `dvc repro` of the module fixture (~1 min on 2 cores): skipped by `-m "not slow"`, run by CI
@@ -99,8 +103,12 @@ def project(tmp_path_factory) -> Path:
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    # the figures of `dvc plots show` list the chains of these params (dvc.yaml's generated top-level plots)
+    _run([sys.executable, "-m", "itnas_tools.dvc_plots", "--write", "--dvc-file", "dvc.yaml"], root)
     _run(["git", "init", "-q"], root)
     _run(["dvc", "init", "-q"], root)
+    _run(["git", "add", "-A"], root)  # a first commit, as a clone has (DVCLive cannot open a repo without one)
+    _run(["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-qm", "init"], root)
     _run(["dvc", "repro"], root)
     return root
 
@@ -136,7 +144,6 @@ def test_search_and_derive_outputs(project):
         metrics = SearchMetrics.model_validate(json.loads((project / run.search_metrics).read_text()))
         assert metrics.search_val_acc == history[-1]["val_acc"]
         assert metrics.search_collapse_count == history[-1]["collapse_count"]
-        assert (project / run.search_curves).read_text().startswith("epoch,")
         g = Genotype.load(project / run.genotype)
         assert g.space == "darts" and len(g.normal) == 8 and len(g.reduce) == 8
     assert "transitions" in json.loads((project / RUNS[0].search_history).read_text())[-1]  # itnas only
@@ -171,6 +178,38 @@ def test_trained_network_beats_chance_and_evaluation_reproduces(project):
         assert details["confusion_matrix"] == result["confusion_matrix"]
 
 
+def test_live_curves_hold_the_histories(project):
+    """Every chain's DVCLive search curves (and every trained chain's training curves) hold one row per epoch with
+    the history's values; table chains have no training curves nor confusion matrix."""
+    for run in RUNS + NB_RUNS:
+        history = json.loads((project / run.search_history).read_text())
+        curves = live_curves(project / run.live_search)
+        assert curves == history_curves(history, SEARCH_KEYS) and set(curves["train_acc"]) == {0, 1}
+        assert set(curves) == set(SEARCH_KEYS)  # val_every = 1: every key in every epoch
+    for run in RUNS:
+        history = json.loads((project / run.train_history).read_text())
+        curves = live_curves(project / run.live_train)
+        assert curves == history_curves(history, TRAIN_KEYS) and set(curves["train_loss"]) == {0, 1, 2}
+    for run in NB_RUNS:
+        assert not (project / run.live_train).exists() and not (project / run.live_evaluate).exists()
+
+
+def test_confusion_plot_holds_every_test_image(project):
+    """The confusion plot of a trained chain: one {actual, predicted} record per test image, class names as
+    labels, its accuracy the evaluate stage's test accuracy, its counts details.json's matrix."""
+    for run in RUNS:
+        records = json.loads((project / run.live_evaluate / "plots/sklearn" / CONFUSION_NAME).read_text())
+        metrics = RunMetrics.model_validate(json.loads((project / run.metrics).read_text()))
+        details = json.loads((project / run.details).read_text())
+        assert len(records) == N_TEST and {r["actual"] for r in records} == set(details["classes"])
+        assert round(100.0 * sum(r["actual"] == r["predicted"] for r in records) / N_TEST, 2) == metrics.test_acc
+        index = {c: i for i, c in enumerate(details["classes"])}
+        cm = [[0] * len(index) for _ in index]
+        for r in records:
+            cm[index[r["actual"]]][index[r["predicted"]]] += 1
+        assert cm == details["confusion_matrix"]
+
+
 def test_report_lists_both_methods(project):
     md = (project / REPORT_DIR / "report.md").read_text()
     assert all(m in md for m in METHODS) and f"test: {N_TEST} images" in md
@@ -187,6 +226,7 @@ def test_metrics_show_lists_both_methods(project):
     files = json.dumps(json.loads(out))
     for run in RUNS:
         assert str(run.metrics) in files and str(run.search_metrics) in files
+    assert "live" not in files  # DVCLive's own summaries are no DVC metrics: `dvc exp show` stays compact
 
 
 def _changed_by(project: Path, keys: tuple[str, ...], value: dict) -> set[str]:
@@ -277,3 +317,94 @@ def test_bad_params_name_the_key(project, block, key, listed):
     assert proc.returncode == 2, proc.stderr
     assert f"{'.'.join(block)}.{key}: unknown key" in proc.stderr and "valid keys" in proc.stderr
     assert listed in proc.stderr
+
+
+# ------------------------------------------------------------------------------------- dvc plots in a browser
+
+# Wraps vegaEmbed (before the page calls it) so that every figure renders as SVG and its spec and view are kept;
+# the probe then records per figure its title, the rows per data file (series), the line paths and rect marks drawn.
+_VEGA_HOOK = """<script>(function () {
+window.__itnasViews = [];
+var embed = window.vegaEmbed;
+if (!embed) { window.__itnasErrors.push('vegaEmbed is not loaded'); return; }
+window.vegaEmbed = function (el, spec, opts) {
+  var p = embed(el, spec, Object.assign({}, opts || {}, {renderer: 'svg', actions: false}));
+  window.__itnasViews.push(p.then(function () { return {el: el, spec: spec}; },
+                                  function (e) { window.__itnasErrors.push('embed ' + el + ': ' + e); return null; }));
+  return p;
+};
+})();</script>"""
+
+_VEGA_PROBE = """<script>(function () {
+function collect(views) {
+  var figures = views.filter(Boolean).map(function (v) {
+    var root = document.querySelector(v.el), values = (v.spec.data && v.spec.data.values) || [], files = {};
+    values.forEach(function (d) { var f = d.filename || ''; files[f] = (files[f] || 0) + 1; });
+    var lines = Array.prototype.filter.call(root.querySelectorAll('svg g.mark-line path'), function (p) {
+      return (p.getAttribute('d') || '').length > 8; }).length;
+    var title = typeof v.spec.title === 'string' ? v.spec.title : ((v.spec.title || {}).text || '');
+    return {id: v.el, title: title, files: files, rows: values.length, lines: lines,
+            rects: root.querySelectorAll('svg g.mark-rect path').length};
+  });
+  var pre = document.createElement('pre');
+  pre.id = 'itnas-probe';
+  pre.textContent = JSON.stringify({errors: window.__itnasErrors, figures: figures});
+  document.body.appendChild(pre);
+}
+window.addEventListener('load', function () {
+  Promise.all(window.__itnasViews || []).then(function (views) { setTimeout(function () { collect(views); }, 300); });
+});
+})();</script>"""
+
+_CDN_SCRIPT = re.compile(r'<script src="https://cdn\.jsdelivr\.net/npm/([\w-]+)@([\d.]+)"></script>')
+
+
+def _local_vega(page: Path, cache: Path) -> Path:
+    """A copy of `dvc plots show`'s page that loads vega, vega-lite and vega-embed (the versions it names) from
+    `cache` instead of a CDN (no network here): their npm packages' builds, fetched once with `npm pack`."""
+    text = page.read_text(encoding="utf-8")
+    scripts = _CDN_SCRIPT.findall(text)
+    assert {name for name, _ in scripts} == {"vega", "vega-lite", "vega-embed"}, scripts
+    for name, version in scripts:
+        local = cache / f"{name}@{version}.min.js"
+        if not local.exists():
+            npm = shutil.which("npm")
+            if npm is None:
+                pytest.fail("this browser test needs `npm` to fetch vega's scripts once (apt-get install -y npm), or "
+                            "deselect browser tests with `-m 'not browser'`", pytrace=False)
+            proc = subprocess.run([npm, "pack", f"{name}@{version}", "--silent"], cwd=cache, capture_output=True,
+                                  text=True, timeout=300)
+            assert proc.returncode == 0, f"npm pack {name}@{version} failed:\n{proc.stderr[-2000:]}"
+            with tarfile.open(cache / proc.stdout.strip().splitlines()[-1]) as tar:
+                local.write_bytes(tar.extractfile(f"package/build/{name}.min.js").read())
+        text = text.replace(f'src="https://cdn.jsdelivr.net/npm/{name}@{version}"', f'src="{local.as_uri()}"')
+    out = page.with_name("local-" + page.name)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+@pytest.mark.browser
+def test_dvc_plots_show_draws_the_curves_and_confusion_matrices(project, tmp_path, request):
+    """`dvc plots show` of the run, in headless Chromium: one figure per quantity of itnas_tools.dvc_plots, each
+    drawn with every chain as a series (search: all four chains; training: the two trained chains), and one
+    confusion matrix per trained chain holding its test images; no script error."""
+    from test_report_page import render
+
+    from itnas_tools.dvc_plots import FIGURES
+
+    _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], project)
+    page = _local_vega(tmp_path / "plots" / "index.html", request.config.cache.mkdir("vega"))
+    record = render(page, tmp_path, probe=_VEGA_PROBE, head_end=_VEGA_HOOK)
+    assert record["errors"] == []
+    figures = {f["title"]: f for f in record["figures"]}
+    for stage, key, title, _ in FIGURES:
+        chains = RUNS + NB_RUNS if stage == "search" else RUNS
+        fig = figures.pop(title)
+        assert len(fig["files"]) == len(chains), fig["files"]
+        assert all(f"{run.method}-s0/live/{stage}/plots/metrics/{key}.tsv" in " ".join(fig["files"]) for run in chains)
+        assert set(fig["files"].values()) == {2 if stage == "search" else 3}  # one row per epoch
+        assert fig["lines"] >= len(chains), fig  # every series drawn
+    for run in RUNS:
+        fig = figures.pop(f"confusion matrix (test images): {run.name}")
+        assert fig["rows"] == N_TEST and fig["rects"] >= 10, fig  # at least the diagonal's cells drawn
+    assert figures == {}, list(figures)  # nothing else: no figure per DVCLive file

@@ -115,13 +115,15 @@ def _chromium() -> str:
     return path
 
 
-def render(page: Path, tmp: Path) -> dict:
-    """Load a probed copy of `page` in headless Chromium; the probe's record (module docstring)."""
+def render(page: Path, tmp: Path, probe: str = _PROBE, head_end: str = "") -> dict:
+    """Load a probed copy of `page` in headless Chromium; the probe's record (module docstring). `probe`: the script
+    before </body> that writes the record into <pre id="itnas-probe"> (default: the plotly probe of this module);
+    `head_end`: a script put before </head>, after the page's own head scripts."""
     text = page.read_text(encoding="utf-8")
     assert text.count("<head>") == 1 and text.count("</body>") == 1
     probed = tmp / f"probed-{page.name}"
-    probed.write_text(text.replace("<head>", "<head>\n" + _RECORDER, 1).replace("</body>", _PROBE + "\n</body>", 1),
-                      encoding="utf-8")
+    text = text.replace("<head>", "<head>\n" + _RECORDER, 1).replace("</body>", probe + "\n</body>", 1)
+    probed.write_text(text.replace("</head>", head_end + "\n</head>", 1), encoding="utf-8")
     cmd = [_chromium(), "--headless", "--disable-gpu", "--no-sandbox", "--disable-dev-shm-usage", "--no-first-run",
            "--disable-extensions", f"--user-data-dir={tmp / 'chromium-profile'}", "--window-size=1400,1000",
            "--virtual-time-budget=15000", "--dump-dom", probed.resolve().as_uri()]
