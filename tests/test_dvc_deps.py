@@ -294,3 +294,39 @@ def test_uncovered_and_main_on_a_synthetic_dvc_yaml(tmp_path, capsys):
                                      "pipeline/__init__.py", "pipeline/cli.py", "pipeline/common.py",
                                      "pipeline/report.py"]
     assert "shell" not in out
+
+
+# ------------------------------------------------------------------------------- generated top-level plots
+
+
+def test_dvc_yaml_figures_list_every_chain_of_params(capsys):
+    """dvc.yaml's top-level plots are those generated from params.yaml's `runs` (itnas_tools/dvc_plots.py)."""
+    from itnas_tools.dvc_plots import main as plots_main
+
+    assert plots_main(["--check"]) == 0, capsys.readouterr().err
+
+
+def test_dvc_plots_rewrite_replaces_only_its_section(tmp_path):
+    from itnas_tools.dvc_plots import FIGURES
+    from itnas_tools.dvc_plots import main as plots_main
+
+    dvc = tmp_path / "dvc.yaml"
+    dvc.write_text("stages:\n  a:\n    cmd: echo\n")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
+        {"runs": {"benchmarks": ["b"], "tables": ["t"], "methods": ["m1", "m2"], "seeds": [0, 3]}}))
+    assert plots_main(["--dvc-file", str(dvc), "--check"]) == 1
+    assert plots_main(["--dvc-file", str(dvc), "--write"]) == 0
+    written = dvc.read_text()
+    assert plots_main(["--dvc-file", str(dvc), "--write"]) == 0 and dvc.read_text() == written  # idempotent
+    loaded = yaml.safe_load(written)
+    assert loaded["stages"] == {"a": {"cmd": "echo"}}
+    figures = {next(iter(p)): p[next(iter(p))] for p in loaded["plots"]}
+    assert list(figures) == [title for _, _, title, _ in FIGURES]
+    search, train = figures["search: validation accuracy"], figures["final training: training loss"]
+    assert list(search["y"]) == [f"runs/{b}/{m}-s{s}/live/search/plots/metrics/val_acc.tsv" for b in ("b", "t")
+                                 for m in ("m1", "m2") for s in (0, 3)]
+    assert set(search["y"].values()) == {"val_acc"} and search["x"] == "step"
+    assert list(train["y"]) == [f"runs/b/{m}-s{s}/live/train/plots/metrics/train_loss.tsv" for m in ("m1", "m2")
+                                for s in (0, 3)]  # table chains train nothing
+    dvc.write_text(written + "\nartifacts:\n  x:\n    path: y\n")  # a later top-level key is kept
+    assert plots_main(["--dvc-file", str(dvc), "--check"]) == 0
