@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_project import ROOT, CountingDataset, tiny_params, write_params
+from tiny_project import ROOT, CountingDataset, history_curves, live_curves, tiny_params, write_params
 from tiny_project import image_split as _split
 
 from itnas.config import SearchConfig
@@ -30,6 +30,7 @@ from itnas.search import SearchTask, arch_step, build_search_model, make_search_
 from itnas.train import train_final
 from itnas.train_config import TrainConfig
 from itnas.unrolled import unrolled_arch_grads
+from pipeline.live import SEARCH_KEYS, TRAIN_KEYS
 from tests.test_distributed import spawn
 
 N_TRAIN, N_VAL = 40, 36
@@ -277,3 +278,8 @@ def test_stages_relaunch_under_torchrun_and_write_once(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test_images"] == 100 and 0.0 <= metrics["test_acc"] <= 100.0
     Genotype.load(run / "genotype.json")
+    # the DVCLive curves, logged by rank 0 alone: one row per epoch each, the histories' values
+    assert live_curves(run / "live/search") == history_curves(history, SEARCH_KEYS)
+    train_history = json.loads((run / "train/history.json").read_text())
+    assert live_curves(run / "live/train") == history_curves(train_history, TRAIN_KEYS)
+    assert len(json.loads((run / "live/evaluate/plots/sklearn/confusion_matrix.json").read_text())) == 100
