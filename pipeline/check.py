@@ -28,6 +28,28 @@ def check_params(params_file: str = "params.yaml") -> None:
     runs = params.chains()
     console.print(f"{params_file}: valid ({len(runs)} chains: {', '.join(run_record(*r).name for r in runs)})"
                   + (f"; removed {len(removed)} stale checkpoint(s)" if removed else ""))
+    stale = stale_figures(params_file)
+    if stale:
+        console.print(f"[yellow]{stale}")
+
+
+def stale_figures(params_file: str = "params.yaml") -> str | None:
+    """A warning when dvc.yaml's figures (its top-level `plots:`, one series per chain; `itnas_tools.dvc_plots`)
+    do not list the chains of `params_file`'s `runs` (e.g. after `dvc exp run -S 'runs.methods=[...]'`: the new
+    chains would not be drawn by `dvc plots show`), else None; None too when there is no dvc.yaml beside it."""
+    import yaml
+
+    from .figures import plots_section, rewrite_plots
+
+    dvc_file = Path(params_file).parent / "dvc.yaml"
+    if not dvc_file.is_file():
+        return None
+    text = dvc_file.read_text()
+    runs = (yaml.safe_load(Path(params_file).read_text()) or {}).get("runs") or {}
+    if rewrite_plots(text, plots_section(runs)) == text:
+        return None
+    return ("dvc.yaml's figures (top-level plots) do not list the chains of these runs, so `dvc plots show` will "
+            "miss some curves: run `python -m itnas_tools.dvc_plots --write` (the stages are unaffected)")
 
 
 def stale_checkpoints(params: Params) -> list[tuple[Path, str]]:

@@ -346,3 +346,24 @@ def test_method_help_lists_every_registered_method():
 
     assert METHOD.help == "method: " + ", ".join(list_methods()) and {"gdas", "drnas"} <= set(list_methods())
     assert "gdas" in itnas("search", "--help").output
+
+
+def test_check_params_warns_when_the_figures_miss_chains(tmp_path, monkeypatch):
+    """dvc.yaml's generated figures list the chains of `runs`; after a change of `runs` the check stage says to
+    regenerate them (a warning: the stages themselves are unaffected), and is silent once they are regenerated."""
+    from itnas_tools.dvc_plots import main as dvc_plots
+
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params()
+    write_params(tmp_path, params)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    assert dvc_plots(["--dvc-file", str(tmp_path / "dvc.yaml"), "--write"]) == 0
+    result = itnas("check-params")
+    assert result.exit_code == 0, result.output
+    assert "figures" not in result.output
+    write_params(tmp_path, {**params, "runs": {**params["runs"], "methods": ["itnas", "gdas"]}})
+    result = itnas("check-params")
+    assert result.exit_code == 0, result.output
+    assert "python -m itnas_tools.dvc_plots --write" in " ".join(result.output.split())
+    assert dvc_plots(["--dvc-file", str(tmp_path / "dvc.yaml"), "--write"]) == 0
+    assert "figures" not in itnas("check-params").output
