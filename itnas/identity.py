@@ -9,6 +9,7 @@ refused (`itnas.checkpoint.load_checkpoint`) with `identity_diff`'s explanation 
      "network": the final network trained (a training: genotype, data shape; `FinalNetworkConfig`),
      "data_fingerprint": the prepared data's fingerprint,
      "data_parallel": {"world_size": processes in all, "sync_batchnorm": ...} (another count is another batch),
+     "threads": intra-op threads per process on a CPU (they split float32 sums: other bits; absent on a GPU),
      "code": {repository file: hash} of the code the stage runs}
 
 Parts not known where the identity is built are left out (the `check` stage has no data and no genotype; a library
@@ -32,7 +33,7 @@ def _json(value: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
 
 def run_identity(config: BaseModel | Mapping[str, Any], *, seed: int | None = None,
                  network: BaseModel | Mapping[str, Any] | None = None, data_fingerprint: str | None = None,
-                 world_size: int = 1, sync_batchnorm: bool = False,
+                 world_size: int = 1, sync_batchnorm: bool = False, threads: int | None = None,
                  code: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The identity of a run (module docstring) as a JSON-ready dict.
 
@@ -41,6 +42,7 @@ def run_identity(config: BaseModel | Mapping[str, Any], *, seed: int | None = No
         seed: a training's seed (None for a search: its config holds it). network: a training's final network.
         data_fingerprint: of the data the run reads (None where unknown: then not compared).
         world_size, sync_batchnorm: the data-parallel layout (`itnas.config.DistributedConfig`).
+        threads: intra-op threads per process on a CPU (None on a GPU or where unknown: then not stored).
         code: {file: hash} of the code the run executes (None where unknown: then not compared).
     """
     out: dict[str, Any] = {"config": _json(config)}
@@ -51,6 +53,8 @@ def run_identity(config: BaseModel | Mapping[str, Any], *, seed: int | None = No
     if data_fingerprint is not None:
         out["data_fingerprint"] = data_fingerprint
     out["data_parallel"] = {"world_size": world_size, "sync_batchnorm": sync_batchnorm}
+    if threads is not None:
+        out["threads"] = threads
     if code is not None:
         out["code"] = dict(code)
     return out

@@ -125,6 +125,7 @@ class Params(_Strict):
     both raise ConfigError."""
 
     device: str = "auto"
+    threads: int = 0
     data: dict[str, Any] = {}
     runs: RunsParams
     benchmarks: dict[str, BenchmarkParams]
@@ -179,6 +180,24 @@ class Params(_Strict):
     def _device(cls, v: str) -> str:
         resolve_device(v)
         return v
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"threads={v!r}; valid values: 0 (torch's default: one per core) or a thread count >= 1")
+        return v
+
+    def cpu_threads(self, device: Any = None) -> int | None:
+        """The intra-op threads of a stage process on `device` (default: the `device` param's): the `threads`
+        param, torch's current count when it is 0; None on CUDA (the count does not change what a GPU computes).
+        In a run's identity: on a CPU the thread count changes how float32 sums are split, hence the bits."""
+        import torch
+
+        device = self.torch_device() if device is None else device
+        if device.type != "cpu":
+            return None
+        return self.threads or torch.get_num_threads()
 
     # ---------------------------------------------------------------------------------- whole-file rules
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ from .methods import list_methods
 __all__ = ["BENCHMARK_KEYS", "RUN_LISTS", "TOP_KEYS", "benchmark_block", "check_keys", "did_you_mean",
            "recipe_block", "runs_block"]
 
-TOP_KEYS = ("device", "data", "runs", "benchmarks", "search", "methods", "derive", "train", "evaluate",
+TOP_KEYS = ("device", "threads", "data", "runs", "benchmarks", "search", "methods", "derive", "train", "evaluate",
             "distributed")
 #: Keys of a `benchmarks.<name>` block; data / search / train are overrides deep-merged over the top-level blocks.
 BENCHMARK_KEYS = ("label", "evaluation", "data", "search", "train")

@@ -151,6 +151,16 @@ STAGE_COMMANDS = {"search": "search", "train": "train"}
 """The `itnas` command of the stage that runs a search / a final training (whose code a checkpoint must match)."""
 
 
+def use_threads(params: Params, device: Any) -> None:
+    """Set this process's intra-op threads on a CPU to the `threads` param (0: leave torch's default, one per
+    core). A fixed count makes float32 results independent of the machine's core count; on small CPU tensors one
+    thread is also the fastest (README, "The first run")."""
+    if device.type == "cpu" and params.threads:
+        import torch
+
+        torch.set_num_threads(params.threads)
+
+
 def chain_identity(params: Params, kind: str, chain: Chain, **known) -> dict:
     """The identity (`itnas.identity.run_identity`) of the search (`kind` "search") or final training ("train") of
     `chain` under `params`: its resolved config, the data-parallel layout and the code of the stage that runs it
@@ -159,7 +169,8 @@ def chain_identity(params: Params, kind: str, chain: Chain, **known) -> dict:
     d = params.distributed
     cfg, seed = (chain.search, None) if kind == "search" else (chain.train, chain.seed)
     code = code_identity(f"itnas {STAGE_COMMANDS[kind]} {chain.benchmark} {chain.method} {chain.seed}")
-    return run_identity(cfg, seed=seed, world_size=d.world_size, sync_batchnorm=d.sync_batchnorm, code=code, **known)
+    return run_identity(cfg, seed=seed, world_size=d.world_size, sync_batchnorm=d.sync_batchnorm,
+                        threads=params.cpu_threads(), code=code, **known)
 
 
 def checkpoint_for(path: Path, config: dict) -> list[dict]:

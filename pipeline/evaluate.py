@@ -16,7 +16,7 @@ from itnas.evaluators.registry import get_evaluator
 from itnas.evaluators.train import TrainDetails
 from itnas.params import load_params
 
-from .common import console
+from .common import console, use_threads
 from .live import log_confusion_matrix
 from .paths import prepared_dirs, run_record
 
@@ -25,6 +25,7 @@ def evaluate(benchmark: str, method: str, seed: int, params_file: str = "params.
     params = load_params(params_file)
     evaluator = get_evaluator(params.evaluation(benchmark), f"benchmarks.{benchmark}.evaluation")
     dcfg, device = params.data_config(benchmark), params.torch_device()
+    use_threads(params, device)
     job = EvalJob(record=run_record(benchmark, method, seed), derivation=params.derive.mode,
                   batch_size=params.evaluate.batch_size, device=device,
                   loader_kw=loader_options(params.train_config(benchmark).data.num_workers, device),  # {} on a CPU

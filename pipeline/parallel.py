@@ -14,7 +14,7 @@ from itnas.data.shards import ShardedBatches
 from itnas.distributed import DistContext
 from itnas.params import Params
 
-from .common import console
+from .common import console, use_threads
 
 
 @contextmanager
@@ -29,6 +29,7 @@ def distributed_run(params: Params) -> Iterator[tuple[DistContext, torch.device]
     cfg = params.distributed
     ctx = DistContext.from_env(cfg.sync_batchnorm)
     device = ctx.device(params.torch_device())
+    use_threads(params, device)
     ctx.init(device, cfg.backend)
     try:
         yield ctx, device

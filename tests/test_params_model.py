@@ -77,6 +77,32 @@ def test_identity_diff_names_the_changed_code_and_keys():
     assert identity_diff(stored, partial) == "other params or data (keys differ: ['data_fingerprint'])"
 
 
+def test_threads_param_sets_the_cpu_threads_and_is_part_of_the_identity():
+    """`threads` (CPU intra-op threads per stage process) is validated, set by the stages on a CPU only, and part of
+    a run's identity there: a checkpoint written at another thread count (other float32 bits) is not resumed."""
+    from pipeline.common import chain_identity, use_threads
+
+    for bad in (-1, "two", 1.5, True):
+        with pytest.raises(ConfigError, match=rf"threads={bad!r}; valid values: 0 \(torch's default"):
+            Params.from_dict({**tiny_params(), "threads": bad})
+    one, two = (Params.from_dict({**tiny_params(), "device": "cpu", "threads": n}) for n in (1, 2))
+    assert one.cpu_threads() == 1 and two.cpu_threads() == 2 and two.cpu_threads(torch.device("cuda")) is None
+    default = Params.from_dict({**tiny_params(), "threads": 0})
+    assert default.cpu_threads(torch.device("cpu")) == torch.get_num_threads()
+    chain = one.chain("tiny", "darts", 0)
+    stored, expected = chain_identity(one, "search", chain), chain_identity(two, "search", chain)
+    assert stored["threads"] == 1 and identity_diff(stored, expected) == ("other params or data (keys differ: "
+                                                                          "['threads'])")
+    before = torch.get_num_threads()
+    try:
+        use_threads(two, torch.device("cpu"))
+        assert torch.get_num_threads() == 2
+        use_threads(one, torch.device("meta"))  # not a CPU: left alone
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_an_interrupted_search_stage_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     """The identity the search stage stores in its checkpoint is the one it (and the check stage) expects: an
     interrupted search is kept by `check` and resumed by the next run of the stage. Its DVCLive curves show the

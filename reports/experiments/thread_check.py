@@ -1,5 +1,5 @@
-"""The default search of every method in `runs.methods` rerun at 1 and at 2 intra-op threads, through the real
-stage commands, in a scratch copy of the project; prints and writes whether the genotypes are identical and how
+"""The default search of every method in `runs.methods` rerun at 1 and at 2 intra-op threads (params `threads`), through
+the real stage commands, in a scratch copy of the project; prints and writes whether the genotypes are identical and how
 far the final alphas are apart.
 
 Usage (repository root, venv active, Fashion-MNIST available):
@@ -47,8 +47,9 @@ def main(argv: list[str]) -> None:
             alphas = {}
             for threads in (1, 2):
                 t0 = time.time()
+                (work / "params.yaml").write_text(yaml.safe_dump({**params, "threads": threads}, sort_keys=False))
                 subprocess.run([*itnas, "search", benchmark, method, "0"], cwd=work, check=True, capture_output=True,
-                               env={**env, "OMP_NUM_THREADS": str(threads)})
+                               env=env)
                 history = json.loads((work / f"runs/{benchmark}/{method}-s0/search/history.json").read_text())
                 last = history[-1]
                 alphas[threads] = last["alphas"]
