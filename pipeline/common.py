@@ -153,8 +153,8 @@ STAGE_COMMANDS = {"search": "search", "train": "train"}
 
 def use_threads(params: Params, device: Any) -> None:
     """Set this process's intra-op threads on a CPU to the `threads` param (0: leave torch's default, one per
-    core). A fixed count makes float32 results independent of the machine's core count; on small CPU tensors one
-    thread is also the fastest (README, "The first run")."""
+    core). A fixed count makes float32 results independent of the machine's core count (README, "The first
+    run")."""
     if device.type == "cpu" and params.threads:
         import torch
 
