@@ -189,15 +189,13 @@ class Params(_Strict):
         return v
 
     def cpu_threads(self, device: Any = None) -> int | None:
-        """The intra-op threads of a stage process on `device` (default: the `device` param's): the `threads`
-        param, torch's current count when it is 0; None on CUDA (the count does not change what a GPU computes).
-        In a run's identity: on a CPU the thread count changes how float32 sums are split, hence the bits."""
-        import torch
-
+        """The `threads` param of a stage process on `device` (default: the `device` param's; 0 = torch's default
+        count, which differs between a plain process, one per core, and a torchrun rank, 1), or None on CUDA (the
+        count does not change what a GPU computes). In a run's identity: on a CPU the thread count changes how float32
+        sums are split, hence the bits. The param, not the count, so that the `check` stage, a plain process, and a
+        torchrun rank build the same identity."""
         device = self.torch_device() if device is None else device
-        if device.type != "cpu":
-            return None
-        return self.threads or torch.get_num_threads()
+        return None if device.type != "cpu" else self.threads
 
     # ---------------------------------------------------------------------------------- whole-file rules
     @model_validator(mode="after")

@@ -35,11 +35,12 @@ def check_params(params_file: str = "params.yaml") -> None:
 
 def stale_figures(params_file: str = "params.yaml") -> str | None:
     """A warning when dvc.yaml's figures (its top-level `plots:`, one series per chain; `itnas_tools.dvc_plots`)
-    do not list the chains of `params_file`'s `runs` (e.g. after `dvc exp run -S 'runs.methods=[...]'`: the new
-    chains would not be drawn by `dvc plots show`), else None; None too when there is no dvc.yaml beside it."""
+    are not those of `params_file`'s `runs` (e.g. after `dvc exp run -S 'runs.methods=[...]'`), naming the chains
+    `dvc plots show` would not draw and those it would draw from the files of an earlier run; else None (None too
+    when there is no dvc.yaml beside it)."""
     import yaml
 
-    from .figures import plots_section, rewrite_plots
+    from .figures import chains, plots_section, rewrite_plots
 
     dvc_file = Path(params_file).parent / "dvc.yaml"
     if not dvc_file.is_file():
@@ -48,8 +49,20 @@ def stale_figures(params_file: str = "params.yaml") -> str | None:
     runs = (yaml.safe_load(Path(params_file).read_text()) or {}).get("runs") or {}
     if rewrite_plots(text, plots_section(runs)) == text:
         return None
-    return ("dvc.yaml's figures (top-level plots) do not list the chains of these runs, so `dvc plots show` will "
-            "miss some curves: run `python -m itnas_tools.dvc_plots --write` (the stages are unaffected)")
+    wanted = {run_record(*c).name for group in chains(runs) for c in group}
+    listed = set()
+    for figure in (yaml.safe_load(text) or {}).get("plots") or []:
+        for spec in (figure.values() if isinstance(figure, dict) else []):
+            for path in ((spec or {}).get("y") or {}) if isinstance(spec, dict) else {}:
+                parts = Path(path).parts  # runs/<benchmark>/<method>-s<seed>/live/...
+                if len(parts) > 2 and parts[0] == "runs":
+                    listed.add(f"{parts[1]}/{parts[2]}")
+    missing, extra = sorted(wanted - listed), sorted(listed - wanted)
+    what = "; ".join(part for part in (
+        f"chains not drawn: {', '.join(missing)}" if missing else "",
+        f"chains drawn from an earlier run's files: {', '.join(extra)}" if extra else "") if part)
+    return (f"dvc.yaml's figures (top-level plots) are not those of these runs ({what or 'other figures'}): run "
+            "`python -m itnas_tools.dvc_plots --write` (the stages are unaffected)")
 
 
 def stale_checkpoints(params: Params) -> list[tuple[Path, str]]:

@@ -17,6 +17,7 @@ listed is not drawn).
 from __future__ import annotations
 
 import json
+import re
 
 from .paths import run_record
 
@@ -73,12 +74,12 @@ def rewrite_plots(text: str, section: str) -> str:
     """dvc.yaml text with its top-level `plots:` section (and the generated header comment above it) replaced by
     `section`, or `section` appended when it has none; every other line is kept."""
     lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == "plots:"), None)
+    start = next((i for i, line in enumerate(lines) if re.match(r"plots:\s*(#.*)?$", line.rstrip())), None)
     if start is None:
         return text.rstrip("\n") + "\n\n" + section
     end = start + 1
-    while end < len(lines) and (not lines[end].strip() or lines[end][0] in " #"):
-        end += 1  # the section's items (indented), blank lines and comments up to the next top-level key
+    while end < len(lines) and (not lines[end].strip() or lines[end][0] == " "):
+        end += 1  # the section's items (indented) and blank lines, up to the next column-0 line (key or comment)
     header = HEADER.splitlines(keepends=True)
     if lines[max(0, start - len(header)):start] == header:
         start -= len(header)

@@ -330,3 +330,15 @@ def test_dvc_plots_rewrite_replaces_only_its_section(tmp_path):
                                 for s in (0, 3)]  # table chains train nothing
     dvc.write_text(written + "\nartifacts:\n  x:\n    path: y\n")  # a later top-level key is kept
     assert plots_main(["--dvc-file", str(dvc), "--check"]) == 0
+
+
+def test_rewrite_plots_keeps_the_next_keys_comment_and_reads_a_commented_plots_key():
+    """The generated section replaces `plots:` (also written `plots:  # note`) up to the next column-0 line: a comment
+    there belongs to the next top-level key and is kept; rewriting twice changes nothing."""
+    from pipeline.figures import rewrite_plots
+
+    section = "plots:\n  - new: {}\n"
+    text = "stages: {}\nplots:  # old figures\n  - old: {}\n\n# about vars\nvars: []\n"
+    once = rewrite_plots(text, section)
+    assert once == "stages: {}\nplots:\n  - new: {}\n\n# about vars\nvars: []\n"
+    assert rewrite_plots(once, section) == once

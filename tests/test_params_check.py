@@ -68,7 +68,8 @@ def test_check_params_writes_a_marker_that_never_changes(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("edit,named", [
     (lambda p: p.update(serach={"schedule": {"epochs": 1}}), r"unknown top-level keys \['serach'\] \(did you mean "
-                                                            r"'search' for 'serach'\?\); valid keys: device, data, "),
+                                                            r"'search' for 'serach'\?\); valid keys: device, threads, "
+                                                            r"data, "),
     (lambda p: p["search"]["schedule"].update(epocs=1), r"search\.schedule\.epocs: unknown key; valid keys: epochs, "),
     (lambda p: p["methods"]["darts"].update(weight_optimiser={"lr": 1}), r"methods\.darts\.weight_optimiser: "
                                                                          r"unknown key; valid keys: supernet, "),
@@ -361,9 +362,16 @@ def test_check_params_warns_when_the_figures_miss_chains(tmp_path, monkeypatch):
     result = itnas("check-params")
     assert result.exit_code == 0, result.output
     assert "figures" not in result.output
-    write_params(tmp_path, {**params, "runs": {**params["runs"], "methods": ["itnas", "gdas"]}})
+    two = {**params, "runs": {**params["runs"], "methods": ["darts", "gdas"]}}
+    write_params(tmp_path, two)
     result = itnas("check-params")
     assert result.exit_code == 0, result.output
-    assert "python -m itnas_tools.dvc_plots --write" in " ".join(result.output.split())
+    said = " ".join(result.output.split())
+    assert "python -m itnas_tools.dvc_plots --write" in said and "(chains not drawn: tiny/gdas-s0)" in said
+    assert "earlier run" not in said
+    assert dvc_plots(["--dvc-file", str(tmp_path / "dvc.yaml"), "--write"]) == 0
+    write_params(tmp_path, params)  # gdas dropped: its old curves would still be drawn
+    said = " ".join(itnas("check-params").output.split())
+    assert "chains drawn from an earlier run's files: tiny/gdas-s0" in said and "not drawn" not in said
     assert dvc_plots(["--dvc-file", str(tmp_path / "dvc.yaml"), "--write"]) == 0
     assert "figures" not in itnas("check-params").output

@@ -362,6 +362,7 @@ _CDN_SCRIPT = re.compile(r'<script src="https://cdn\.jsdelivr\.net/npm/([\w-]+)@
 def _local_vega(page: Path, cache: Path) -> Path:
     """A copy of `dvc plots show`'s page that loads vega, vega-lite and vega-embed (the versions it names) from
     `cache` instead of a CDN (no network here): their npm packages' builds, fetched once with `npm pack`."""
+    cache.mkdir(parents=True, exist_ok=True)
     text = page.read_text(encoding="utf-8")
     scripts = _CDN_SCRIPT.findall(text)
     assert {name for name, _ in scripts} == {"vega", "vega-lite", "vega-embed"}, scripts
@@ -393,7 +394,8 @@ def test_dvc_plots_show_draws_the_curves_and_confusion_matrices(project, tmp_pat
     from itnas_tools.dvc_plots import FIGURES
 
     _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], project)
-    page = _local_vega(tmp_path / "plots" / "index.html", request.config.cache.mkdir("vega"))
+    cache = request.config.cache  # None under `-p no:cacheprovider`: fetch into this test's folder then
+    page = _local_vega(tmp_path / "plots" / "index.html", cache.mkdir("vega") if cache else tmp_path / "vega")
     record = render(page, tmp_path, probe=_VEGA_PROBE, head_end=_VEGA_HOOK)
     assert record["errors"] == []
     figures = {f["title"]: f for f in record["figures"]}

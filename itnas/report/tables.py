@@ -29,16 +29,16 @@ __all__ = ["CELL_TITLES", "OP_ABBREVIATIONS", "REPRODUCIBILITY", "SELECTION_RULE
 
 #: What a rerun reproduces, and what a comparison of methods needs (shown in every report).
 REPRODUCIBILITY = (
-    "A rerun with the same params is bitwise identical on the same machine type with the same number of threads. "
-    "A float64 search (`search.precision.dtype: float64`, the CPU default) also derives the same genotype at "
-    "another thread count: on the default Fashion-MNIST search, 1 and 2 threads ended with alphas 6e-16 apart and "
-    "identical genotypes for itnas and darts (reports/experiments/thread-check-float64.json); other CPU types were "
-    "not measured, but at that level only a margin below ~1e-12 could flip. A float32 search (GPU runs; here the "
-    "nb201 and cifar10 benchmarks) reduces in an order that depends on the thread count and the CPU type, and "
-    "the differences grow during training: on the CPU defaults 1 and 2 threads ended with alphas up to 0.07 apart "
-    "and genotypes that differ in 2-4 of the 8 edges of a cell. The margins column says how decided each genotype "
-    "is. One seed ranks nothing: compare methods by the mean ± std over several seeds, and read differences "
-    "smaller than that std as noise.")
+    "A rerun with the same params is bitwise identical on the same machine type (the `threads` param fixes the "
+    "thread count of every stage process on a CPU). A float64 search (`search.precision.dtype: float64`, the CPU "
+    "default) also derives the same genotype at another thread count: on the default Fashion-MNIST search, 1 and 2 "
+    "threads ended with bitwise-identical alphas for itnas and darts (reports/experiments/thread-check-default.json); "
+    "other CPU types were not measured. A float32 search (GPU runs; here the nb201 and cifar10 benchmarks) reduces "
+    "in an order that depends on the thread count and the CPU type, and the differences grow during training: the "
+    "same default searches in float32 at 1 and 2 threads ended with alphas 0.15-0.19 apart and genotypes that differ "
+    "in 3-6 of the 8 edges of a cell (reports/experiments/thread-check-default-float32.json). The margins column says "
+    "how decided each genotype is. One seed ranks nothing: compare methods by the mean ± std over several seeds, "
+    "and read differences smaller than that std as noise.")
 
 SELECTION_RULE = ("every seed is reported; no selection on test data; "
                   "the model of the last training epoch is evaluated once")
