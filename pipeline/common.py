@@ -159,6 +159,12 @@ def use_threads(params: Params, device: Any) -> None:
         import torch
 
         torch.set_num_threads(params.threads)
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # processes on this machine (torchrun)
+        cores = os.cpu_count() or 1
+        if params.threads * local > cores and os.environ.get("LOCAL_RANK", "0") == "0":
+            console.print(f"[yellow]threads={params.threads} x {local} process(es) > the {cores} core(s) of this "
+                          "machine: OpenMP threads then wait for each other and a step can take 10-300x longer; "
+                          "lower `threads`")
 
 
 def chain_identity(params: Params, kind: str, chain: Chain, **known) -> dict:

@@ -77,6 +77,25 @@ def test_identity_diff_names_the_changed_code_and_keys():
     assert identity_diff(stored, partial) == "other params or data (keys differ: ['data_fingerprint'])"
 
 
+def test_more_threads_than_cores_is_warned(monkeypatch, capsys):
+    """threads x processes on the machine above its cores: OpenMP threads wait for each other (README "The first
+    run"), so the stage says so; within the cores it says nothing."""
+    from pipeline.common import use_threads
+
+    params = Params.from_dict({**tiny_params(), "threads": 2})
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+        use_threads(params, torch.device("cpu"))
+        assert "threads" not in capsys.readouterr().err
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+        use_threads(params, torch.device("cpu"))
+        assert "threads=2 x 3 process(es) > the 4 core(s)" in " ".join(capsys.readouterr().err.split())
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_threads_param_sets_the_cpu_threads_and_is_part_of_the_identity():
     """`threads` (CPU intra-op threads per stage process) is validated, set by the stages on a CPU only, and part of
     a run's identity there: a checkpoint written at another thread count (other float32 bits) is not resumed."""
