@@ -22,9 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_params() -> dict:
-    """The committed params.yaml shrunk: digits, 64 + 64 search images, 300 training / 100 test images."""
+    """The committed params.yaml shrunk: digits, 64 + 64 search images, 300 training / 100 test images, one CPU
+    thread per stage process (tests/conftest.py: threads only add overhead at these sizes)."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["device"] = "cpu"
+    params["threads"] = 1
     params["data"].update(dataset="digits", search_train_size=64, search_val_size=64, train_size=300, test_size=100)
     params["runs"] = {"benchmarks": ["tiny"], "tables": [], "methods": ["darts"], "seeds": [0]}
     params["benchmarks"] = {"tiny": {"label": "digits (tests)", "evaluation": "train", "data": {}, "search": {},
