@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from .containers import DataError, ImageFiles, ImageSplit, SourceData, digest
 from .normalisation import channel_mean_std
@@ -156,6 +155,8 @@ class SplitIndices:
 
 
 def _stratified_subset(labels: np.ndarray, pool: np.ndarray, size: int, seed: int) -> np.ndarray:
+    from sklearn.model_selection import train_test_split  # on use only: importing it takes ~1 s
+
     if size == 0 or size >= len(pool):
         return np.sort(pool)
     picked, _ = train_test_split(pool, train_size=size, stratify=labels[pool], random_state=seed)
@@ -176,6 +177,8 @@ def make_splits(source: SourceData, search_train_size: int, search_val_size: int
         DataError: search_train_size + search_val_size exceeds the training images, or a size scikit-learn
             cannot stratify (e.g. fewer images than classes).
     """
+    from sklearn.model_selection import train_test_split  # on use only: importing it takes ~1 s
+
     n = len(source.train_labels)
     if search_train_size + search_val_size > n:
         raise DataError(f"search_train_size + search_val_size = {search_train_size + search_val_size} exceeds the "

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from ..containers import SourceData
 from ..registry import register_dataset
@@ -19,7 +18,8 @@ __all__: list[str] = []
 def _digits(root: Path, download: bool) -> SourceData:
     """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes; `root` and `download` unused), scaled to uint8
     and split 75/25 into train/test (stratified, seed 0: a fixed test set, like a real data set's)."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn imported on use only (~1 s)
+    from sklearn.model_selection import train_test_split
 
     d = load_digits()
     images = torch.from_numpy((d.images * (255.0 / 16.0)).round().astype(np.uint8)).unsqueeze(1)
