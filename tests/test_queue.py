@@ -13,7 +13,8 @@ import time
 
 import pytest
 import yaml
-from test_pipeline_e2e import ROOT, _run, tiny_params
+from test_pipeline_e2e import ROOT, _run
+from tiny_project import tiny_params
 
 
 @pytest.mark.slow
@@ -21,9 +22,7 @@ def test_two_queued_seed_experiments_run_in_parallel(tmp_path):
     for name in ("itnas", "itnas_tools", "pipeline"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
-    params = tiny_params()
-    params["runs"] = {"benchmarks": ["tiny"], "tables": [], "methods": ["darts"], "seeds": [0]}
-    del params["benchmarks"]["nbtiny"]
+    params = tiny_params()  # one chain (tiny, darts), 300 training images for 1 epoch: the queue is under test
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "test"],  # dvc exp commits: an identity
                 ["git", "config", "user.email", "test@example.invalid"], ["dvc", "init", "-q"], ["git", "add", "-A"],
