@@ -44,15 +44,20 @@ def _reference_and_fused(space: str, method: str, base: str, seed: int = 0) -> t
     return ref.train(), fused.train()
 
 
-def _stacked_grads(ref: SearchModel) -> dict[str, torch.Tensor]:
+def _grad_carrier(ref: SearchModel) -> torch.nn.Module:
     """The reference's weight gradients in the fused layout: a copy of the reference whose weights *are* its
-    gradients, fused (stacking is linear), then read by name."""
+    gradients, fused (stacking is linear); read its parameters by name. Its buffers are the reference's, fused."""
     carrier = copy.deepcopy(ref.net)
     with torch.no_grad():
         for p, source in zip(carrier.parameters(), ref.net.parameters(), strict=True):
             p.copy_(torch.zeros_like(p) if source.grad is None else source.grad)
     fuse_cells_(carrier)
-    return dict(carrier.named_parameters())
+    return carrier
+
+
+def _stacked_grads(ref: SearchModel) -> dict[str, torch.Tensor]:
+    """The reference's weight gradients in the fused layout, by name (`_grad_carrier`)."""
+    return dict(_grad_carrier(ref).named_parameters())
 
 
 @pytest.fixture
@@ -83,15 +88,15 @@ def test_fused_supernet_equals_the_reference(space, method, base, no_noise):
     torch.testing.assert_close(dx_f, dx_r, rtol=1e-6, atol=TOL)
     for gf, gr in zip(da_f, da_r, strict=True):
         torch.testing.assert_close(gf, gr, rtol=1e-6, atol=TOL)
-    want = _stacked_grads(ref)
+    carrier = _grad_carrier(ref)
+    want = dict(carrier.named_parameters())
     got = {name: p.grad for name, p in fused.net.named_parameters()}
     assert want.keys() == got.keys()
     for name, g in got.items():
         g = torch.zeros_like(want[name]) if g is None else g
         torch.testing.assert_close(g, want[name], rtol=1e-6, atol=TOL, msg=lambda m, name=name: f"{name}: {m}")
-    # the batch-norm running statistics moved the same way (each shared op's once for all its edges)
-    carrier = copy.deepcopy(ref.net)
-    fuse_cells_(carrier)
+    # the batch-norm running statistics moved the same way (each shared op's once for all its edges; the
+    # carrier's buffers are the reference's, fused)
     for (name, b_want), b_got in zip(carrier.named_buffers(), fused.net.buffers(), strict=True):
         if b_want.dtype.is_floating_point:
             torch.testing.assert_close(b_got, b_want, rtol=1e-6, atol=TOL, msg=lambda m, name=name: f"{name}: {m}")
