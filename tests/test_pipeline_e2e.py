@@ -395,7 +395,7 @@ def test_dvc_plots_show_draws_the_curves_and_confusion_matrices(project, tmp_pat
     from itnas_tools.dvc_plots import FIGURES
 
     _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], project)
-    cache = request.config.cache  # None under `-p no:cacheprovider`: fetch into this test's folder then
+    cache = getattr(request.config, "cache", None)  # none under `-p no:cacheprovider`: this test's folder then
     page = _local_vega(tmp_path / "plots" / "index.html", cache.mkdir("vega") if cache else tmp_path / "vega")
     record = render(page, tmp_path, probe=_VEGA_PROBE, head_end=_VEGA_HOOK)
     assert record["errors"] == []
