@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from .config import ConfigError
 
-__all__ = ["config_error", "deep_merge", "parse_config", "unknown_keys"]
+__all__ = ["config_error", "deep_merge", "parse_config", "problems_error", "unknown_keys"]
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -78,8 +78,13 @@ def config_error(err: ValidationError, cls: type[BaseModel], where: str) -> Conf
         else:
             msg = e["msg"].removeprefix("Value error, ")
             lines.append(f"{key}={e.get('input')!r}: {msg}" if e["loc"] else f"{key}: {msg}")
-    return ConfigError(_HEAD + "\n  ".join(lines))
+    return problems_error(lines)
 
 
 _HEAD = "invalid parameters:\n  "
 """How a ConfigError of several problems starts (one problem per indented line follows)."""
+
+
+def problems_error(problems: list[str]) -> ConfigError:
+    """One ConfigError listing `problems` (one line each, each naming its key), as every params check reports."""
+    return ConfigError(_HEAD + "\n  ".join(problems))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .errors import UnknownNameError
 
 __all__ = ["BASES", "BASE_SPECS", "DEFAULT_DIRICHLET_ANCHOR", "DEFAULT_DIRICHLET_KL", "DEFAULT_TAU_MAX",
-           "DEFAULT_TAU_MIN", "DEFAULT_TRANSITION_GAMMA", "DEFAULT_TRANSITION_INIT", "METHODS", "SAMPLERS", "BaseSpec",
+           "DEFAULT_TAU_MIN", "DEFAULT_TRANSITION_GAMMA", "DEFAULT_TRANSITION_INIT", "METHODS", "BaseSpec",
            "MethodSpec", "get_base", "get_method", "list_methods"]
 
 #: GDAS temperature schedule (docs/method.md 2.12): linear from tau_max at the first epoch to tau_min at the last
@@ -23,8 +23,6 @@ DEFAULT_TAU_MAX, DEFAULT_TAU_MIN = 10.0, 0.1
 #: DrNAS regulariser (docs/method.md 2.12): coefficient of KL(Dir(beta) || Dir(anchor * 1)) and the anchor
 #: concentration (the public DrNAS code: `--reg_scale 1e-3`, anchor `Dirichlet(ones)`).
 DEFAULT_DIRICHLET_KL, DEFAULT_DIRICHLET_ANCHOR = 1e-3, 1.0
-#: Values of `MethodSpec.sampler` (besides None): what a sampling method draws per training forward.
-SAMPLERS = ("gumbel", "dirichlet")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from .config import (
     SearchConfig,
     resolve_search_config,
 )
-from .config_parse import config_error, deep_merge, parse_config
+from .config_parse import config_error, deep_merge, parse_config, problems_error
 from .data import dataset_num_classes, dataset_streamed, list_datasets, num_batches
 from .evaluators import EvaluatorKind, evaluator_kind, list_evaluators
 from .methods import get_method, list_methods
@@ -225,7 +225,7 @@ class Params(_Strict):
                     raise ConfigError(f"runs.{key}: {benchmark} is evaluated by {kind.name} ({kind.description}), "
                                       f"which {trains}: list it in runs.{right}, e.g. -S 'runs.{right}=[{benchmark}]'")
         if problems:
-            raise ConfigError("invalid parameters:\n  " + "\n  ".join(problems))
+            raise problems_error(problems)
         return self
 
     def _parallel_problem(self) -> str | None:

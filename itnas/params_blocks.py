@@ -11,7 +11,7 @@ import difflib
 from pydantic import BaseModel
 
 from .config import ConfigError
-from .config_parse import unknown_keys
+from .config_parse import problems_error, unknown_keys
 from .evaluators import evaluator_kind
 from .methods import list_methods
 
@@ -42,7 +42,7 @@ def check_keys(model: type[BaseModel], block: object, where: str, skip: tuple[st
     unknown = [f"{where}.{key}: unknown key; valid keys: {', '.join(valid)}"
                for key, valid in unknown_keys(model, block, skip)]
     if unknown:
-        raise ConfigError("invalid parameters:\n  " + "\n  ".join(unknown))
+        raise problems_error(unknown)
 
 
 def benchmark_block(name: str, block: object) -> object:

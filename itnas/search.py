@@ -64,12 +64,10 @@ from .records import epoch_arch_record, transition_records
 from .samplers import ArchSampler, gumbel_tau
 from .spaces import create_space
 from .supernet import SearchModel, create_search_model
-from .unrolled import grads_or_zeros, unrolled_arch_grads
+from .unrolled import Batch, grads_or_zeros, unrolled_arch_grads
 
 __all__ = ["SearchResult", "SearchTask", "arch_step", "build_search_model", "even_batches",
            "make_search_optimizers", "run_search", "search_precision", "weight_step"]
-
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def build_search_model(cfg: SearchConfig, num_classes: int, in_channels: int) -> SearchModel:

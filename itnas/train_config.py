@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 
 from .config import AmpMode, SGDConfig, _amp_off_from_yaml, _Strict, _workers
 
-__all__ = ["LR_SCHEDULES", "FinalNetworkKind", "NetworkConfig", "RegularizationConfig", "TrainConfig",
+__all__ = ["FinalNetworkKind", "NetworkConfig", "RegularizationConfig", "TrainConfig",
            "TrainDataConfig", "TrainSGDConfig"]
 
 #: Values of `train.network.kind`: the keys of `itnas.networks.FINAL_NETWORK_KINDS` (a literal here, so that the
@@ -77,10 +77,6 @@ class TrainDataConfig(_Strict):
             raise ValueError("color_jitter is [brightness, contrast, saturation, hue], each >= 0 and hue <= 0.5 "
                              "(torchvision ColorJitter)")
         return v
-
-
-#: Values of `train.optimizer.schedule` (the learning rate of each epoch, `itnas.engine.epoch_lr`).
-LR_SCHEDULES = ("cosine", "exponential")
 
 
 class TrainSGDConfig(SGDConfig):

@@ -28,35 +28,27 @@ def check_params(params_file: str = "params.yaml") -> None:
     runs = params.chains()
     console.print(f"{params_file}: valid ({len(runs)} chains: {', '.join(run_record(*r).name for r in runs)})"
                   + (f"; removed {len(removed)} stale checkpoint(s)" if removed else ""))
-    stale = stale_figures(params_file)
+    stale = stale_figures(params, Path(params_file).parent / "dvc.yaml")
     if stale:
         console.print(f"[yellow]{stale}")
 
 
-def stale_figures(params_file: str = "params.yaml") -> str | None:
+def stale_figures(params: Params, dvc_file: Path) -> str | None:
     """A warning when dvc.yaml's figures (its top-level `plots:`, one series per chain; `itnas_tools.dvc_plots`)
-    are not those of `params_file`'s `runs` (e.g. after `dvc exp run -S 'runs.methods=[...]'`), naming the chains
+    are not those of `params`' `runs` (e.g. after `dvc exp run -S 'runs.methods=[...]'`), naming the chains
     `dvc plots show` would not draw and those it would draw from the files of an earlier run; else None (None too
-    when there is no dvc.yaml beside it)."""
+    when there is no `dvc_file`)."""
     import yaml
 
-    from .figures import chains, plots_section, rewrite_plots
+    from .figures import listed_chains, plots_section, rewrite_plots
 
-    dvc_file = Path(params_file).parent / "dvc.yaml"
     if not dvc_file.is_file():
         return None
     text = dvc_file.read_text()
-    runs = (yaml.safe_load(Path(params_file).read_text()) or {}).get("runs") or {}
-    if rewrite_plots(text, plots_section(runs)) == text:
+    if rewrite_plots(text, plots_section(params.runs.model_dump())) == text:
         return None
-    wanted = {run_record(*c).name for group in chains(runs) for c in group}
-    listed = set()
-    for figure in (yaml.safe_load(text) or {}).get("plots") or []:
-        for spec in (figure.values() if isinstance(figure, dict) else []):
-            for path in ((spec or {}).get("y") or {}) if isinstance(spec, dict) else {}:
-                parts = Path(path).parts  # runs/<benchmark>/<method>-s<seed>/live/...
-                if len(parts) > 2 and parts[0] == "runs":
-                    listed.add(f"{parts[1]}/{parts[2]}")
+    wanted = {run_record(*c).name for c in params.chains()}
+    listed = listed_chains((yaml.safe_load(text) or {}).get("plots"))
     missing, extra = sorted(wanted - listed), sorted(listed - wanted)
     what = "; ".join(part for part in (
         f"chains not drawn: {', '.join(missing)}" if missing else "",

@@ -163,8 +163,8 @@ def use_threads(params: Params, device: Any) -> None:
         cores = os.cpu_count() or 1
         if params.threads * local > cores and os.environ.get("LOCAL_RANK", "0") == "0":
             console.print(f"[yellow]threads={params.threads} x {local} process(es) > the {cores} core(s) of this "
-                          "machine: OpenMP threads then wait for each other and a step can take 10-300x longer; "
-                          "lower `threads`")
+                          "machine: OpenMP threads then wait for each other and a step can take several times longer "
+                          "(README \"The first run\"); lower `threads`")
 
 
 def chain_identity(params: Params, kind: str, chain: Chain, **known) -> dict:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from itnas.data import load_train_data, loader_options
 from itnas.evaluators import EvalJob
 from itnas.evaluators.registry import get_evaluator
-from itnas.evaluators.train import TrainDetails
 from itnas.params import load_params
 
 from .common import console, use_threads
@@ -34,6 +33,7 @@ def evaluate(benchmark: str, method: str, seed: int, params_file: str = "params.
     metrics, details, line = evaluator.evaluate(job)
     job.record.write_json("details", details)
     job.record.write_json("metrics", metrics, exclude={"search_time_s"})  # the report reads search_metrics.json
-    if isinstance(details, TrainDetails):  # a tested network: its confusion matrix as a DVC plot
-        log_confusion_matrix(job.record.live_evaluate, details.confusion_matrix, details.classes)
+    matrix = getattr(details, "confusion_matrix", None)  # a tested network's (train evaluator): a DVC plot
+    if matrix is not None:
+        log_confusion_matrix(job.record.live_evaluate, matrix, details.classes)
     console.print(line)

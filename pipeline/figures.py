@@ -21,7 +21,7 @@ import re
 
 from .paths import run_record
 
-__all__ = ["FIGURES", "HEADER", "chains", "plots_section", "rewrite_plots"]
+__all__ = ["FIGURES", "HEADER", "chains", "listed_chains", "plots_section", "rewrite_plots"]
 
 #: (stage, record key, figure title, y-axis label) of every figure; the keys are those `pipeline.live` logs.
 FIGURES = (
@@ -68,6 +68,19 @@ def plots_section(runs: dict) -> str:
             lines.append(f"        {(folder / 'plots' / 'metrics' / f'{key}.tsv').as_posix()}: {key}")
         lines += [f"      x_label: {stage} epoch (0 = the first)", f"      y_label: {y_label}"]
     return "\n".join(lines) + "\n"
+
+
+def listed_chains(figures: list) -> set[str]:
+    """The chains ("<benchmark>/<method>-s<seed>", the run names) whose curves dvc.yaml's top-level `plots` (parsed:
+    a list of {title: {"y": {path: key}, ...}}) draw: the inverse of `plots_section`."""
+    listed = set()
+    for figure in figures or []:
+        for spec in figure.values() if isinstance(figure, dict) else []:
+            for path in (spec.get("y") or {}) if isinstance(spec, dict) else {}:
+                parts = path.split("/")  # runs/<benchmark>/<method>-s<seed>/live/...
+                if len(parts) > 2 and parts[0] == "runs":
+                    listed.add(f"{parts[1]}/{parts[2]}")
+    return listed
 
 
 def rewrite_plots(text: str, section: str) -> str:

@@ -295,15 +295,23 @@ def _shown_epochs(epochs: list[int], most: int = 10) -> list[int]:
     return sorted({epochs[round(k * (len(epochs) - 1) / (most - 1))] for k in range(most)})
 
 
+def _trajectories(runs: list) -> tuple[dict, list[int]]:
+    """({method: its runs}, of the methods whose runs record a search trajectory; the sorted epochs recorded)."""
+    from ..report.tables import method_groups
+
+    groups = {m: g for m, g in method_groups(runs).items() if any(r.details.get("trajectory") for r in g)}
+    epochs = sorted({int(p["epoch"]) for g in groups.values() for r in g for p in r.details.get("trajectory") or []})
+    return groups, epochs
+
+
 def trajectory_table(info: Any, runs: list) -> Any:
     """Per method and data set, the NB201 test accuracy (%) of the cell derived after search epochs (at most 10,
     evenly spaced, the last always), mean ± sample std over seeds; None when no run records a trajectory."""
-    from ..report.tables import Table, method_groups
+    from ..report.tables import Table
 
-    groups = {m: g for m, g in method_groups(runs).items() if any(r.details.get("trajectory") for r in g)}
+    groups, epochs = _trajectories(runs)
     if not groups:
         return None
-    epochs = sorted({int(p["epoch"]) for g in groups.values() for r in g for p in r.details.get("trajectory") or []})
     shown = _shown_epochs(epochs)
     header = ["method", "data set", "n", *(f"epoch {e + 1}" for e in shown)]
     rows = []
@@ -340,12 +348,9 @@ def trajectory_figure(runs: list) -> Any:
     from plotly.colors import hex_to_rgb, qualitative
     from plotly.subplots import make_subplots
 
-    from ..report.tables import method_groups
-
-    groups = {m: g for m, g in method_groups(runs).items() if any(r.details.get("trajectory") for r in g)}
+    groups, epochs = _trajectories(runs)
     fig = make_subplots(rows=1, cols=len(NB201_DATASETS), subplot_titles=list(NB201_DATASETS.values()),
                         horizontal_spacing=0.07)
-    epochs = sorted({int(p["epoch"]) for g in groups.values() for r in g for p in r.details.get("trajectory") or []})
     x_span = [1, max(epochs, default=0) + 1]
     best = _table_best(runs)
     dashes = ("dot", "dashdot", "longdash", "longdashdot", "solid")
